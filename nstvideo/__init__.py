@@ -1,0 +1,17 @@
+"""nstvideo: paint videos and photos in the style of an artwork.
+
+    >>> import nstvideo
+    >>> img = nstvideo.stylize_image("photo.jpg", ["monet.jpg"], size=256, iterations=200)
+"""
+
+__version__ = "0.1.0"
+
+from nstvideo.api import RunReport, stylize  # noqa: E402
+from nstvideo.errors import InputError, ModelError, NstVideoError, OutputError  # noqa: E402
+from nstvideo.images import FolderReport, stylize_folder, stylize_image  # noqa: E402
+from nstvideo.settings import StyleSettings  # noqa: E402
+
+__all__ = [
+    "__version__", "stylize", "stylize_image", "stylize_folder", "StyleSettings", "RunReport",
+    "FolderReport", "NstVideoError", "InputError", "ModelError", "OutputError",
+]

@@ -1,0 +1,3 @@
+from nstvideo.cli import app
+
+app(prog_name="nstvideo")

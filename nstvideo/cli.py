@@ -1,0 +1,155 @@
+"""The `nstvideo` command: parses options, builds settings, calls the library, maps errors to
+one line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from nstvideo import __version__
+from nstvideo.api import stylize
+from nstvideo.errors import InputError, NstVideoError
+from nstvideo.settings import StyleSettings
+from nstvideo.vgg import check_layer
+
+app = typer.Typer(
+    name="nstvideo", no_args_is_help=True, add_completion=False,
+    help="Paint videos and photos in the style of an artwork (Gatys et al. neural style "
+         "transfer on VGG-19).\n\nExample: nstvideo stylize photo.jpg monet.jpg")
+
+
+class Optimizer(str, Enum):
+    lbfgs = "lbfgs"
+    adam = "adam"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+def _version(value: bool):
+    if value:
+        typer.echo(f"nstvideo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None):
+    """Paint videos and photos in the style of an artwork."""
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise InputError(f"{what} '{text}' is not a comma-separated list of numbers, e.g. "
+                         "0.7,0.3") from e
+
+
+def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
+    """'relu1_1,relu2_1:0.5' -> (('relu1_1', 1.0), ('relu2_1', 0.5)); weight defaults to 1."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            out.append((check_layer(name.strip()), float(weight) if weight else 1.0))
+        except ValueError as e:
+            raise InputError(f"--style-layers: weight '{weight}' of {name} is not a number") from e
+    if not out:
+        raise InputError("--style-layers is empty: give e.g. relu1_1,relu2_1,relu3_1")
+    return tuple(out)
+
+
+D = StyleSettings()  # the defaults shown in --help
+
+
+@app.command("stylize", epilog="Examples:\n\n"
+             "  nstvideo stylize photo.jpg monet.jpg                  -> photo_monet.png\n\n"
+             "  nstvideo stylize holiday/ monet.jpg -o painted/       every photo of the folder\n\n"
+             "  nstvideo stylize photo.jpg monet.jpg vangogh.jpg --style-weights 0.7,0.3\n\n"
+             "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors")
+def stylize_cmd(
+    input: Annotated[Path, typer.Argument(help="An image file or a folder of photos.",
+                                          show_default=False)],
+    styles: Annotated[list[Path], typer.Argument(
+        help="One or more style images (paintings); several are blended.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Output file (image) or folder (for a folder input). Default: "
+        "INPUT_STYLE.png beside the input, or INPUT_STYLE/ for a folder.")] = None,
+    size: Annotated[int, typer.Option(min=16, max=8192, help="Longest side of the result in "
+                                      "pixels.")] = D.size,
+    iterations: Annotated[int, typer.Option(min=1, help="Optimizer iterations per image.")]
+    = D.iterations,
+    content_weight: Annotated[Optional[float], typer.Option(
+        min=0, help="α, weight of the content cost. Default: the weight source's own (1).")] = None,
+    style_weight: Annotated[Optional[float], typer.Option(
+        min=0, help="β, weight of the style cost; higher paints more strongly.")] = None,
+    tv_weight: Annotated[Optional[float], typer.Option(
+        min=0, help="Weight of the total-variation cost (smoothness).")] = None,
+    content_layer: Annotated[str, typer.Option(help="VGG-19 layer of the content cost.")]
+    = D.content_layer,
+    style_layers: Annotated[str, typer.Option(
+        help="Style layers with optional weights λ, e.g. relu1_1:0.2,relu2_1:0.2 (default "
+             "weight 1).")] = ",".join(f"{n}:{w:g}" for n, w in D.style_layers),
+    style_scale: Annotated[float, typer.Option(
+        min=0.05, max=8.0, help="Style image size relative to the result (smaller: finer "
+                                "brush strokes... larger: bigger ones).")] = D.style_scale,
+    style_weights: Annotated[Optional[str], typer.Option(
+        help="Blend of several styles, one weight each, e.g. 0.7,0.3.")] = None,
+    preserve_colors: Annotated[bool, typer.Option(
+        "--preserve-colors", help="Transfer the style's luminance only; keep the photo's "
+        "colours.")] = False,
+    optimizer: Annotated[Optimizer, typer.Option(help="lbfgs (fewer iterations) or adam.")]
+    = Optimizer(D.optimizer),
+    init: Annotated[str, typer.Option(help="Start from: content, noise, or an image PATH.")]
+    = D.init,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed: makes a run "
+                                                "repeatable on the same machine.")] = None,
+    device: Annotated[Device, typer.Option(help="auto picks CUDA, then Apple MPS, then CPU.")]
+    = Device.auto,
+    weights: Annotated[str, typer.Option(
+        help="VGG-19 weights: caffe (original, offline), torchvision (ImageNet, downloaded "
+             "once), or the PATH of a torchvision-layout state dict.")] = D.weights,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+    = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
+    = False,
+):
+    """Stylize INPUT (an image or a folder of photos) in the style of STYLE image(s)."""
+    try:
+        settings = StyleSettings(
+            size=size, iterations=iterations, content_weight=content_weight,
+            style_weight=style_weight, tv_weight=tv_weight, content_layer=check_layer(
+                content_layer), style_layers=parse_style_layers(style_layers),
+            style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
+            if style_weights else None, preserve_colors=preserve_colors,
+            optimizer=optimizer.value, init=init, seed=seed, device=device.value,
+            weights=weights)
+        report = stylize(input, styles, output, settings=settings, overwrite=overwrite,
+                         progress=not quiet)
+    except NstVideoError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted: no output was written under the final name", 130)
+    for path, why in report.failed:
+        typer.echo(f"nstvideo: failed: {path}: {why}", err=True)
+    if not quiet:
+        done = len(report.written)
+        typer.echo(f"wrote {report.output}" + (f" ({done} images)" if report.output.is_dir()
+                                                else ""), err=True)
+    if report.failed:
+        fail(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images "
+             "failed (listed above); the others were written", 1)
+
+
+def fail(message: str, code: int):
+    typer.echo(f"nstvideo: error: {message}", err=True)
+    sys.exit(code)

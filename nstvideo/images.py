@@ -1,0 +1,148 @@
+"""Stylizing still images: one image (array or file) and folders of photos."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from nstvideo.errors import InputError, NstVideoError, OutputError
+from nstvideo.media.reader import as_rgb, list_images, read_image
+from nstvideo.media.writer import write_image
+from nstvideo.settings import StyleSettings
+from nstvideo.stylizer import Stylizer
+from nstvideo.tensors import resize, to_image
+
+ImageLike = str | os.PathLike | np.ndarray
+
+
+def load(image: ImageLike, what: str) -> np.ndarray:
+    """A path or an array -> RGB(A) uint8."""
+    if isinstance(image, np.ndarray):
+        return as_rgb(image, what=what)
+    return read_image(image, what=what)
+
+
+def make_settings(settings: StyleSettings | None, overrides: dict) -> StyleSettings:
+    settings = settings or StyleSettings()
+    return settings.replace(**overrides) if overrides else settings
+
+
+def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSettings) -> Stylizer:
+    """Load the style image(s) and VGG-19, compute the style targets: once per run."""
+    if isinstance(styles, (str, os.PathLike, np.ndarray)):
+        styles = [styles]
+    return Stylizer([load(s, "style image") for s in styles], settings)
+
+
+def _init_image(settings: StyleSettings) -> np.ndarray | None:
+    if settings.init in ("content", "noise"):
+        return None
+    return read_image(settings.init, what="--init image")
+
+
+def _step_bar(bar):
+    def on_step(i, parts):
+        bar.update(1)
+        bar.set_postfix(loss=f"{parts['total']:.3g}", refresh=False)
+    return on_step
+
+
+def run_one(stylizer: Stylizer, image: np.ndarray, *, progress: bool = False,
+            desc: str = "stylizing", init: np.ndarray | None = None):
+    """Stylize one loaded image with a built stylizer; keeps an alpha channel if it has one.
+
+    Returns (RGB(A) uint8 result at the run's size, optimizer report).
+    """
+    content = stylizer.prepare(image)
+    start = stylizer.initial(content, init)
+    with tqdm(total=stylizer.settings.iterations, desc=desc, unit="it", leave=False,
+              disable=not progress) as bar:
+        x, report = stylizer.run(content, start, on_step=_step_bar(bar))
+    out = to_image(x)
+    if image.shape[2] == 4:
+        out = np.dstack([out, resize(image[..., 3:], out.shape[:2]).reshape(out.shape[:2])])
+    return out, report
+
+
+def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *,
+                  settings: StyleSettings | None = None, progress: bool = False,
+                  **overrides) -> np.ndarray:
+    """Paint `content` (a path or an RGB/RGBA array) in the style of `styles`.
+
+    Settings come from `settings` and/or keyword overrides of its fields, e.g.
+    `stylize_image("photo.jpg", ["monet.jpg"], size=256, iterations=200)`.
+    Returns the result as an RGB (or RGBA, if the content had alpha) uint8 array whose longest
+    side is `settings.size`.
+    """
+    settings = make_settings(settings, overrides)
+    image = load(content, "content image")
+    init = _init_image(settings)
+    stylizer = build_stylizer(styles, settings)
+    return run_one(stylizer, image, progress=progress, init=init)[0]
+
+
+@dataclass
+class FolderReport:
+    """What a folder run did: outputs written and inputs that failed (with the reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
+                   output_dir: str | os.PathLike, *, settings: StyleSettings | None = None,
+                   overwrite: bool = False, progress: bool = False,
+                   **overrides) -> FolderReport:
+    """Stylize every image directly in `folder` into `output_dir` under the same names.
+
+    An image that fails is recorded in the report and the rest still run. Raises before any
+    work if the folder has no images or an output would be overwritten without `overwrite`.
+    """
+    settings = make_settings(settings, overrides)
+    folder, output_dir = Path(folder), Path(output_dir)
+    images = list_images(folder) if folder.is_dir() else []
+    if not images:
+        raise InputError(f"no images in folder {folder}: put PNG/JPEG/TIFF/BMP/WebP files in it")
+    targets = [output_dir / p.name for p in images]
+    prepare_output_dir(output_dir, folder, targets, overwrite)
+    init = _init_image(settings)
+    stylizer = build_stylizer(styles, settings)
+    report = FolderReport()
+    for src, dst in tqdm(list(zip(images, targets)), desc="images", unit="img",
+                         disable=not progress):
+        try:
+            image = read_image(src)
+            out, _ = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
+            report.written.append(write_image(dst, out))
+        except (NstVideoError, FloatingPointError, RuntimeError) as e:
+            report.failed.append((src, str(e)))
+    return report
+
+
+def prepare_output_dir(output_dir: Path, source_dir: Path, targets: list[Path],
+                       overwrite: bool) -> None:
+    """Refuse to write into the source folder or over existing files; create the folder."""
+    if output_dir.resolve() == source_dir.resolve():
+        raise OutputError(f"output folder {output_dir} is the input folder: the originals would "
+                          "be overwritten; choose another with -o")
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{output_dir} already holds {len(existing)} of the outputs (e.g. "
+                          f"{existing[0].name}): pass --overwrite to replace them or -o to "
+                          "choose another folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {output_dir} ({e.strerror}): choose "
+                          "another with -o") from e
+    if not os.access(output_dir, os.W_OK):
+        raise OutputError(f"output folder {output_dir} is not writable: choose another with -o")

@@ -1,0 +1,55 @@
+"""The costs, as pure functions on tensors (Gatys et al. 2015 as the seed writes them;
+Ruder et al. 2016 for the temporal cost). Shapes: B batch, C channels, H, W spatial.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def gram(a: torch.Tensor) -> torch.Tensor:
+    """G = A·Aᵀ with A the activations unrolled to (C, H·W).  (B, C, H, W) -> (B, C, C)"""
+    b, c, h, w = a.shape
+    flat = a.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2)
+
+
+def content_loss(a_g: torch.Tensor, a_c: torch.Tensor) -> torch.Tensor:
+    """J_content = 1/(4·nH·nW·nC) · Σ (a_C − a_G)².  (B, C, H, W) x2 -> (B,)"""
+    _, c, h, w = a_g.shape
+    return (a_c - a_g).pow(2).sum(dim=(1, 2, 3)) / (4 * c * h * w)
+
+
+def style_target(a_s: torch.Tensor) -> torch.Tensor:
+    """A style image's Gram scaled by 1/(2·nC·nH·nW), the form `style_loss` compares.
+
+    (B, C, H, W) -> (B, C, C). Scaling each Gram by its own image's size lets the style image
+    differ in size from the result; for equal sizes the loss is exactly the seed's.
+    """
+    _, c, h, w = a_s.shape
+    return gram(a_s) / (2 * c * h * w)
+
+
+def style_loss(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """J_style[l] = 1/(2·nC·nH·nW)² · Σ (G_S − G_G)², target from `style_target`.
+
+    (B, C, H, W), (B or 1, C, C) -> (B,). The scale is applied before squaring to stay far
+    from float32's range (unscaled Grams of 512-px images reach 1e9).
+    """
+    return (style_target(a_g) - target).pow(2).sum(dim=(1, 2))
+
+
+def tv_loss(x: torch.Tensor) -> torch.Tensor:
+    """Total variation: mean over pixels of squared differences to the right and below neighbour,
+    in the image's own units.  (B, C, H, W) -> (B,)"""
+    dx = (x[..., :, 1:] - x[..., :, :-1]).pow(2).sum(dim=(1, 2, 3))
+    dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).sum(dim=(1, 2, 3))
+    return (dx + dy) / x[0].numel()
+
+
+def temporal_loss(x: torch.Tensor, warped_prev: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(1/D) · Σ c · (x − warped_prev)², D = H·W·C, c the per-pixel consistency weight in [0, 1].
+
+    (B, C, H, W), (B, C, H, W), (B, 1, H, W) -> (B,)
+    """
+    return (mask * (x - warped_prev).pow(2)).sum(dim=(1, 2, 3)) / x[0].numel()

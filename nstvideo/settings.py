@@ -1,0 +1,61 @@
+"""Settings: frozen dataclasses with the defaults, each with its reason.
+
+Library functions take one of these (keyword `settings=`) or keyword overrides; the CLI builds
+them from its options. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# Classic Gatys layer choice (content relu4_2, style relu1_1..relu5_1) with equal layer weights.
+DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = (
+    ("relu1_1", 0.2), ("relu2_1", 0.2), ("relu3_1", 0.2), ("relu4_1", 0.2), ("relu5_1", 0.2))
+
+OPTIMIZERS = ("lbfgs", "adam")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class StyleSettings:
+    """How one image (or frame) is stylized."""
+
+    size: int = 512  # longest side of the result in pixels; 512 is the classic tools' default
+    iterations: int = 500  # optimizer iterations (one VGG forward+backward each)
+    # α, β, γ of J = α·J_content + β·Σλ_l·J_style[l] + γ·TV. None takes the weight source's own
+    # default (see `loss_weights`): Caffe and torchvision features differ in scale by ~1e3.
+    content_weight: float | None = None
+    style_weight: float | None = None
+    tv_weight: float | None = None
+    content_layer: str = "relu4_2"
+    style_layers: tuple[tuple[str, float], ...] = DEFAULT_STYLE_LAYERS  # (layer, λ_l) pairs
+    style_scale: float = 1.0  # style image's longest side relative to the result's
+    style_blend: tuple[float, ...] | None = None  # weight of each style image; None: equal
+    preserve_colors: bool = False  # transfer luminance only, keep the content's colours
+    optimizer: str = "lbfgs"  # L-BFGS converges in far fewer iterations than Adam here
+    learning_rate: float = 4.0  # Adam's step in pixel units (0-255); unused by L-BFGS
+    init: str = "content"  # "content", "noise", or the path of an image to start from
+    seed: int | None = None  # makes noise init (and anything random) repeatable
+    device: str = "auto"  # auto: CUDA, then Apple MPS, then CPU
+    weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path
+
+    def replace(self, **changes) -> "StyleSettings":
+        return dataclasses.replace(self, **changes)
+
+
+# Per weight source: (content α, style β, tv γ) that give a clearly painted result at the
+# default layers; measured on tubingen + starry night / the scream (see README, benchmarks/).
+_SOURCE_WEIGHTS = {
+    "caffe": (1.0, 1e3, 1e-3),
+    "torchvision": (1.0, 1e3, 1e-3),
+}
+
+
+def loss_weights(settings: StyleSettings) -> tuple[float, float, float]:
+    """(α, β, γ) with the source defaults filled in where the settings leave them None."""
+    source = settings.weights if settings.weights in _SOURCE_WEIGHTS else "torchvision"
+    a, b, g = _SOURCE_WEIGHTS[source]
+    pick = lambda v, d: d if v is None else v  # noqa: E731
+    return (pick(settings.content_weight, a), pick(settings.style_weight, b),
+            pick(settings.tv_weight, g))

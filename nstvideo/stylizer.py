@@ -1,0 +1,158 @@
+"""The style-transfer engine: VGG-19 and the style targets, built once per run, and the
+objective for one image (or frame), optimized by `optimize.optimize`."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nstvideo import losses
+from nstvideo.errors import InputError, ModelError
+from nstvideo.optimize import EarlyStop, OptimizeReport, optimize
+from nstvideo.settings import StyleSettings, loss_weights
+from nstvideo.tensors import fit_longest, luminance, resize, to_tensor, with_colors_of
+from nstvideo.vgg import VGGFeatures
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU; a named device must be available."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns when it finds no driver
+        cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name.startswith("cuda") and not cuda:
+        raise ModelError("--device cuda: no CUDA GPU is available here: use --device cpu or auto")
+    if name == "mps" and not mps:
+        raise ModelError("--device mps: Apple's MPS is not available here: use --device cpu or auto")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise ModelError(f"unknown device '{name}': use auto, cpu, cuda or mps")
+    return torch.device(name)
+
+
+@dataclass
+class Temporal:
+    """The temporal cost's inputs for one frame: previous result warped to this frame (pixels,
+    (1, 3, H, W)), the per-pixel consistency weight (1, 1, H, W) and the cost's weight."""
+
+    warped: torch.Tensor
+    mask: torch.Tensor
+    weight: float
+
+
+class Stylizer:
+    """Holds VGG-19 and the blended style targets; `run` stylizes one content image.
+
+    Build once per run: the style Grams are computed here, once.
+    """
+
+    def __init__(self, styles: list[np.ndarray], settings: StyleSettings):
+        self.settings = s = settings
+        if not styles:
+            raise InputError("no style image given: name at least one")
+        blend = s.style_blend or tuple(1.0 for _ in styles)
+        if len(blend) != len(styles):
+            raise InputError(f"--style-weights has {len(blend)} values for {len(styles)} style "
+                             "images: give one weight per style image")
+        if any(w < 0 for w in blend) or sum(blend) <= 0:
+            raise InputError("--style-weights must be non-negative and not all zero")
+        self.blend = [w / sum(blend) for w in blend]
+        self.device = resolve_device(s.device)
+        layers = [s.content_layer] + [name for name, _ in s.style_layers]
+        self.vgg = VGGFeatures(layers, weights=s.weights).to(self.device)
+        self.alpha, self.beta, self.gamma = loss_weights(s)
+        self.styles = styles
+        self._targets: dict[str, torch.Tensor] | None = None
+        self._targets_key: tuple | None = None
+
+    @torch.no_grad()
+    def style_targets(self, content: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Blended style targets per layer; with preserve_colors they use the style's luminance
+        matched to `content`'s, and are recomputed only when that match changes."""
+        s = self.settings
+        key = None
+        if s.preserve_colors and content is not None:
+            y = luminance(content)[:, 0]
+            key = (round(float(y.mean()), 1), round(float(y.std()), 1))
+        if self._targets is not None and key == self._targets_key:
+            return self._targets
+        longest = max(8, round(s.size * s.style_scale))
+        targets: dict[str, torch.Tensor] = {}
+        for img, w in zip(self.styles, self.blend):
+            x = to_tensor(resize(img[..., :3], fit_longest(*img.shape[:2], longest)), self.device)
+            if s.preserve_colors and content is not None:
+                x = luminance(x, like=content)
+            feats = self.vgg(x)
+            for name, _ in s.style_layers:
+                t = w * losses.style_target(feats[name])
+                targets[name] = targets[name] + t if name in targets else t
+        self._targets, self._targets_key = targets, key
+        return targets
+
+    def objective(self, content: torch.Tensor, temporal: Temporal | None = None):
+        """The total cost J(x) for one content image (1, 3, H, W) in pixels; returns a callable
+        x -> (total, parts) as `optimize` wants. Content targets are computed here, once."""
+        s = self.settings
+        style_t = self.style_targets(content)
+        with torch.no_grad():
+            content_t = self.vgg(content)[s.content_layer]
+
+        def f(x: torch.Tensor):
+            feats = self.vgg(x)
+            jc = losses.content_loss(feats[s.content_layer], content_t).sum()
+            js = sum(lam * losses.style_loss(feats[n], style_t[n]).sum()
+                     for n, lam in s.style_layers)
+            jt = losses.tv_loss(x).sum()
+            total = self.alpha * jc + self.beta * js + self.gamma * jt
+            parts = {"content": jc, "style": js, "tv": jt}
+            if temporal is not None:
+                jtemp = losses.temporal_loss(x, temporal.warped, temporal.mask).sum()
+                total = total + temporal.weight * jtemp
+                parts["temporal"] = jtemp
+            parts["total"] = total
+            return total, {k: float(v.detach()) for k, v in parts.items()}
+
+        return f
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """Content image (H, W, 3|4) uint8 -> (1, 3, h, w) pixels at the run's size."""
+        hw = fit_longest(*image.shape[:2], self.settings.size)
+        return to_tensor(resize(image[..., :3], hw), self.device)
+
+    def initial(self, content: torch.Tensor, init: np.ndarray | None = None) -> torch.Tensor:
+        """The starting image: the content, noise (seeded), or a given image resized to fit."""
+        mode = self.settings.init
+        if init is not None:
+            return to_tensor(resize(init[..., :3], tuple(content.shape[2:])), self.device)
+        if mode == "noise":
+            g = torch.Generator()
+            if self.settings.seed is None:
+                g.seed()  # a fresh random seed: only --seed makes noise repeatable
+            else:
+                g.manual_seed(self.settings.seed)
+            return (torch.rand(content.shape, generator=g) * 255.0).to(self.device)
+        return content.clone()
+
+    def run(self, content: torch.Tensor, init: torch.Tensor, *, iterations: int | None = None,
+            temporal: Temporal | None = None, early_stop: EarlyStop | None = None,
+            on_step=None) -> tuple[torch.Tensor, OptimizeReport]:
+        """Stylize one content tensor from `init`; both (1, 3, H, W) pixels on the device.
+
+        With preserve_colors the optimization runs on luminance and the content's colours are
+        put back at the end. Returns the result in pixels and the optimizer's report.
+        """
+        s = self.settings
+        target, start = content, init
+        if s.preserve_colors:
+            target, start = luminance(content), luminance(init)
+        fn = self.objective(target, temporal)
+        x, report = optimize(start, fn, iterations=iterations or s.iterations,
+                             optimizer=s.optimizer, learning_rate=s.learning_rate,
+                             early_stop=early_stop, on_step=on_step)
+        if s.preserve_colors:
+            x = with_colors_of(x, content)
+        return x, report

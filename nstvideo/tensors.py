@@ -1,0 +1,65 @@
+"""The one place where images cross between uint8 arrays and float tensors, and the small
+image operations that act on either (resizing, luminance)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+# ITU-R BT.601 luma/chroma (YIQ), as in Gatys et al. 2016 "Preserving color in NST".
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114],
+                         [0.595716, -0.274453, -0.321263],
+                         [0.211456, -0.522591, 0.311135]])
+_YIQ2RGB = torch.linalg.inv(_RGB2YIQ)
+
+
+def fit_longest(h: int, w: int, longest: int) -> tuple[int, int]:
+    """(h, w) scaled so that the longer side is `longest` pixels, aspect kept, each side >= 1."""
+    s = longest / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize (H, W, C) uint8 to (h, w): area averaging when shrinking, bicubic when growing."""
+    h, w = hw
+    if (h, w) == img.shape[:2]:
+        return img
+    shrink = h * w < img.shape[0] * img.shape[1]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 pixels 0-255 on `device`."""
+    t = torch.from_numpy(np.ascontiguousarray(img[..., :3])).to(device)
+    return t.permute(2, 0, 1).unsqueeze(0).float().contiguous()
+
+
+def to_image(t: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float pixels -> (H, W, 3) uint8 RGB, rounded and clipped."""
+    return t.detach()[0].clamp(0, 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def rgb_to_yiq(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, H, W)
+    return torch.einsum("ij,bjhw->bihw", _RGB2YIQ.to(x), x)
+
+
+def yiq_to_rgb(x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, H, W)
+    return torch.einsum("ij,bjhw->bihw", _YIQ2RGB.to(x), x)
+
+
+def luminance(x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Luma of (B, 3, H, W) pixels, repeated to 3 channels; if `like` is given, its mean and
+    standard deviation are matched (luminance-only transfer, Gatys et al. 2016)."""
+    y = rgb_to_yiq(x)[:, :1]
+    if like is not None:
+        ref = rgb_to_yiq(like)[:, :1]
+        y = (y - y.mean()) / (y.std() + 1e-6) * ref.std() + ref.mean()
+    return y.expand(-1, 3, -1, -1).contiguous()
+
+
+def with_colors_of(y_image: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
+    """Luma of `y_image` combined with the chroma (I, Q) of `colors`; both (B, 3, H, W)."""
+    yiq = rgb_to_yiq(colors)
+    yiq = torch.cat([rgb_to_yiq(y_image)[:, :1], yiq[:, 1:]], dim=1)
+    return yiq_to_rgb(yiq)

