@@ -1,0 +1,96 @@
+"""Regenerate the project's samples deterministically (no external media):
+
+  samples/style.png   a procedural "painting": thick curved brush strokes in a bold palette
+  samples/scene.png   a still of a synthetic landscape (content image for the image demo)
+  samples/clip.mp4    3 s of that landscape with a slow pan and a moving kite, 12 fps, with a
+                      soft two-tone audio track (H.264 + AAC)
+
+Run: python samples/make_samples.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+W, H = 160, 120  # clip size: small enough for a CPU demo in a few minutes
+FPS, SECONDS = 12, 3
+PALETTE = [(20, 40, 120), (30, 90, 200), (240, 200, 40), (250, 140, 30), (20, 140, 140),
+           (245, 240, 220), (120, 30, 60), (10, 20, 50)]  # RGB: blues, yellow, orange, teal...
+
+
+def style_image(size: int = 384, seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    img = np.zeros((size, size, 3), np.float32)
+    img[:] = np.dstack([30 + 60 * y, 50 + 80 * x, 120 + 100 * (1 - y)])  # dusk gradient
+    img = img.astype(np.uint8)
+    for _ in range(900):  # swirling strokes: short arcs along a vortex field
+        cx, cy = rng.uniform(0, size, 2)
+        angle = np.arctan2(cy - size * 0.4, cx - size * 0.55) + np.pi / 2 + rng.normal(0, 0.3)
+        length, width = rng.uniform(10, 40), int(rng.integers(2, 7))
+        pts = [(cx + t * length * np.cos(angle + 0.03 * t), cy + t * length * np.sin(angle + 0.03 * t))
+               for t in np.linspace(-0.5, 0.5, 6)]
+        color = np.array(PALETTE[int(rng.integers(len(PALETTE)))], float)
+        color = np.clip(color + rng.normal(0, 18, 3), 0, 255)
+        cv2.polylines(img, [np.int32(pts)], False, tuple(int(c) for c in color), width, cv2.LINE_AA)
+    return cv2.GaussianBlur(img, (3, 3), 0)
+
+
+def scene(t: float, w: int = W, h: int = H) -> np.ndarray:
+    """The landscape at time t seconds (RGB uint8): sky, sun, hills, house, trees, a kite."""
+    pan = 12.0 * t  # slow camera pan, pixels at 160 px width
+    s = w / 160.0
+    y = np.arange(h)[:, None] / h
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = np.dstack([np.broadcast_to(140 + 80 * y, (h, w)), np.broadcast_to(180 + 50 * y, (h, w)),
+                        np.broadcast_to(np.full_like(y, 235.0), (h, w))]).astype(np.uint8)
+    cv2.circle(img, (int((125 - 0.3 * pan) * s), int(25 * s)), int(12 * s), (250, 220, 90), -1, cv2.LINE_AA)
+    xs = np.arange(w)
+    for base, amp, color in ((70, 10, (90, 140, 80)), (88, 7, (60, 110, 50))):
+        ridge = (base + amp * np.sin((xs / s + pan * (base / 70)) / 17.0)) * s
+        for xi, r in zip(xs, ridge):
+            img[int(r):, xi] = color
+    hx = int((60 - pan) * s)
+    cv2.rectangle(img, (hx, int(72 * s)), (hx + int(26 * s), int(95 * s)), (200, 80, 60), -1)
+    cv2.fillPoly(img, [np.int32([(hx - 3 * s, 72 * s), (hx + 13 * s, 58 * s), (hx + 29 * s, 72 * s)])],
+                 (120, 50, 40))
+    for tx in (20, 105, 140, 185):
+        px = int((tx - pan * 1.2) * s)
+        cv2.rectangle(img, (px - int(2 * s), int(92 * s)), (px + int(2 * s), int(104 * s)), (90, 60, 30), -1)
+        cv2.circle(img, (px, int(88 * s)), int(9 * s), (40, 100, 40), -1, cv2.LINE_AA)
+    kx, ky = (30 + 30 * t) * s, (40 + 8 * np.sin(2.5 * t)) * s  # the kite moves on its own
+    cv2.fillPoly(img, [np.int32([(kx, ky - 8 * s), (kx + 6 * s, ky), (kx, ky + 8 * s), (kx - 6 * s, ky)])],
+                 (220, 40, 90), cv2.LINE_AA)
+    cv2.line(img, (int(kx), int(ky + 8 * s)), (int(kx - 20 * s), int(ky + 40 * s)), (250, 250, 250), 1,
+             cv2.LINE_AA)
+    return img
+
+
+def write_clip(path: Path) -> None:
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    cmd = [ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+           "-s", f"{W}x{H}", "-r", str(FPS), "-i", "-",
+           "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=44100:duration={SECONDS}",
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-threads", "1",
+           "-bitexact", "-c:a", "aac", "-b:a", "64k", "-shortest", "-map_metadata", "-1",
+           "-flags", "+bitexact", str(path)]
+    frames = b"".join(scene(i / FPS).tobytes() for i in range(FPS * SECONDS))
+    subprocess.run(cmd, input=frames, check=True)
+
+
+def main() -> None:
+    cv2.imwrite(str(HERE / "style.png"), cv2.cvtColor(style_image(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(HERE / "scene.png"), cv2.cvtColor(scene(0.0, 320, 240), cv2.COLOR_RGB2BGR))
+    write_clip(HERE / "clip.mp4")
+    for name in ("style.png", "scene.png", "clip.mp4"):
+        print(f"{name}: {(HERE / name).stat().st_size // 1024} KiB")
+
+
+if __name__ == "__main__":
+    main()

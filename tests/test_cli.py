@@ -1,0 +1,157 @@
+"""The command as a user types it: outputs, names, folders, and every bad input's one line."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from nstvideo.cli import app
+from nstvideo.media.reader import read_image
+
+from conftest import content_array, style_array, write_rgb
+
+FAST = ["--size", "40", "--iterations", "3", "--quiet"]
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, ["stylize", *map(str, args)])
+
+
+def assert_clean_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nstvideo: error: "), result.stderr
+    assert "Traceback" not in result.output
+    for f in fragments:
+        assert f in lines[0]
+
+
+def test_image_default_name_and_size(tmp_path, content_png, style_png):
+    r = run(content_png, style_png, *FAST)
+    assert r.exit_code == 0, r.stderr
+    out = tmp_path / "photo_monet.png"
+    assert read_image(out).shape == (30, 40, 3)
+
+
+def test_output_option_and_two_styles(tmp_path, content_png, style_png, style2_png):
+    r = run(content_png, style_png, style2_png, "--style-weights", "0.7,0.3", "-o",
+            tmp_path / "x.jpg", *FAST)
+    assert r.exit_code == 0, r.stderr
+    assert read_image(tmp_path / "x.jpg").shape == (30, 40, 3)
+    assert not (tmp_path / "photo_monet_vangogh.png").exists()
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, content_png, style_png):
+    out = tmp_path / "photo_monet.png"
+    out.write_bytes(b"mine")
+    assert_clean_error(run(content_png, style_png, *FAST), "already exists", "--overwrite")
+    assert out.read_bytes() == b"mine"
+    assert run(content_png, style_png, "--overwrite", *FAST).exit_code == 0
+    assert read_image(out).shape == (30, 40, 3)
+
+
+def test_folder_reports_failures_and_does_the_rest(tmp_path, style_png):
+    src = tmp_path / "holiday"
+    src.mkdir()
+    write_rgb(src / "a.png", content_array())
+    write_rgb(src / "b.jpg", content_array(40, 30))
+    (src / "c.png").write_bytes(b"broken")
+    r = run(src, style_png, *FAST)
+    assert r.exit_code == 1
+    out = tmp_path / "holiday_monet"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.jpg"]
+    assert read_image(out / "b.jpg").shape == (40, 30, 3)
+    assert "c.png" in r.stderr and "1 of 3 images failed" in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_folder_refuses_to_overwrite(tmp_path, style_png):
+    src = tmp_path / "pics"
+    src.mkdir()
+    write_rgb(src / "a.png", content_array())
+    assert_clean_error(run(src, style_png, "-o", src, *FAST), "input folder")
+    (tmp_path / "pics_monet").mkdir()
+    (tmp_path / "pics_monet" / "a.png").write_bytes(b"mine")
+    assert_clean_error(run(src, style_png, *FAST), "--overwrite")
+    assert (tmp_path / "pics_monet" / "a.png").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("case", ["missing", "not_image", "empty_dir", "bad_style", "no_style",
+                                  "same_as_input", "bad_dir", "bad_ext"])
+def test_bad_inputs(tmp_path, content_png, style_png, case):
+    args = {
+        "missing": (tmp_path / "nope.jpg", style_png),
+        "not_image": (write_text(tmp_path / "notes.png"), style_png),
+        "empty_dir": (mkdir(tmp_path / "empty"), style_png),
+        "bad_style": (content_png, write_text(tmp_path / "s.jpg")),
+        "no_style": (content_png, tmp_path / "nostyle.jpg"),
+        "same_as_input": (content_png, style_png, "-o", content_png, "--overwrite"),
+        "bad_dir": (content_png, style_png, "-o", tmp_path / "no" / "dir" / "x.png"),
+        "bad_ext": (content_png, style_png, "-o", tmp_path / "x.xyz"),
+    }[case]
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert_clean_error(run(*args, *FAST))
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("opts,fragment", [
+    (["--style-weights", "a,b"], "comma-separated"),
+    (["--style-weights", "1,2,3"], "one weight per style"),
+    (["--style-layers", "relu9_1"], "unknown VGG-19 layer"),
+    (["--content-layer", "conv7_1"], "unknown VGG-19 layer"),
+    (["--weights", "/no/such.pth"], "not found"),
+    (["--init", "/no/such.png"], "not found"),
+])
+def test_bad_option_values(content_png, style_png, opts, fragment):
+    assert_clean_error(run(content_png, style_png, *opts, *FAST), fragment)
+
+
+def test_unavailable_device(content_png, style_png):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_clean_error(run(content_png, style_png, "--device", "cuda", *FAST), "--device cpu")
+
+
+def test_out_of_range_option_is_a_usage_error(content_png, style_png):
+    r = run(content_png, style_png, "--size", "0")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+def test_help_and_module_entry():
+    r = runner.invoke(app, ["stylize", "--help"])
+    assert r.exit_code == 0 and "nstvideo stylize photo.jpg monet.jpg" in r.stdout
+    for opt in ("--style-weights", "--preserve-colors", "--weights", "--seed", "--device"):
+        assert opt in r.stdout
+    p = subprocess.run([sys.executable, "-m", "nstvideo", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "stylize" in p.stdout
+
+
+def write_text(path):
+    path.write_text("hello")
+    return path
+
+
+def mkdir(path):
+    path.mkdir()
+    return path
+
+
+def test_interrupt_leaves_no_output(tmp_path, content_png, style_png, monkeypatch):
+    import nstvideo.images
+
+    def interrupting_bar(bar):
+        def on_step(i, parts):
+            if i == 1:
+                raise KeyboardInterrupt
+        return on_step
+
+    monkeypatch.setattr(nstvideo.images, "_step_bar", interrupting_bar)
+    files_before = sorted(os.listdir(tmp_path))
+    r = run(content_png, style_png, *FAST)
+    assert r.exit_code == 130 and "interrupted" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == files_before

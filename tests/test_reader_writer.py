@@ -1,0 +1,80 @@
+"""Still-image reading and writing: colour, depth, alpha, orientation, errors, atomicity."""
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from nstvideo.errors import InputError
+from nstvideo.media.reader import list_images, read_image
+from nstvideo.media.writer import atomic_path, write_image
+
+from conftest import content_array
+
+
+def test_rgb_order_kept(tmp_path):
+    img = content_array()
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), img)
+
+
+def test_grayscale_16bit_and_alpha(tmp_path):
+    gray = np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 21
+    cv2.imwrite(str(tmp_path / "g16.png"), gray)
+    got = read_image(tmp_path / "g16.png")
+    assert got.shape == (48, 64, 3) and got.dtype == np.uint8
+    np.testing.assert_array_equal(got[..., 0], got[..., 2])
+    assert abs(int(got[-1, -1, 0]) - round(int(gray[-1, -1]) * 255 / 65535)) <= 1
+
+    rgba = np.dstack([content_array(), np.full((48, 64), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    got = read_image(tmp_path / "a.png")
+    np.testing.assert_array_equal(got, rgba)
+
+    rgb16 = (content_array().astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "c16.png"), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
+    np.testing.assert_array_equal(read_image(tmp_path / "c16.png"), content_array())
+
+
+def test_exif_orientation_applied(tmp_path):
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :10] = (255, 0, 0)  # red band on the left of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    Image.fromarray(img).save(tmp_path / "r.jpg", exif=exif, quality=100)
+    got = read_image(tmp_path / "r.jpg")
+    assert got.shape == (40, 20, 3)  # upright: portrait
+    assert got[:10, :, 0].mean() > 200 and got[-10:, :, 0].mean() < 60  # left band now on top
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not an image", b"\x89PNG\r\n\x1a\n broken"])
+def test_not_an_image(tmp_path, content):
+    (tmp_path / "x.png").write_bytes(content)
+    with pytest.raises(InputError, match="not a readable image"):
+        read_image(tmp_path / "x.png", what="style image")
+
+
+def test_missing_and_folder(tmp_path):
+    with pytest.raises(InputError, match="style image not found"):
+        read_image(tmp_path / "nope.jpg", what="style image")
+    with pytest.raises(InputError, match="is a folder"):
+        read_image(tmp_path)
+
+
+def test_list_images_natural_order(tmp_path):
+    for n in ("img10.png", "img2.png", "img1.jpg", ".hidden.png", "notes.txt"):
+        (tmp_path / n).write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["img1.jpg", "img2.png", "img10.png"]
+
+
+def test_write_is_atomic(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"precious")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise KeyboardInterrupt
+    assert target.read_bytes() == b"precious"
+    assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
+    write_image(target, content_array())
+    np.testing.assert_array_equal(read_image(target), content_array())
