@@ -33,6 +33,10 @@ class StyleSettings:
     style_scale: float = 1.0  # style image's longest side relative to the result's
     style_blend: tuple[float, ...] | None = None  # weight of each style image; None: equal
     preserve_colors: bool = False  # transfer luminance only, keep the content's colours
+    # Coarse-to-fine: levels of halving size (1 = off) and the share of the iterations spent
+    # on the coarser levels. Coarse iterations cost 1/4 per halving and set the large shapes.
+    coarse_levels: int = 1
+    coarse_share: float = 0.5
     optimizer: str = "lbfgs"  # L-BFGS converges in far fewer iterations than Adam here
     learning_rate: float = 4.0  # Adam's step in pixel units (0-255); unused by L-BFGS
     init: str = "content"  # "content", "noise", or the path of an image to start from

@@ -13,8 +13,11 @@ from nstvideo import losses
 from nstvideo.errors import InputError, ModelError
 from nstvideo.optimize import EarlyStop, OptimizeReport, optimize
 from nstvideo.settings import StyleSettings, loss_weights
-from nstvideo.tensors import fit_longest, luminance, resize, to_tensor, with_colors_of
+from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_tensor,
+                              with_colors_of)
 from nstvideo.vgg import VGGFeatures
+
+COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
 
 
 def resolve_device(name: str) -> torch.device:
@@ -66,31 +69,33 @@ class Stylizer:
         self.vgg = VGGFeatures(layers, weights=s.weights).to(self.device)
         self.alpha, self.beta, self.gamma = loss_weights(s)
         self.styles = styles
-        self._targets: dict[str, torch.Tensor] | None = None
-        self._targets_key: tuple | None = None
+        self._targets: dict[tuple, dict[str, torch.Tensor]] = {}
 
     @torch.no_grad()
-    def style_targets(self, content: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Blended style targets per layer; with preserve_colors they use the style's luminance
-        matched to `content`'s, and are recomputed only when that match changes."""
+    def style_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Blended style targets per layer for a result the size of `content` (1, 3, H, W):
+        the style image is scaled to style_scale x its longest side. With preserve_colors the
+        style's luminance is matched to `content`'s. Cached: computed once per size."""
         s = self.settings
-        key = None
-        if s.preserve_colors and content is not None:
+        longest = max(8, round(max(content.shape[2:]) * s.style_scale))
+        key: tuple = (longest,)
+        if s.preserve_colors:
             y = luminance(content)[:, 0]
-            key = (round(float(y.mean()), 1), round(float(y.std()), 1))
-        if self._targets is not None and key == self._targets_key:
-            return self._targets
-        longest = max(8, round(s.size * s.style_scale))
+            key += (round(float(y.mean()), 1), round(float(y.std()), 1))
+        if key in self._targets:
+            return self._targets[key]
         targets: dict[str, torch.Tensor] = {}
         for img, w in zip(self.styles, self.blend):
             x = to_tensor(resize(img[..., :3], fit_longest(*img.shape[:2], longest)), self.device)
-            if s.preserve_colors and content is not None:
+            if s.preserve_colors:
                 x = luminance(x, like=content)
             feats = self.vgg(x)
             for name, _ in s.style_layers:
                 t = w * losses.style_target(feats[name])
                 targets[name] = targets[name] + t if name in targets else t
-        self._targets, self._targets_key = targets, key
+        if len(self._targets) > 8:  # bounded: preserve_colors over many photos adds keys
+            self._targets.clear()
+        self._targets[key] = targets
         return targets
 
     def objective(self, content: torch.Tensor, temporal: Temporal | None = None):
@@ -137,22 +142,49 @@ class Stylizer:
             return (torch.rand(content.shape, generator=g) * 255.0).to(self.device)
         return content.clone()
 
+    def levels(self, hw: tuple[int, int], iterations: int) -> list[tuple[tuple[int, int], int]]:
+        """Coarse-to-fine schedule: [(size (h, w), iterations)], coarsest first, ending at `hw`.
+
+        Each coarser level halves the size (down to COARSEST_SIDE) and the coarse levels share
+        `coarse_share` of the iterations equally; the rest run at full size."""
+        s = self.settings
+        sizes = [hw]
+        while len(sizes) < s.coarse_levels and max(sizes[-1]) // 2 >= COARSEST_SIDE:
+            sizes.append((max(1, sizes[-1][0] // 2), max(1, sizes[-1][1] // 2)))
+        n_coarse = len(sizes) - 1
+        per = round(iterations * s.coarse_share / n_coarse) if n_coarse else 0
+        its = [per] * n_coarse + [iterations - per * n_coarse]
+        return [(size, n) for size, n in zip(reversed(sizes), its) if n > 0]
+
     def run(self, content: torch.Tensor, init: torch.Tensor, *, iterations: int | None = None,
             temporal: Temporal | None = None, early_stop: EarlyStop | None = None,
             on_step=None) -> tuple[torch.Tensor, OptimizeReport]:
         """Stylize one content tensor from `init`; both (1, 3, H, W) pixels on the device.
 
-        With preserve_colors the optimization runs on luminance and the content's colours are
-        put back at the end. Returns the result in pixels and the optimizer's report.
+        Runs the coarse-to-fine schedule of `levels`. With preserve_colors the optimization
+        runs on luminance and the content's colours are put back at the end. Returns the
+        result in pixels and the optimizer's report (iterations summed over levels).
         """
         s = self.settings
-        target, start = content, init
+        target, x = content, init
         if s.preserve_colors:
-            target, start = luminance(content), luminance(init)
-        fn = self.objective(target, temporal)
-        x, report = optimize(start, fn, iterations=iterations or s.iterations,
-                             optimizer=s.optimizer, learning_rate=s.learning_rate,
-                             early_stop=early_stop, on_step=on_step)
+            target, x = luminance(content), luminance(init)
+            if temporal is not None:
+                temporal = Temporal(luminance(temporal.warped), temporal.mask, temporal.weight)
+        report = OptimizeReport()
+        for hw, n in self.levels(tuple(content.shape[2:]), iterations or s.iterations):
+            level_t = None if temporal is None else Temporal(
+                resize_tensor(temporal.warped, hw), resize_tensor(temporal.mask, hw),
+                temporal.weight)
+            done = report.iterations
+            step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
+            x, rep = optimize(resize_tensor(x, hw), self.objective(resize_tensor(target, hw), level_t),
+                              iterations=n, optimizer=s.optimizer,
+                              learning_rate=s.learning_rate, early_stop=early_stop,
+                              on_step=step)
+            report.iterations += rep.iterations
+            report.first = report.first or rep.first
+            report.last = rep.last
         if s.preserve_colors:
             x = with_colors_of(x, content)
         return x, report

@@ -29,6 +29,14 @@ def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
+def resize_tensor(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """Resize (B, C, H, W) to (h, w): bilinear, antialiased when shrinking; no-op if equal."""
+    if tuple(x.shape[2:]) == tuple(hw):
+        return x
+    return torch.nn.functional.interpolate(x, size=hw, mode="bilinear", antialias=True,
+                                           align_corners=False)
+
+
 def to_tensor(img: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """(H, W, 3) uint8 RGB -> (1, 3, H, W) float32 pixels 0-255 on `device`."""
     t = torch.from_numpy(np.ascontiguousarray(img[..., :3])).to(device)

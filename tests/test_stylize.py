@@ -38,9 +38,10 @@ def test_noise_init_repeatable_with_seed():
 def test_style_blend_targets_are_the_weighted_mean():
     a, b = style_array(seed=0), style_array(seed=1)
     s = StyleSettings(size=48, style_blend=(0.75, 0.25))
-    blended = build_stylizer([a, b], s).style_targets()
-    ta = build_stylizer(a, s.replace(style_blend=None)).style_targets()
-    tb = build_stylizer(b, s.replace(style_blend=None)).style_targets()
+    c = torch.zeros(1, 3, 36, 48)
+    blended = build_stylizer([a, b], s).style_targets(c)
+    ta = build_stylizer(a, s.replace(style_blend=None)).style_targets(c)
+    tb = build_stylizer(b, s.replace(style_blend=None)).style_targets(c)
     for name in blended:
         torch.testing.assert_close(blended[name], 0.75 * ta[name] + 0.25 * tb[name])
     only_a = nstvideo.stylize_image(content_array(), [a, b], style_blend=(1, 0), **TINY)

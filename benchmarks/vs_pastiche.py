@@ -1,0 +1,117 @@
+"""nstvideo against pastiche on the CPU: same images, size, layers, objective and iterations.
+
+Both optimize J = α·J_content + β·Σλ·J_style (no TV) with L-BFGS from the content image:
+pastiche's layer weights are set so that its costs equal the project's (its content is an MSE,
+its style an MSE of Grams divided by H·W: content_layer_weight = α/4, style_layer_weight = β·λ/4).
+Both get the same pre-resized content and style pixels. The outputs are then scored with the
+project's own cost functions on the same (Caffe) weights. Timing: median seconds per iteration
+over --repeats runs of each, interleaved.
+
+Run:  python benchmarks/vs_pastiche.py [--size 256] [--iterations 100] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from nstvideo.media.reader import read_image
+from nstvideo.media.writer import write_image
+from nstvideo.settings import StyleSettings, loss_weights
+from nstvideo.stylizer import Stylizer
+from nstvideo.tensors import fit_longest, resize, to_image, to_tensor
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def pastiche_name(layer: str) -> str:  # relu4_2 -> block4_relu2
+    return f"block{layer[4]}_relu{layer[6]}"
+
+
+def run_pastiche(content: Path, style: Path, content_hw, style_hw, s: StyleSettings):
+    from pastiche.pastiche import PasticheArtist
+
+    a, b, _ = loss_weights(s)
+    artist = PasticheArtist(
+        str(content), [str(style)], optimizer="lbfgs", device="cpu",
+        content_layers=[pastiche_name(s.content_layer)],
+        style_layers=[pastiche_name(n) for n, _ in s.style_layers],
+        content_layer_weights=[a / 4], style_layer_weights=[b * lam / 4 for _, lam in s.style_layers],
+        content_weight=1.0, style_weights=[1.0], tv_weight=0.0, size=list(content_hw),
+        style_size=list(style_hw))
+    t = time.perf_counter()
+    for _ in range(s.iterations):
+        artist.draw()
+    dt = (time.perf_counter() - t) / s.iterations
+    x = artist.pastiche.detach()[0]  # BGR minus mean, 0-255
+    rgb = (x + torch.tensor([103.939, 116.779, 123.68]).view(3, 1, 1)).flip(0).unsqueeze(0)
+    return to_image(rgb), dt
+
+
+def run_ours(stylizer: Stylizer, content_t: torch.Tensor):
+    t = time.perf_counter()
+    x, rep = stylizer.run(content_t, content_t.clone())
+    return to_image(x), (time.perf_counter() - t) / rep.iterations
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--content", type=Path, default=DATA / "tubingen.jpg")
+    ap.add_argument("--style", type=Path, default=DATA / "starry_night.jpg")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--iterations", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nst_vs_pastiche")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    s = StyleSettings(size=args.size, iterations=args.iterations, tv_weight=0.0, device="cpu",
+                      style_layers=tuple((n, 0.2) for n in LAYERS))
+    content = read_image(args.content)
+    hw = fit_longest(*content.shape[:2], args.size)
+    content_png = write_image(args.out / "content.png", resize(content, hw))
+    style = read_image(args.style)
+    style_png = write_image(args.out / "style.png", resize(style, fit_longest(*style.shape[:2], args.size)))
+    stylizer = Stylizer([read_image(style_png)], s)
+    content_t = to_tensor(read_image(content_png))
+
+    times = {"pastiche": [], "nstvideo": []}
+    outs = {}
+    for r in range(args.repeats):
+        outs["pastiche"], dt = run_pastiche(content_png, style_png, hw,
+                                            read_image(style_png).shape[:2], s)
+        times["pastiche"].append(dt)
+        outs["nstvideo"], dt = run_ours(stylizer, content_t)
+        times["nstvideo"].append(dt)
+        print(f"repeat {r + 1}: pastiche {times['pastiche'][-1]:.3f} s/it, "
+              f"nstvideo {times['nstvideo'][-1]:.3f} s/it", flush=True)
+
+    # Note: pastiche's style image is resized to the content's area unless given a size; both
+    # got `style_png` at its own size (pastiche: style_size=(h, w) of that file).
+    score = stylizer.objective(content_t)
+    print(f"\n{args.content.name} + {args.style.name}, {hw[1]}x{hw[0]} px, "
+          f"{args.iterations} L-BFGS iterations, torch threads {torch.get_num_threads()}")
+    print(f"{'':10}{'s/iter (median)':>17}{'content':>14}{'style':>14}{'total':>14}")
+    rows = {}
+    for name, img in outs.items():
+        write_image(args.out / f"{name}.png", img)
+        with torch.no_grad():
+            rows[name] = score(to_tensor(img))[1]
+        p = rows[name]
+        print(f"{name:10}{statistics.median(times[name]):>17.3f}{p['content']:>14.4g}"
+              f"{p['style']:>14.4g}{p['total']:>14.4g}")
+    ratio = statistics.median(times["nstvideo"]) / statistics.median(times["pastiche"])
+    print(f"\nnstvideo/pastiche: time per iteration {ratio:.3f}, content "
+          f"{rows['nstvideo']['content'] / rows['pastiche']['content']:.3f}, style "
+          f"{rows['nstvideo']['style'] / rows['pastiche']['style']:.3f}, total "
+          f"{rows['nstvideo']['total'] / rows['pastiche']['total']:.3f}")
+    print(f"images: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

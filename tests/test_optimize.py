@@ -1,0 +1,63 @@
+"""The optimizer on problems with known answers."""
+
+import pytest
+import torch
+
+from nstvideo.optimize import EarlyStop, optimize
+
+
+def quadratic(target, scales):
+    def f(x):
+        total = (scales * (x - target) ** 2).sum()
+        return total, {"total": float(total.detach())}
+    return f
+
+
+def test_lbfgs_solves_an_ill_conditioned_quadratic_like_torchs():
+    torch.manual_seed(0)
+    target = torch.rand(1, 3, 8, 8) * 200 + 20
+    scales = torch.logspace(-1, 1, 3 * 8 * 8).view(1, 3, 8, 8)  # condition number 100
+    f = quadratic(target, scales)
+    x, rep = optimize(torch.full_like(target, 128.0), f, iterations=60)
+    assert rep.iterations == 60
+    assert (x - target).abs().max() < 0.5
+    assert rep.last["total"] < 1e-6 * rep.first["total"]
+    # torch's L-BFGS (unit steps, same history) reaches no better in the same iterations
+    ref = torch.full_like(target, 128.0).requires_grad_(True)
+    opt = torch.optim.LBFGS([ref], lr=1, max_iter=1, history_size=100, tolerance_grad=0,
+                            tolerance_change=0)
+    def closure():
+        opt.zero_grad()
+        total = f(ref)[0]
+        total.backward()
+        return total
+    for _ in range(60):
+        opt.step(closure)
+    assert rep.last["total"] <= 2 * float(f(ref.detach())[0])
+
+
+def test_pixels_stay_in_the_box():
+    target = torch.full((1, 3, 4, 4), 300.0)
+    target[..., :2] = -50.0
+    x, _ = optimize(torch.full_like(target, 128.0), quadratic(target, torch.ones_like(target)),
+                    iterations=30)
+    assert x.min() >= 0 and x.max() <= 255
+    assert torch.allclose(x[..., :2], torch.zeros(1)) and torch.allclose(x[..., 2:], torch.full((1,), 255.0))
+
+
+def test_adam_converges_and_early_stop_ends_a_flat_run():
+    target = torch.full((1, 3, 4, 4), 100.0)
+    f = quadratic(target, torch.ones_like(target))
+    x, rep = optimize(torch.zeros_like(target), f, iterations=300, optimizer="adam",
+                      learning_rate=4.0)
+    assert (x - target).abs().max() < 2
+    _, rep = optimize(target.clone(), f, iterations=500, early_stop=EarlyStop(1e-4, 10))
+    assert rep.iterations == 11  # nothing to improve: stops after one window
+
+
+def test_nan_loss_is_reported():
+    def f(x):
+        total = (x * float("nan")).sum()
+        return total, {"total": float(total.detach())}
+    with pytest.raises(FloatingPointError):
+        optimize(torch.ones(1, 3, 2, 2), f, iterations=3)
