@@ -12,8 +12,10 @@ from nstvideo.errors import InputError, OutputError
 from nstvideo.images import (FolderReport, ImageLike, build_stylizer, load, make_settings,
                              run_one, stylize_folder, _init_image)
 from nstvideo.media.reader import IMAGE_EXTS
-from nstvideo.media.writer import write_image
-from nstvideo.settings import StyleSettings
+from nstvideo.media.video import VIDEO_EXTS, image_size, numbered_frames
+from nstvideo.media.writer import VIDEO_OUT_EXTS, write_image
+from nstvideo.pipeline import VideoReport, stylize_video
+from nstvideo.settings import StyleSettings, VideoSettings
 
 
 @dataclass
@@ -25,6 +27,7 @@ class RunReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     losses: tuple[dict, dict] | None = None
+    video: VideoReport | None = None  # for a video or frame-sequence input
 
     @property
     def ok(self) -> bool:
@@ -66,13 +69,34 @@ def check_output_file(output: Path, inputs: Sequence[Path], overwrite: bool) -> 
                           f"'{output.suffix}': use .png or .jpg")
 
 
+def frame_sequence(folder: Path, output: Path | None, video: VideoSettings | None):
+    """The frames of `folder` if it is to be rendered as one sequence, else None (photos).
+
+    A sequence when a video output or --fps is asked for, or when the images are numbered
+    alike (frame_0001.png ...) and all of one size."""
+    wants_video = (output is not None and output.suffix.lower() in VIDEO_OUT_EXTS) or (
+        video is not None and video.fps is not None)
+    files = numbered_frames(folder)
+    if wants_video:
+        from nstvideo.media.reader import list_images
+
+        return files or list_images(folder) or None
+    if files and len({image_size(p) for p in files}) == 1:
+        return files
+    return None
+
+
 def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
             output: str | os.PathLike | None = None, *, settings: StyleSettings | None = None,
-            overwrite: bool = False, progress: bool = False, **overrides) -> RunReport:
-    """Stylize an image file or a folder of photos and write the result.
+            video: VideoSettings | None = None, overwrite: bool = False, restart: bool = False,
+            keep_frames: bool = False, progress: bool = False, **overrides) -> RunReport:
+    """Stylize an image, a folder of photos, a folder of numbered frames or a video file, and
+    write the result (what the `nstvideo stylize` command does).
 
-    Output: `output` if given, else photo.jpg -> photo_STYLE.png beside the input, and
-    folder/ -> folder_STYLE/ with the same file names.
+    Output: `output` if given, else photo.jpg -> photo_STYLE.png beside the input,
+    folder/ -> folder_STYLE/ (same names), clip.mp4 -> clip_STYLE.mp4.
+    Videos and frame sequences use `video` (VideoSettings) and are resumable (`restart`
+    discards an earlier unfinished render; `keep_frames` keeps the PNG frames).
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
@@ -80,7 +104,14 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     src = Path(input_path)
     if not src.exists():
         raise InputError(f"input not found: {src}: check the path")
-    out = Path(output) if output is not None else default_output(src, styles)
+    out = Path(output) if output is not None else None
+    frames = frame_sequence(src, out, video) if src.is_dir() else None
+    if frames is not None or (src.is_file() and src.suffix.lower() in VIDEO_EXTS):
+        rep = stylize_video(src, list(styles), out, settings=settings, video=video,
+                            overwrite=overwrite, restart=restart, keep_frames=keep_frames,
+                            progress=progress, files=frames)
+        return RunReport(output=rep.output, written=[rep.output], video=rep)
+    out = out or default_output(src, styles)
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress)

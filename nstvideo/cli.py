@@ -13,7 +13,7 @@ import typer
 from nstvideo import __version__
 from nstvideo.api import stylize
 from nstvideo.errors import InputError, NstVideoError
-from nstvideo.settings import StyleSettings
+from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.vgg import check_layer
 
 app = typer.Typer(
@@ -25,6 +25,12 @@ app = typer.Typer(
 class Optimizer(str, Enum):
     lbfgs = "lbfgs"
     adam = "adam"
+
+
+class TemporalMode(str, Enum):
+    flow = "flow"
+    previous = "previous"
+    none = "none"
 
 
 class Device(str, Enum):
@@ -69,25 +75,60 @@ def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
 
 
 D = StyleSettings()  # the defaults shown in --help
+V = VideoSettings()
 
 
 @app.command("stylize", epilog="Examples:\n\n"
              "  nstvideo stylize photo.jpg monet.jpg                  -> photo_monet.png\n\n"
              "  nstvideo stylize holiday/ monet.jpg -o painted/       every photo of the folder\n\n"
              "  nstvideo stylize photo.jpg monet.jpg vangogh.jpg --style-weights 0.7,0.3\n\n"
-             "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors")
+             "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors\n\n"
+             "  nstvideo stylize clip.mp4 monet.jpg                   -> clip_monet.mp4, with sound\n\n"
+             "  nstvideo stylize clip.mp4 monet.jpg --start 1:10 --duration 5 --every 2 -o preview.mp4\n\n"
+             "  nstvideo stylize frames/ monet.jpg --fps 24 -o out.mp4   numbered frames to a video")
 def stylize_cmd(
-    input: Annotated[Path, typer.Argument(help="An image file or a folder of photos.",
-                                          show_default=False)],
+    input: Annotated[Path, typer.Argument(
+        help="An image, a folder of photos, a folder of numbered frames, or a video file "
+             "(mp4, mov, mkv, avi, webm, gif).", show_default=False)],
     styles: Annotated[list[Path], typer.Argument(
         help="One or more style images (paintings); several are blended.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Output file (image) or folder (for a folder input). Default: "
-        "INPUT_STYLE.png beside the input, or INPUT_STYLE/ for a folder.")] = None,
+        "--output", "-o", help="Output image; folder (photos, or PNG frames); or video by "
+        "extension (.mp4 .mov .mkv .webm .gif). Default: INPUT_STYLE.png, INPUT_STYLE/, or "
+        "INPUT_STYLE.mp4 beside the input.")] = None,
     size: Annotated[int, typer.Option(min=16, max=8192, help="Longest side of the result in "
                                       "pixels.")] = D.size,
-    iterations: Annotated[int, typer.Option(min=1, help="Optimizer iterations per image.")]
-    = D.iterations,
+    iterations: Annotated[Optional[int], typer.Option(
+        min=1, help=f"Optimizer iterations per image [default: {D.iterations}]; for a video, "
+        f"per frame after the first [default: {V.iterations}], each stopping early when the "
+        "loss stops improving.", show_default=False)] = None,
+    iterations_first: Annotated[Optional[int], typer.Option(
+        min=1, help="Video: iterations of the first frame and after a scene cut [default: 3x "
+        "--iterations].", show_default=False)] = None,
+    temporal: Annotated[TemporalMode, typer.Option(
+        help="Video: flow = start each frame from the previous result warped along the optical "
+             "flow, with a temporal cost (no flicker); previous = start from the previous "
+             "result; none = independent frames.")] = TemporalMode(V.temporal),
+    temporal_weight: Annotated[float, typer.Option(
+        min=0, help="Video: weight of the temporal cost (higher: steadier, may smear).")]
+    = V.temporal_weight,
+    start: Annotated[str, typer.Option(
+        help="Video: where to begin: seconds (70.5), HH:MM:SS (00:01:10) or a frame (1750f).")]
+    = V.start,
+    duration: Annotated[Optional[str], typer.Option(
+        help="Video: how much to render, same forms as --start [default: to the end].",
+        show_default=False)] = None,
+    every: Annotated[int, typer.Option(
+        min=1, help="Video: render every N-th frame only (a quick preview, at fps/N).")] = 1,
+    fps: Annotated[Optional[float], typer.Option(
+        min=0.001, max=1000, help="Frame rate for a folder of frames [default: 25].",
+        show_default=False)] = None,
+    keep_frames: Annotated[bool, typer.Option(
+        "--keep-frames", help="Video: keep the stylized PNG frames (OUTPUT.frames/) after "
+        "encoding.")] = False,
+    restart: Annotated[bool, typer.Option(
+        "--restart", help="Video: discard an unfinished earlier render of this output "
+        "instead of resuming it.")] = False,
     content_weight: Annotated[Optional[float], typer.Option(
         min=0, help="α, weight of the content cost. Default: the weight source's own (1).")] = None,
     style_weight: Annotated[Optional[float], typer.Option(
@@ -123,17 +164,23 @@ def stylize_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
     = False,
 ):
-    """Stylize INPUT (an image or a folder of photos) in the style of STYLE image(s)."""
+    """Stylize INPUT (an image, a folder of photos, a folder of numbered frames, or a video) in
+    the style of STYLE image(s). An interrupted video render resumes when run again."""
     try:
         settings = StyleSettings(
-            size=size, iterations=iterations, content_weight=content_weight,
+            size=size, iterations=iterations or D.iterations, content_weight=content_weight,
             style_weight=style_weight, tv_weight=tv_weight, content_layer=check_layer(
                 content_layer), style_layers=parse_style_layers(style_layers),
             style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
             if style_weights else None, preserve_colors=preserve_colors,
             optimizer=optimizer.value, init=init, seed=seed, device=device.value,
             weights=weights)
-        report = stylize(input, styles, output, settings=settings, overwrite=overwrite,
+        video = VideoSettings(
+            temporal=temporal.value, temporal_weight=temporal_weight,
+            iterations_first=iterations_first, iterations=iterations or V.iterations,
+            start=start, duration=duration, every=every, fps=fps)
+        report = stylize(input, styles, output, settings=settings, video=video,
+                         overwrite=overwrite, restart=restart, keep_frames=keep_frames,
                          progress=not quiet)
     except NstVideoError as e:
         fail(str(e), e.exit_code)
@@ -142,12 +189,24 @@ def stylize_cmd(
     for path, why in report.failed:
         typer.echo(f"nstvideo: failed: {path}: {why}", err=True)
     if not quiet:
-        done = len(report.written)
-        typer.echo(f"wrote {report.output}" + (f" ({done} images)" if report.output.is_dir()
-                                                else ""), err=True)
+        typer.echo(summary(report), err=True)
     if report.failed:
         fail(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images "
              "failed (listed above); the others were written", 1)
+
+
+def summary(report) -> str:
+    v = report.video
+    if v is not None:
+        extra = [f"{v.frames} frames at {v.fps:g} fps", "with audio" if v.audio else "no audio"]
+        if v.resumed:
+            extra.append(f"{v.resumed} resumed from an earlier run")
+        if v.scene_cuts:
+            extra.append(f"{len(v.scene_cuts)} scene cut(s)")
+        return f"wrote {v.output} ({', '.join(extra)})"
+    if report.output.is_dir():
+        return f"wrote {report.output} ({len(report.written)} images)"
+    return f"wrote {report.output}"
 
 
 def fail(message: str, code: int):

@@ -68,3 +68,28 @@ def loss_weights(settings: StyleSettings) -> tuple[float, float, float]:
     pick = lambda v, d: d if v is None else v  # noqa: E731
     return (pick(settings.content_weight, a), pick(settings.style_weight, b),
             pick(settings.tv_weight, g))
+
+
+TEMPORAL_MODES = ("flow", "previous", "none")
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """How a sequence of frames is rendered (on top of a StyleSettings for each frame)."""
+
+    temporal: str = "flow"  # flow: warm start + temporal cost along optical flow (Ruder et al.)
+    temporal_weight: float = 1e3  # τ on the masked squared difference to the warped previous
+    iterations_first: int | None = None  # first frame and frames after a scene cut; None: the
+                                         # StyleSettings' iterations
+    iterations: int = 100  # later frames: they start from the warped previous result
+    early_stop_tol: float = 1e-3  # stop a frame when its loss fell by less than this (relative)
+    early_stop_window: int = 20  # ... over this many iterations
+    start: str = "0"  # where to begin: seconds ("70.5"), a time ("00:01:10") or a frame ("1750f")
+    duration: str | None = None  # how much to render, same forms; None: to the end
+    every: int = 1  # render every N-th frame (a quick preview at fps/N)
+    fps: float | None = None  # frame rate of a folder of frames (default 25)
+    flow_preset: str = "medium"  # DIS preset: 'fast' halves flow time, a little less accurate
+    scene_cuts: bool = True  # restart from the content frame where the content jumps
+
+    def replace(self, **changes) -> "VideoSettings":
+        return dataclasses.replace(self, **changes)

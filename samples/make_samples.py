@@ -6,6 +6,7 @@
                       soft two-tone audio track (H.264 + AAC)
 
 Run: python samples/make_samples.py
+     python samples/make_samples.py --montage RESULT.png   (samples/result.png for the README)
 """
 
 from __future__ import annotations
@@ -84,7 +85,21 @@ def write_clip(path: Path) -> None:
     subprocess.run(cmd, input=frames, check=True)
 
 
+def montage(result_path: Path) -> None:
+    """samples/result.png: scene | style | result, side by side at the result's height."""
+    imgs = [cv2.imread(str(p)) for p in (HERE / "scene.png", HERE / "style.png", result_path)]
+    h = imgs[2].shape[0]
+    row = [cv2.resize(im, (round(im.shape[1] * h / im.shape[0]), h), interpolation=cv2.INTER_AREA)
+           for im in imgs]
+    cv2.imwrite(str(HERE / "result.png"), np.hstack(row))
+
+
 def main() -> None:
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--montage":
+        montage(Path(sys.argv[2]))
+        return
     cv2.imwrite(str(HERE / "style.png"), cv2.cvtColor(style_image(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(HERE / "scene.png"), cv2.cvtColor(scene(0.0, 320, 240), cv2.COLOR_RGB2BGR))
     write_clip(HERE / "clip.mp4")

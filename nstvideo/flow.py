@@ -1,0 +1,94 @@
+"""Optical flow between content frames (OpenCV DIS), warping, and the consistency mask of
+Ruder, Dosovitskiy & Brox 2016. Works on RGB uint8 frames and float arrays; knows nothing of VGG.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Thresholds of Ruder et al. 2016 (their eq. 5 and 6), in pixels² of flow.
+FB_REL, FB_ABS = 0.01, 0.5  # forward-backward: |w + ŵ|² > 0.01(|w|² + |ŵ|²) + 0.5
+MB_REL, MB_ABS = 0.01, 0.002  # motion boundary: |∇u|² + |∇v|² > 0.01|w|² + 0.002
+STILL_PX = 0.05  # flow shorter than this is treated as zero: avoids re-sampling (and slowly
+                 # blurring) a static background with DIS's sub-pixel noise, frame after frame
+SCENE_CUT_RELIABLE = 0.35  # below this share of reliable pixels the content jumped: a cut
+SCENE_CUT_DIFF = 40.0  # ...or when the warped previous frame differs by more (mean abs, 0-255)
+
+_PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+            "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+            "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST}
+
+
+def _gray(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+
+
+class FlowEstimator:
+    """DIS optical flow; `flow(a, b)` gives for each pixel of `a` its displacement to `b`."""
+
+    def __init__(self, preset: str = "medium"):
+        self._dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+
+    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (H, W, 3) x2 -> (H, W, 2)
+        f = self._dis.calc(_gray(a), _gray(b), None)
+        f[(f ** 2).sum(axis=2) < STILL_PX ** 2] = 0.0
+        return f
+
+
+def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample `image` at p + flow(p) for every pixel p (bilinear; borders replicated).
+
+    With the backward flow of frame t (t -> t-1), this brings frame t-1's pixels to frame t.
+    """
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REPLICATE)
+
+
+def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """Ruder et al.'s c: 1 where the backward flow of frame t (t -> t-1) is reliable, 0 where
+    the forward-backward check fails, on motion boundaries, and where it leaves the frame.
+
+    backward: (H, W, 2) flow t -> t-1; forward: (H, W, 2) flow t-1 -> t. Returns (H, W) float32.
+    """
+    h, w = backward.shape[:2]
+    fwd_at = warp(forward, backward)  # ŵ(p + w(p))
+    w2 = (backward ** 2).sum(axis=2)
+    fb_fail = ((backward + fwd_at) ** 2).sum(axis=2) > FB_REL * (w2 + (fwd_at ** 2).sum(axis=2)) + FB_ABS
+    du = np.gradient(backward[..., 0])
+    dv = np.gradient(backward[..., 1])
+    grad2 = du[0] ** 2 + du[1] ** 2 + dv[0] ** 2 + dv[1] ** 2
+    boundary = grad2 > MB_REL * w2 + MB_ABS
+    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+    tx, ty = gx + backward[..., 0], gy + backward[..., 1]
+    outside = (tx < 0) | (tx > w - 1) | (ty < 0) | (ty > h - 1)
+    return (~(fb_fail | boundary | outside)).astype(np.float32)
+
+
+@dataclass
+class FramePair:
+    """What the temporal step knows about frame t given frame t-1 (both content, RGB uint8)."""
+
+    backward: np.ndarray  # (H, W, 2) flow t -> t-1
+    mask: np.ndarray  # (H, W) float32 in {0, 1}
+    scene_cut: bool
+
+
+def analyse(prev: np.ndarray, cur: np.ndarray, estimator: FlowEstimator,
+            need_mask: bool = True) -> FramePair:
+    """Flow, mask and scene-cut decision for consecutive content frames."""
+    backward = estimator.flow(cur, prev)
+    mask = consistency_mask(backward, estimator.flow(prev, cur)) if need_mask else \
+        np.ones(cur.shape[:2], np.float32)
+    diff = frame_difference(warp(prev, backward), cur)
+    cut = (need_mask and float(mask.mean()) < SCENE_CUT_RELIABLE) or diff > SCENE_CUT_DIFF
+    return FramePair(backward, mask, bool(cut))
+
+
+def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference (0-255) of two frames: the cut test where no flow is computed."""
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())

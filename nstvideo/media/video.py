@@ -1,0 +1,193 @@
+"""Frame sources: video files (OpenCV, streamed) and folders of numbered frames.
+
+Both yield RGB uint8 frames one at a time: a clip of any length is never held in memory.
+Checks run in order at open: exists -> opens -> has frames -> sane fps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+from nstvideo.errors import InputError
+from nstvideo.media.reader import list_images, read_image
+
+VIDEO_EXTS = frozenset(".mp4 .mov .mkv .avi .webm .gif .m4v .mpg .mpeg .wmv .flv .ts .mts".split())
+MAX_FPS = 1000  # above this a container's rate is nonsense (some report 90000 = the timebase)
+_FPS_DENOMINATOR = 1001  # NTSC rates are n·1000/1001: 29.97 must come back as 30000/1001
+
+
+def exact_fps(fps: float) -> Fraction:
+    """The rational frame rate behind a float: 29.97002997 -> 30000/1001, 25.0 -> 25."""
+    return Fraction(fps).limit_denominator(_FPS_DENOMINATOR)
+
+
+def check_fps(fps: Fraction | float, where: str) -> Fraction:
+    fps = Fraction(fps)
+    if not 0 < fps <= MAX_FPS:
+        raise InputError(f"{where} has a frame rate of {float(fps):g} fps, which cannot be "
+                         f"right: give the rate with --fps (0-{MAX_FPS})")
+    return fps
+
+
+@dataclass
+class Source:
+    """An opened frame source: its size, rate, (estimated) frame count and audio."""
+
+    path: Path
+    fps: Fraction
+    width: int
+    height: int
+    frame_count: int | None  # a container's guess: for progress bars only
+    has_audio: bool
+
+    def frames(self, start: int = 0, stop: int | None = None, step: int = 1,
+               decode_from: int = 0) -> Iterator[tuple[int, np.ndarray | None]]:
+        """Yield (index, RGB frame) for index in range(start, stop, step); frames of output
+        position < decode_from are skipped cheaply and yielded as None (for resuming)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+
+def probe_audio(path: Path) -> bool:
+    """Whether ffmpeg sees an audio stream in the file."""
+    try:
+        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True, errors="replace", timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(r"Stream #\d+:\d+.*: Audio:", p.stderr) is not None
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Size plus a hash of the first and last MiB: cheap, and changes when the file does."""
+    h = hashlib.sha256()
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(0, size - (1 << 20)))
+        h.update(f.read(1 << 20))
+    return f"{size}:{h.hexdigest()[:32]}"
+
+
+class VideoFile(Source):
+    def __init__(self, path: Path):
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"video not found: {path}: check the path")
+        cap = cv2.VideoCapture(str(path))
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+        if not cap.isOpened():
+            raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "
+                             "OpenCV's FFmpeg lacks): convert it to MP4 (H.264) first")
+        if not ok or first is None:
+            cap.release()
+            raise InputError(f"{path} has no decodable frames (empty, corrupt or truncated): "
+                             "check the file plays, or re-export it")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = check_fps(exact_fps(cap.get(cv2.CAP_PROP_FPS) or 0.0), str(path))
+        cap.release()
+        super().__init__(path, fps, first.shape[1], first.shape[0], n if n > 0 else None,
+                         probe_audio(path))
+
+    def frames(self, start=0, stop=None, step=1, decode_from=0):
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            index = 0
+            position = 0  # output position: index of the yielded frame in the result
+            while stop is None or index < stop:
+                wanted = index >= start and (index - start) % step == 0
+                if wanted and position >= decode_from:
+                    ok, frame = cap.read()
+                    if not ok:
+                        return
+                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                else:
+                    if not cap.grab():
+                        return
+                    if wanted:
+                        yield index, None
+                position += wanted
+                index += 1
+        finally:
+            cap.release()
+
+    def fingerprint(self) -> str:
+        return _file_fingerprint(self.path)
+
+
+FRAME_NAME = re.compile(r"^(.*?)(\d+)$")
+
+
+def numbered_frames(folder: Path) -> list[Path] | None:
+    """The images of `folder` if they are one numbered sequence (one prefix, one extension,
+    a number at the end of every stem, at least 2 files), else None."""
+    files = list_images(folder)
+    if len(files) < 2:
+        return None
+    keys = set()
+    for p in files:
+        m = FRAME_NAME.match(p.stem)
+        if not m:
+            return None
+        keys.add((m.group(1), p.suffix.lower()))
+    return files if len(keys) == 1 else None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header, without decoding the pixels (EXIF rotation aside)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - let the full reader produce the proper error
+        img = read_image(path)
+        return img.shape[1], img.shape[0]
+
+
+class FrameFolder(Source):
+    def __init__(self, folder: Path, fps: float | Fraction | None, files: list[Path] | None = None):
+        folder = Path(folder)
+        files = files or list_images(folder)
+        if not files:
+            raise InputError(f"no frames in folder {folder}: put numbered images in it "
+                             "(frame_0001.png, ...)")
+        sizes = {}
+        for p in files:
+            sizes.setdefault(image_size(p), p)
+        if len(sizes) > 1:
+            (s1, p1), (s2, p2) = list(sizes.items())[:2]
+            raise InputError(f"frames in {folder} differ in size ({p1.name} is {s1[0]}x{s1[1]}, "
+                             f"{p2.name} is {s2[0]}x{s2[1]}): resize them to one size first")
+        self.files = files
+        (w, h), = sizes
+        super().__init__(folder, check_fps(exact_fps(fps) if fps else Fraction(25), str(folder)),
+                         w, h, len(files), False)
+
+    def frames(self, start=0, stop=None, step=1, decode_from=0):
+        for position, index in enumerate(range(start, min(stop or len(self.files),
+                                                          len(self.files)), step)):
+            yield index, (read_image(self.files[index])[..., :3] if position >= decode_from
+                          else None)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for p in self.files:
+            h.update(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}\n".encode())
+        return f"{len(self.files)}:{h.hexdigest()[:32]}"
+
+
+def is_video_path(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTS

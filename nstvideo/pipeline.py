@@ -1,0 +1,253 @@
+"""The frame loop of a video render: warm start along the optical flow, temporal cost, scene
+cuts, checkpoints and resume, progress, and the final encode."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
+from nstvideo.errors import InputError, OutputError
+from nstvideo.flow import SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference, warp
+from nstvideo.images import ImageLike, build_stylizer, load
+from nstvideo.media.video import FrameFolder, Source, VideoFile
+from nstvideo.media.writer import VIDEO_OUT_EXTS, encode_video
+from nstvideo.optimize import EarlyStop
+from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings
+from nstvideo.stylizer import Stylizer, Temporal
+from nstvideo.tensors import fit_longest, resize, to_image, to_tensor
+
+
+@dataclass
+class VideoReport:
+    output: Path
+    frames: int = 0  # frames in the result
+    resumed: int = 0  # of which were already done by an earlier run
+    audio: bool = False  # the result carries the source's audio
+    scene_cuts: list[int] = field(default_factory=list)  # output positions where it restarted
+    seconds_per_frame: float = 0.0  # of the frames rendered by this run
+    fps: float = 0.0  # the result's frame rate
+
+
+def parse_position(text: str | float | None, fps, what: str) -> int | None:
+    """'70.5' or '00:01:10.5' (seconds) or '1750f' (frames) -> a frame count at `fps`."""
+    if text is None:
+        return None
+    s = str(text).strip()
+    try:
+        if s.endswith("f"):
+            n = int(s[:-1])
+        else:
+            secs = 0.0
+            for part in s.split(":"):
+                secs = secs * 60 + float(part)
+            n = round(secs * float(fps))
+    except ValueError as e:
+        raise InputError(f"{what} '{text}' is not a time: use seconds (70.5), HH:MM:SS "
+                         "(00:01:10) or a frame number (1750f)") from e
+    if n < 0 or len(s.split(":")) > 3:
+        raise InputError(f"{what} '{text}' must be a time or frame number >= 0")
+    return n
+
+
+def open_source(path: Path, video: VideoSettings, files: list[Path] | None = None) -> Source:
+    if path.is_dir():
+        return FrameFolder(path, video.fps, files)
+    return VideoFile(path)
+
+
+def even_size(h: int, w: int, longest: int) -> tuple[int, int]:
+    """Processing size of a video frame: longest side `longest`, both sides even (H.264 with
+    yuv420p needs even dimensions), at least 2."""
+    h, w = fit_longest(h, w, longest)
+    return max(2, h - h % 2), max(2, w - w % 2)
+
+
+def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, styles) -> dict:
+    style = dataclasses.asdict(settings)
+    style.pop("device")  # resuming on another device is fine
+    vid = dataclasses.asdict(video)
+    return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
+            "styles": [s if isinstance(s, str) else "array" for s in styles]}
+
+
+class FrameRenderer:
+    """Stylizes the frames of one sequence in order, carrying the previous result along."""
+
+    def __init__(self, stylizer: Stylizer, video: VideoSettings):
+        self.stylizer, self.video = stylizer, video
+        self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
+        self.prev_content: np.ndarray | None = None
+        self.prev_result: np.ndarray | None = None
+        self.first_iterations = video.iterations_first or 3 * video.iterations
+        self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
+
+    def restore(self, content: np.ndarray, result: np.ndarray) -> None:
+        """Continue after a frame finished by an earlier run."""
+        self.prev_content, self.prev_result = content, result
+
+    def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None):
+        """Stylize one content frame (RGB uint8 at the processing size).
+
+        Returns (result RGB uint8, report, whether the chain restarted here)."""
+        s, v, dev = self.stylizer, self.video, self.stylizer.device
+        had_previous = self.prev_result is not None
+        content_t = to_tensor(content, dev)
+        temporal, start, restart = None, None, self.prev_result is None or v.temporal == "none"
+        if not restart and v.temporal == "flow":
+            pair = analyse(self.prev_content, content, self.flow)
+            restart = v.scene_cuts and pair.scene_cut
+            if not restart:
+                warped = warp(self.prev_result, pair.backward)
+                start = to_tensor(warped, dev)
+                mask = torch.from_numpy(pair.mask)[None, None].to(dev)
+                temporal = Temporal(start, mask, v.temporal_weight)
+        elif not restart:  # previous: warm start from the unwarped result
+            restart = v.scene_cuts and frame_difference(self.prev_content, content) > SCENE_CUT_DIFF
+            start = None if restart else to_tensor(self.prev_result, dev)
+        if start is None:
+            start = s.initial(content_t, init)
+        iterations = self.first_iterations if restart else v.iterations
+        x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
+                          early_stop=self.early_stop, on_step=on_step)
+        result = to_image(x)
+        self.prev_content, self.prev_result = content, result
+        return result, report, restart and had_previous and v.temporal != "none"
+
+
+def default_video_output(src: Path, styles) -> Path:
+    """clip.mp4 + monet.jpg -> clip_monet.mp4 (a .gif stays .gif, other containers become .mp4);
+    a folder of frames -> folder_monet/ (PNG frames)."""
+    tag = "_".join(Path(s).stem if isinstance(s, (str, Path)) else "style" for s in styles)
+    if src.is_dir():
+        return src.parent / f"{src.resolve().name}_{tag}"
+    ext = src.suffix.lower() if src.suffix.lower() in VIDEO_OUT_EXTS else ".mp4"
+    return src.with_name(f"{src.stem}_{tag}{ext}")
+
+
+def _check_output(output: Path, src: Path, overwrite: bool) -> bool:
+    """Validate the output; return True for a video file, False for a folder of frames."""
+    is_video = output.suffix.lower() in VIDEO_OUT_EXTS
+    if output.suffix and not is_video and not output.is_dir():
+        raise OutputError(f"unsupported output extension '{output.suffix}': use "
+                          f"{', '.join(VIDEO_OUT_EXTS)}, or a folder name for PNG frames")
+    if output.exists() and src.exists() and output.resolve() == src.resolve():
+        raise OutputError(f"output {output} is the input: choose another name with -o")
+    if is_video and output.is_dir():
+        raise OutputError(f"output {output} is a folder: give a video file name with -o")
+    if output.exists() and not overwrite and (is_video or any(output.iterdir())):
+        raise OutputError(f"{output} already exists: pass --overwrite to replace it or -o to "
+                          "choose another name")
+    if not output.parent.is_dir():
+        raise OutputError(f"output folder {output.parent} does not exist: create it or choose "
+                          "another with -o")
+    return is_video
+
+
+def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, *,
+                  settings: StyleSettings | None = None, video: VideoSettings | None = None,
+                  overwrite: bool = False, restart: bool = False, keep_frames: bool = False,
+                  progress: bool = False, files: list[Path] | None = None) -> VideoReport:
+    """Stylize a video file or a folder of numbered frames into a video file (by extension:
+    .mp4 .mov .mkv .webm .gif) or a folder of PNG frames, with temporal coherence.
+
+    Resumable: finished frames are kept in OUTPUT.frames/ beside the output until the video is
+    encoded; running the same call again continues after the last finished frame.
+    """
+    settings, video = settings or StyleSettings(), video or VideoSettings()
+    if video.temporal not in TEMPORAL_MODES:
+        raise InputError(f"unknown temporal mode '{video.temporal}': use flow, previous or none")
+    if isinstance(styles, (str, Path, np.ndarray)):
+        styles = [styles]
+    src = Path(input_path)
+    if not src.exists():
+        raise InputError(f"input not found: {src}: check the path")
+    source = open_source(src, video, files)
+    output = Path(output) if output is not None else default_video_output(src, styles)
+    is_video = _check_output(output, src, overwrite)
+    if video.every < 1:
+        raise InputError("--every must be 1 or more")
+    first = parse_position(video.start, source.fps, "--start") or 0
+    length = parse_position(video.duration, source.fps, "--duration")
+    if length == 0:
+        raise InputError("--duration is 0: nothing to render")
+    stop = None if length is None else first + length
+    if source.frame_count is not None and first >= source.frame_count:
+        raise InputError(f"--start is past the end of {src.name} ({source.frame_count} frames)")
+    hw = even_size(source.height, source.width, settings.size)
+    style_images = [load(s, "style image") for s in styles]
+    ckpt = Checkpoint(checkpoint_dir(output), _state(
+        settings, video, source, (first, stop, video.every, *hw), [str(s) if isinstance(s, (
+            str, Path)) else s for s in styles]))
+    done = ckpt.open(restart)
+    stylizer = build_stylizer(style_images, settings)
+    init = None if settings.init in ("content", "noise") else load(settings.init, "--init image")
+    renderer = FrameRenderer(stylizer, video)
+    report = VideoReport(output=output, resumed=done, fps=float(source.fps / video.every))
+    total = None
+    if source.frame_count is not None:
+        end = source.frame_count if stop is None else min(stop, source.frame_count)
+        total = max(0, -(-(end - first) // video.every))
+    rendered, t0 = 0, time.perf_counter()
+    bar = tqdm(total=total, initial=min(done, total or done), unit="frame", desc=output.name,
+               disable=not progress, dynamic_ncols=True)
+    with bar:
+        for k, (_, frame) in enumerate(source.frames(first, stop, video.every,
+                                                     decode_from=max(0, done - 1))):
+            if k < done:
+                if k == done - 1:
+                    renderer.restore(resize(frame, hw), ckpt.load(k))
+                continue
+            result, rep, cut = renderer.render(resize(frame, hw), init)
+            ckpt.save(k, result)
+            if cut:
+                report.scene_cuts.append(k)
+            rendered += 1
+            bar.update(1)
+            bar.set_postfix(its=rep.iterations, loss=f"{rep.last['total']:.3g}", refresh=False)
+    report.frames = ckpt.done()
+    if report.frames == 0:
+        raise InputError(f"{src} yielded no frames in the range asked for: check --start and "
+                         "--duration")
+    if total is not None and report.frames < total * 0.9:
+        warnings.warn(f"{src.name} ended after {report.frames} of the {total} frames its "
+                      "header announces (truncated?); the result has those frames")
+    report.seconds_per_frame = (time.perf_counter() - t0) / max(1, rendered)
+    _finish(report, ckpt, source, is_video, first, keep_frames, overwrite, video)
+    return report
+
+
+def _finish(report: VideoReport, ckpt: Checkpoint, source: Source, is_video: bool, first: int,
+            keep_frames: bool, overwrite: bool, video: VideoSettings) -> None:
+    """Encode the checkpointed frames (video) or move them into place (folder of frames)."""
+    output = report.output
+    if is_video:
+        span = report.frames * video.every / source.fps
+        report.audio = encode_video(
+            str(ckpt.folder / FRAME_PATTERN), output, source.fps / video.every,
+            audio_from=source.path if source.has_audio else None,
+            audio_start=float(first / source.fps), audio_duration=float(span))
+        if source.has_audio and not report.audio:
+            warnings.warn(f"the audio of {source.path.name} could not be carried over")
+        if not keep_frames:
+            ckpt.remove()
+        return
+    output.mkdir(exist_ok=True)
+    names = ([p.stem + ".png" for p in source.files[first::video.every]]
+             if isinstance(source, FrameFolder) else None)
+    for k in range(report.frames):
+        target = output / (names[k] if names else ckpt.frame_path(k).name)
+        if keep_frames:
+            target.write_bytes(ckpt.frame_path(k).read_bytes())
+        else:
+            ckpt.frame_path(k).replace(target)
+    if not keep_frames:
+        ckpt.remove()
