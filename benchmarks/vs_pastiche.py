@@ -54,10 +54,13 @@ def run_pastiche(content: Path, style: Path, content_hw, style_hw, s: StyleSetti
     return to_image(rgb), dt
 
 
-def run_ours(stylizer: Stylizer, content_t: torch.Tensor):
+def run_ours(stylizer: Stylizer, content_t: torch.Tensor, trace: list):
     t = time.perf_counter()
-    x, rep = stylizer.run(content_t, content_t.clone())
-    return to_image(x), (time.perf_counter() - t) / rep.iterations
+    trace.clear()
+    x, rep = stylizer.run(content_t, content_t.clone(), on_step=lambda i, p: trace.append(p))
+    dt = (time.perf_counter() - t) / rep.iterations
+    trace.append(rep.last)  # trace[i]: the loss after i iterations
+    return to_image(x), dt
 
 
 def main() -> None:
@@ -81,12 +84,12 @@ def main() -> None:
     content_t = to_tensor(read_image(content_png))
 
     times = {"pastiche": [], "nstvideo": []}
-    outs = {}
+    outs, trace = {}, []
     for r in range(args.repeats):
         outs["pastiche"], dt = run_pastiche(content_png, style_png, hw,
                                             read_image(style_png).shape[:2], s)
         times["pastiche"].append(dt)
-        outs["nstvideo"], dt = run_ours(stylizer, content_t)
+        outs["nstvideo"], dt = run_ours(stylizer, content_t, trace)
         times["nstvideo"].append(dt)
         print(f"repeat {r + 1}: pastiche {times['pastiche'][-1]:.3f} s/it, "
               f"nstvideo {times['nstvideo'][-1]:.3f} s/it", flush=True)
@@ -110,6 +113,11 @@ def main() -> None:
           f"{rows['nstvideo']['content'] / rows['pastiche']['content']:.3f}, style "
           f"{rows['nstvideo']['style'] / rows['pastiche']['style']:.3f}, total "
           f"{rows['nstvideo']['total'] / rows['pastiche']['total']:.3f}")
+    reach = next((i for i, p in enumerate(trace) if p["total"] <= rows["pastiche"]["total"]), None)
+    if reach is not None:
+        p = trace[reach]
+        print(f"nstvideo reaches pastiche's {args.iterations}-iteration total after {reach} "
+              f"iterations (content {p['content']:.4g}, style {p['style']:.4g})")
     print(f"images: {args.out}")
 
 

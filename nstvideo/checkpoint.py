@@ -30,7 +30,8 @@ class Checkpoint:
 
     def __init__(self, folder: Path, state: dict):
         self.folder = Path(folder)
-        self.state = {"format": FORMAT, **state}
+        # through JSON once, so that it compares equal to what is read back (tuples -> lists)
+        self.state = json.loads(json.dumps({"format": FORMAT, **state}, default=str))
 
     def open(self, restart: bool) -> int:
         """Create or reuse the folder; return how many frames are already done.

@@ -87,8 +87,7 @@ _VIDEO_ARGS = {
     ".mkv": (_H264, "aac"),
     ".webm": (["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", "32", "-b:v", "0",
                "-row-mt", "1"], "libopus"),
-    ".gif": (["-filter_complex", "[0:v]split[a][b];[a]palettegen[p];[b][p]paletteuse",
-              "-loop", "0"], None),
+    ".gif": (["-vf", "split[a][b];[a]palettegen[p];[b][p]paletteuse", "-loop", "0"], None),
 }
 
 
@@ -117,7 +116,7 @@ def encode_video(frame_pattern: str, output: Path, fps: Fraction, *,
         audio_in = [*trim, "-i", str(audio_from)]
         for acodec in (["-c:a", "copy"], ["-c:a", audio_codec, "-b:a", "192k"]):
             attempts.append([*frames_in, *audio_in, "-map", "0:v:0", "-map", "1:a:0?", *vargs,
-                             *acodec, "-shortest"])
+                             *acodec])
     attempts.append([*frames_in, "-map", "0:v:0", *vargs, "-an"])
     errors = []
     with atomic_path(output) as tmp:

@@ -1,0 +1,207 @@
+"""Video renders end to end on tiny synthetic clips: container, rate, audio, ranges, every
+input kind, resume, and temporal steadiness."""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import nstvideo.pipeline as pipeline
+from nstvideo.api import stylize
+from nstvideo.checkpoint import checkpoint_dir
+from nstvideo.cli import app
+from nstvideo.errors import InputError
+from nstvideo.flow import FlowEstimator, consistency_mask, warp
+from nstvideo.settings import StyleSettings, VideoSettings
+
+from conftest import style_array, write_rgb
+from videokit import make_clip, moving_frames, probe
+
+S = StyleSettings(size=40)
+V = VideoSettings(iterations=2, iterations_first=3)
+runner = CliRunner()
+
+
+def one_frame_time(fps_text="29.97"):
+    return 1.0 / float(fps_text)
+
+
+def test_mp4_keeps_rate_audio_and_duration(tmp_path, style_png):
+    src = make_clip(tmp_path / "clip.mp4", size=(67, 51), frames=8)  # odd sizes
+    rep = stylize(src, style_png, settings=S.replace(size=41), video=V).video  # 41x31 -> 40x30
+    out = tmp_path / "clip_monet.mp4"
+    assert rep.output == out and rep.frames == 8 and rep.audio
+    info, ref = probe(out), probe(src)
+    assert info["video"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert info["width"] % 2 == 0 and info["height"] % 2 == 0 and info["width"] == 40
+    assert info["frames"] == 8 and info["fps_text"] == "29.97"
+    assert abs(info["fps"] - 30000 / 1001) < 1e-3
+    assert abs(info["v_duration"] - ref["v_duration"]) <= one_frame_time()
+    assert info["audio"] and abs(info["a_duration"] - info["v_duration"]) <= one_frame_time()
+    assert not checkpoint_dir(out).exists()  # checkpoints removed once encoded
+
+
+@pytest.mark.parametrize("ext,out_name", [(".mov", "o.mov"), (".mkv", "o.mkv"),
+                                          (".avi", "o.mp4"), (".webm", "o.webm"),
+                                          (".gif", "o.gif")])
+def test_every_container(tmp_path, style_png, ext, out_name):
+    src = make_clip(tmp_path / f"clip{ext}", size=(48, 36), frames=6, audio=ext != ".gif",
+                    rate="12")
+    rep = stylize(src, style_png, tmp_path / out_name, settings=S, video=V).video
+    info = probe(tmp_path / out_name)
+    # GIF stores frame delays in 1/100 s: 12 fps becomes 8 cs a frame
+    fps = 100 / round(100 / 12) if ".gif" in (ext, out_name[-4:]) else 12
+    assert info["frames"] == 6 and abs(info["fps"] - fps) < 0.01
+    assert rep.audio == (ext != ".gif" and not out_name.endswith(".gif")) == info["audio"]
+
+
+def test_no_audio_and_folder_outputs(tmp_path, style_png):
+    src = make_clip(tmp_path / "mute.mp4", frames=6, audio=False)
+    rep = stylize(src, style_png, tmp_path / "frames_out", settings=S, video=V).video
+    files = sorted((tmp_path / "frames_out").iterdir())
+    assert rep.frames == 6 and len(files) == 6 and files[0].name == "frame_000000.png"
+    assert cv2.imread(str(files[0])).shape == (30, 40, 3)
+
+
+def test_numbered_frames_folder_to_video_and_frames(tmp_path, style_png):
+    folder = moving_frames(tmp_path / "shots", n=5, size=(45, 33))
+    r = runner.invoke(app, ["stylize", str(folder), style_png, "--fps", "24", "-o",
+                            str(tmp_path / "shots.mp4"), "--size", "40", "--iterations", "2",
+                            "--quiet"])
+    assert r.exit_code == 0, r.stderr
+    info = probe(tmp_path / "shots.mp4")
+    assert info["frames"] == 5 and abs(info["fps"] - 24) < 0.01 and not info["audio"]
+    rep = stylize(folder, style_png, settings=S, video=V).video  # auto: one numbered sequence
+    assert rep.output == tmp_path / "shots_monet"
+    assert sorted(p.name for p in rep.output.iterdir()) == [f"frame_{i:04d}.png" for i in range(1, 6)]
+
+
+def test_range_and_every(tmp_path, style_png):
+    src = make_clip(tmp_path / "c.mp4", frames=12, rate="12")
+    out = tmp_path / "part.mp4"
+    rep = stylize(src, style_png, out, settings=S,
+                  video=V.replace(start="3f", duration="0.5", every=2)).video
+    info = probe(out)
+    assert rep.frames == 3 and info["frames"] == 3 and abs(info["fps"] - 6) < 0.01
+    assert abs(info["a_duration"] - 0.5) <= 1 / 6 and abs(info["v_duration"] - 0.5) <= 1 / 6
+
+
+class Interrupt:
+    """Counts renders; raises KeyboardInterrupt on render number `at` (1-based)."""
+
+    def __init__(self, monkeypatch, at=None):
+        self.calls, self.at = 0, at
+        original = pipeline.FrameRenderer.render
+
+        def render(renderer, *a, **k):
+            self.calls += 1
+            if self.at is not None and self.calls == self.at:
+                raise KeyboardInterrupt
+            return original(renderer, *a, **k)
+
+        monkeypatch.setattr(pipeline.FrameRenderer, "render", render)
+
+
+def test_resume_continues_after_an_interruption(tmp_path, style_png, monkeypatch):
+    src = make_clip(tmp_path / "long.mp4", frames=9)
+    out = tmp_path / "long_monet.mp4"
+    counter = Interrupt(monkeypatch, at=5)
+    with pytest.raises(KeyboardInterrupt):
+        stylize(src, style_png, settings=S, video=V)
+    assert not out.exists()  # no half-written output under the final name
+    assert len(list(checkpoint_dir(out).glob("frame_*.png"))) == 4
+    counter.calls, counter.at = 0, None
+    rep = stylize(src, style_png, settings=S, video=V).video
+    assert rep.resumed == 4 and counter.calls == 5  # continued, not restarted
+    assert probe(out)["frames"] == 9
+
+    # the same interrupted run without interruption gives the same frames
+    ref = stylize(src, style_png, tmp_path / "ref", settings=S, video=V).video
+    assert ref.frames == 9
+
+
+def test_changed_settings_refuse_to_resume(tmp_path, style_png, monkeypatch):
+    src = make_clip(tmp_path / "c.mp4", frames=6)
+    counter = Interrupt(monkeypatch, at=3)
+    with pytest.raises(KeyboardInterrupt):
+        stylize(src, style_png, settings=S, video=V)
+    counter.at = None
+    with pytest.raises(InputError, match="--restart") as e:
+        stylize(src, style_png, settings=S, video=V.replace(iterations=3))
+    assert "video" in str(e.value)
+    counter.calls = 0
+    rep = stylize(src, style_png, settings=S, video=V.replace(iterations=3), restart=True).video
+    assert rep.resumed == 0 and counter.calls == 6
+
+
+def test_flow_is_steadier_than_independent_frames(tmp_path):
+    folder = moving_frames(tmp_path / "m", n=6, size=(64, 48), speed=2)
+    style = write_rgb(tmp_path / "s.png", style_array(64, seed=3))
+    errors = {}
+    for mode in ("none", "flow"):
+        out = tmp_path / f"out_{mode}"
+        stylize(folder, style, out, settings=StyleSettings(size=64),
+                video=VideoSettings(temporal=mode, iterations=8, iterations_first=20))
+        frames = [cv2.imread(str(p)).astype(np.float32) for p in sorted(out.iterdir())]
+        content = [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
+        est = FlowEstimator()
+        errs = []
+        for t in range(1, len(frames)):
+            back, fwd = est.flow(content[t], content[t - 1]), est.flow(content[t - 1], content[t])
+            mask = consistency_mask(back, fwd)[..., None]
+            errs.append(float((mask * (frames[t] - warp(frames[t - 1], back)) ** 2).sum()
+                              / (mask.sum() * 3)))
+        errors[mode] = np.mean(errs)
+    assert errors["flow"] < 0.5 * errors["none"], errors
+
+
+def test_scene_cut_restarts_the_chain(tmp_path, style_png):
+    folder = moving_frames(tmp_path / "cut", n=6, size=(48, 40))
+    files = sorted(folder.iterdir())
+    for p in files[3:]:  # a different shot from frame 4 on
+        img = cv2.imread(str(p))
+        cv2.imwrite(str(p), 255 - img[:, ::-1])
+    rep = stylize(folder, style_png, tmp_path / "o.mp4", settings=S, video=V).video
+    assert rep.scene_cuts == [3]
+
+
+def run_cli(*args):
+    return runner.invoke(app, ["stylize", *map(str, args), "--size", "40", "--iterations", "2",
+                               "--quiet"])
+
+
+def clean_error(r, fragment):
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code != 0 and len(lines) == 1 and "Traceback" not in r.output, r.output
+    assert fragment in lines[0], lines[0]
+
+
+def test_bad_video_inputs(tmp_path, style_png):
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("not a video at all")
+    clean_error(run_cli(fake, style_png), "cannot be opened as a video")
+    good = make_clip(tmp_path / "good.mp4", frames=30)
+    data = good.read_bytes()
+    (tmp_path / "trunc.mp4").write_bytes(data[: len(data) // 3])  # moov atom cut off
+    clean_error(run_cli(tmp_path / "trunc.mp4", style_png), "trunc.mp4")
+    clean_error(run_cli(good, style_png, "-o", tmp_path / "x.avi"), "unsupported output")
+    clean_error(run_cli(good, style_png, "-o", tmp_path / "no" / "x.mp4"), "does not exist")
+    clean_error(run_cli(good, style_png, "--start", "soon"), "not a time")
+    clean_error(run_cli(good, style_png, "--start", "999"), "past the end")
+    (tmp_path / "good_monet.mp4").write_bytes(b"mine")
+    clean_error(run_cli(good, style_png), "--overwrite")
+    assert (tmp_path / "good_monet.mp4").read_bytes() == b"mine"
+
+
+def test_mixed_sizes_and_bad_fps(tmp_path, style_png):
+    folder = moving_frames(tmp_path / "mixed", n=3, size=(48, 40))
+    shutil.copy(folder / "frame_0001.png", tmp_path / "keep.png")
+    cv2.imwrite(str(folder / "frame_0002.png"), np.zeros((20, 20, 3), np.uint8))
+    clean_error(run_cli(folder, style_png, "-o", tmp_path / "m.mp4"), "differ in size")
+    r = run_cli(folder, style_png, "--fps", "0", "-o", tmp_path / "m.mp4")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    with pytest.raises(InputError, match="frame rate"):
+        stylize(moving_frames(tmp_path / "ok", n=2), style_png, tmp_path / "o.mp4",
+                settings=S, video=V.replace(fps=5000))
