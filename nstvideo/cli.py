@@ -33,6 +33,12 @@ class TemporalMode(str, Enum):
     none = "none"
 
 
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -156,6 +162,9 @@ def stylize_cmd(
                                                 "repeatable on the same machine.")] = None,
     device: Annotated[Device, typer.Option(help="auto picks CUDA, then Apple MPS, then CPU.")]
     = Device.auto,
+    precision: Annotated[Precision, typer.Option(
+        help="auto: bf16 convolutions on CUDA GPUs that support them (costs in fp32), fp32 "
+             "elsewhere.")] = Precision.auto,
     weights: Annotated[str, typer.Option(
         help="VGG-19 weights: caffe (original, offline), torchvision (ImageNet, downloaded "
              "once), or the PATH of a torchvision-layout state dict.")] = D.weights,
@@ -174,7 +183,7 @@ def stylize_cmd(
             style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
             if style_weights else None, preserve_colors=preserve_colors,
             optimizer=optimizer.value, init=init, seed=seed, device=device.value,
-            weights=weights)
+            precision=precision.value, weights=weights)
         video = VideoSettings(
             temporal=temporal.value, temporal_weight=temporal_weight,
             iterations_first=iterations_first, iterations=iterations or V.iterations,

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-Objective = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+# x -> (total cost, {name: cost part}); parts may be floats or 0-d tensors (read in one sync).
+Objective = Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
 
 LBFGS_HISTORY = 100  # curvature pairs kept (3·H·W floats each: 3 MB at 512 px)
 FIRST_STEP_PX = 8.0  # the first (gradient) step moves the most-changed pixel by this much
@@ -52,8 +53,13 @@ class _Evaluator:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
-        total, self.parts = self.objective(x)
+        total, parts = self.objective(x)
         (grad,) = torch.autograd.grad(total, x)
+        values = [v if isinstance(v, float) else v.float() for v in parts.values()]
+        if any(isinstance(v, torch.Tensor) for v in values):  # one device sync for all parts
+            values = torch.stack([torch.as_tensor(v, device=grad.device, dtype=torch.float32)
+                                  for v in values]).tolist()
+        self.parts = dict(zip(parts, values))
         return grad
 
 
@@ -64,25 +70,28 @@ class LBFGS:
         self.pairs: deque[tuple[torch.Tensor, torch.Tensor, float]] = deque(maxlen=history)
 
     def direction(self, g: torch.Tensor) -> torch.Tensor:
-        """-H·g by the two-loop recursion, H₀ = (sᵀy / yᵀy)·I from the newest pair."""
+        """-H·g by the two-loop recursion, H₀ = (sᵀy / yᵀy)·I from the newest pair.
+
+        The scalars stay 0-d tensors on the device: no host sync inside the recursion."""
         if not self.pairs:
-            return -g * (FIRST_STEP_PX / float(g.abs().max().clamp_min(1e-12)))
-        q = g.clone()
+            return -g * (FIRST_STEP_PX / g.abs().max().clamp_min(1e-12))
+        q = g.flatten().clone()
         alphas = []
         for s, y, rho in reversed(self.pairs):
-            a = rho * float(torch.vdot(s.flatten(), q.flatten()))
-            q.add_(y, alpha=-a)
+            a = rho * torch.dot(s, q)
+            q.sub_(a * y)
             alphas.append(a)
         s, y, _ = self.pairs[-1]
-        q.mul_(float(torch.vdot(s.flatten(), y.flatten()) / torch.vdot(y.flatten(), y.flatten())))
+        q.mul_(torch.dot(s, y) / torch.dot(y, y))
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
-            b = rho * float(torch.vdot(y.flatten(), q.flatten()))
-            q.add_(s, alpha=a - b)
-        return q.neg_()
+            b = rho * torch.dot(y, q)
+            q.add_((a - b) * s)
+        return q.neg_().view_as(g)
 
     def update(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        sy = float(torch.vdot(s.flatten(), y.flatten()))
-        if sy > 1e-10:  # keep only pairs with positive curvature (H stays positive definite)
+        s, y = s.flatten(), y.flatten()
+        sy = torch.dot(s, y)
+        if float(sy) > 1e-10:  # keep only pairs with positive curvature (H stays pos. definite)
             self.pairs.append((s, y, 1.0 / sy))
 
 

@@ -37,6 +37,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """auto: bf16 convolutions on CUDA GPUs that have bf16 (Ampere and later), else fp32."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise InputError(f"unknown precision '{precision}': use auto, fp32 or bf16")
+    if precision == "fp32":
+        return False
+    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not supported:
+        raise ModelError(f"--precision bf16 needs a CUDA GPU with bf16 support; {device} has "
+                         "none: use --precision fp32 or auto")
+    return supported
+
+
 @dataclass
 class Temporal:
     """The temporal cost's inputs for one frame: previous result warped to this frame (pixels,
@@ -68,6 +81,13 @@ class Stylizer:
         layers = [s.content_layer] + [name for name, _ in s.style_layers]
         self.vgg = VGGFeatures(layers, weights=s.weights).to(self.device)
         self.alpha, self.beta, self.gamma = loss_weights(s)
+        self.amp = use_bf16(s.precision, self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # VGG's shapes repeat every iteration
+            torch.backends.cuda.matmul.allow_tf32 = True  # Grams: TF32 is ample here
+            torch.backends.cudnn.allow_tf32 = True
+            self.vgg.to(memory_format=torch.channels_last)
+            self.vgg.channels_last = True
         self.styles = styles
         self._targets: dict[tuple, dict[str, torch.Tensor]] = {}
 
@@ -89,7 +109,7 @@ class Stylizer:
             x = to_tensor(resize(img[..., :3], fit_longest(*img.shape[:2], longest)), self.device)
             if s.preserve_colors:
                 x = luminance(x, like=content)
-            feats = self.vgg(x)
+            feats = self.features(x)
             for name, _ in s.style_layers:
                 t = w * losses.style_target(feats[name])
                 targets[name] = targets[name] + t if name in targets else t
@@ -104,10 +124,10 @@ class Stylizer:
         s = self.settings
         style_t = self.style_targets(content)
         with torch.no_grad():
-            content_t = self.vgg(content)[s.content_layer]
+            content_t = self.features(content)[s.content_layer]
 
         def f(x: torch.Tensor):
-            feats = self.vgg(x)
+            feats = self.features(x)
             jc = losses.content_loss(feats[s.content_layer], content_t).sum()
             js = sum(lam * losses.style_loss(feats[n], style_t[n]).sum()
                      for n, lam in s.style_layers)
@@ -119,9 +139,18 @@ class Stylizer:
                 total = total + temporal.weight * jtemp
                 parts["temporal"] = jtemp
             parts["total"] = total
-            return total, {k: float(v.detach()) for k, v in parts.items()}
+            return total, {k: v.detach() for k, v in parts.items()}  # floats: one sync, later
 
         return f
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """VGG features of pixels x (B, 3, H, W), as float32 whatever the compute precision:
+        with bf16 only the convolutions run in bf16; Grams and costs stay in float32."""
+        if not self.amp:
+            return self.vgg(x)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16):
+            feats = self.vgg(x)
+        return {k: v.float() for k, v in feats.items()}
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """Content image (H, W, 3|4) uint8 -> (1, 3, h, w) pixels at the run's size."""

@@ -159,6 +159,7 @@ class VGGFeatures(nn.Module):
             shift = 255.0 * torch.tensor(IMAGENET_MEAN)
         self.register_buffer("shift", shift.view(1, 3, 1, 1))
         self.register_buffer("scale", scale.view(1, 3, 1, 1))
+        self.channels_last = False  # set on CUDA: cuDNN's faster layout for these convolutions
         self.requires_grad_(False)
         self.eval()
 
@@ -168,6 +169,8 @@ class VGGFeatures(nn.Module):
 
     def forward(self, rgb255: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.normalize(rgb255)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = {}
         for name, layer in zip(self.names, self.layers):
             x = layer(x)

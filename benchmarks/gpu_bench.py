@@ -1,0 +1,161 @@
+"""GPU figures for benchmarks/RESULTS.md (run through benchmarks/gpu.sh):
+
+1. seconds per L-BFGS iteration at 512 px, 1024 px and 1920x1080, fp32 and bf16 (mixed);
+2. frames per second of a 720p and a 1080p clip with the default temporal mode (flow), with
+   the GPU's busy fraction (nvidia-smi sampled every 100 ms);
+3. peak GPU memory and peak RSS for a 10 s and a 60 s clip (benchmarks/memory.py).
+
+Clips are made with ffmpeg's testsrc2 (moving pattern) so that nothing is needed on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import torch
+
+from nstvideo.images import build_stylizer
+from nstvideo.media.video import VideoFile
+from nstvideo.pipeline import FrameRenderer, even_size
+from nstvideo.settings import StyleSettings, VideoSettings
+from nstvideo.tensors import resize, to_tensor
+
+TMP = Path(tempfile.gettempdir()) / "nst_gpu_bench"
+
+
+def style_image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    import cv2
+    img = np.zeros((512, 512, 3), np.uint8)
+    for _ in range(400):
+        p = rng.integers(0, 512, 4)
+        cv2.line(img, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])),
+                 tuple(int(c) for c in rng.integers(0, 256, 3)), int(rng.integers(2, 9)))
+    return img
+
+
+def clip(w: int, h: int, seconds: float, fps: int = 25) -> Path:
+    path = TMP / f"test_{w}x{h}_{seconds:g}s.mp4"
+    if not path.exists():
+        TMP.mkdir(parents=True, exist_ok=True)
+        subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f",
+                        "lavfi", "-i", f"testsrc2=size={w}x{h}:rate={fps}", "-t", str(seconds),
+                        "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def seconds_per_iteration(device: str, hw, precision: str, its: int) -> float:
+    s = StyleSettings(size=max(hw), device=device, precision=precision)
+    stylizer = build_stylizer(style_image(), s)
+    content = to_tensor(np.random.default_rng(1).integers(0, 256, (*hw, 3), dtype=np.uint8),
+                        stylizer.device)
+    stylizer.run(content, content.clone(), iterations=3)  # warm-up (cuDNN autotuning)
+    sync(stylizer.device)
+    t = time.perf_counter()
+    stylizer.run(content, content.clone(), iterations=its)
+    sync(stylizer.device)
+    return (time.perf_counter() - t) / its
+
+
+class BusySampler:
+    """nvidia-smi utilization.gpu sampled every 100 ms in the background."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+
+    def __enter__(self):
+        def run():
+            try:
+                p = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu",
+                                      "--format=csv,noheader,nounits", "-lms", "100"],
+                                     stdout=subprocess.PIPE, text=True)
+            except OSError:
+                return
+            for line in p.stdout:
+                if self._stop.is_set():
+                    break
+                try:
+                    self.samples.append(float(line.split(",")[0]))
+                except ValueError:
+                    pass
+            p.terminate()
+        self._t = threading.Thread(target=run, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    @property
+    def busy(self) -> float | None:
+        return statistics.mean(self.samples) / 100 if self.samples else None
+
+
+def video_fps(device: str, w: int, h: int, frames: int, video: VideoSettings) -> tuple:
+    src = VideoFile(clip(w, h, frames / 25 + 0.5))
+    hw = even_size(src.height, src.width, max(w, h))
+    stylizer = build_stylizer(style_image(), StyleSettings(size=max(w, h), device=device))
+    renderer = FrameRenderer(stylizer, video)
+    content = [resize(f, hw) for _, f in src.frames(0, frames)]
+    renderer.render(content[0])  # first frame: full budget, not part of the rate
+    sync(stylizer.device)
+    with BusySampler() as busy:
+        t = time.perf_counter()
+        for f in content[1:]:
+            renderer.render(f)
+        sync(stylizer.device)
+        dt = time.perf_counter() - t
+    return (len(content) - 1) / dt, busy.busy
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test on a CPU")
+    args = ap.parse_args()
+    dev = args.device
+    name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "CPU"
+    print(f"# nstvideo GPU figures, {datetime.date.today()}, {name}, torch {torch.__version__}")
+    sizes = [(384, 512), (768, 1024), (1080, 1920)] if not args.quick else [(48, 64)]
+    its = 20 if not args.quick else 2
+    print("\n| size | fp32 s/iter | bf16 s/iter | speed-up |\n|---|---|---|---|")
+    for hw in sizes:
+        f32 = seconds_per_iteration(dev, hw, "fp32", its)
+        try:
+            b16 = seconds_per_iteration(dev, hw, "bf16", its)
+        except Exception as e:  # noqa: BLE001 - CPUs have no bf16 path here
+            print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | - ({type(e).__name__}) | - |")
+            continue
+        print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | {b16:.4f} | {f32 / b16:.2f}x |", flush=True)
+    video = VideoSettings()
+    clips = [(1280, 720), (1920, 1080)] if not args.quick else [(64, 36)]
+    n = 40 if not args.quick else 3
+    print(f"\n| clip | frames/s (flow, <= {video.iterations} its, early stop) | GPU busy |\n|---|---|---|")
+    for w, h in clips:
+        fps, busy = video_fps(dev, w, h, n, video)
+        print(f"| {w}x{h} | {fps:.2f} | {'-' if busy is None else f'{busy:.0%}'} |", flush=True)
+    print()
+    import subprocess as sp
+    import sys
+    sp.run([sys.executable, str(Path(__file__).with_name("memory.py")), "--device", dev,
+            "--size", "256" if not args.quick else "32",
+            "--lengths", "10,60" if not args.quick else "1,3"], check=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Temporal coherence against speed: stylize a real clip under --temporal none, previous and
+flow, and print seconds per frame and the temporal warping error of each (Lai et al. 2018:
+mean over frame pairs of the occlusion-masked squared difference between stylized frame t and
+stylized frame t-1 warped by the content's flow), with the source clip itself as the floor.
+
+Run:  python benchmarks/temporal.py [--video ../shared/data/cockatoo.mp4] [--size 160]
+          [--frames 8] [--iterations 100] [--out /tmp/nst_temporal]
+Writes the stylized frames as PNGs under --out/MODE/ to look at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nstvideo.flow import FlowEstimator, consistency_mask, warp
+from nstvideo.images import build_stylizer
+from nstvideo.media.reader import read_image
+from nstvideo.media.video import VideoFile
+from nstvideo.media.writer import write_image
+from nstvideo.pipeline import FrameRenderer, even_size
+from nstvideo.settings import StyleSettings, VideoSettings
+from nstvideo.tensors import resize
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def warping_error(frames: list[np.ndarray], content: list[np.ndarray]) -> float:
+    """Mean over t of Σ M·(O_t − warp(O_{t−1}))² / (3·ΣM), flow and M from the content."""
+    est = FlowEstimator("medium")
+    errs = []
+    for t in range(1, len(frames)):
+        back = est.flow(content[t], content[t - 1])
+        mask = consistency_mask(back, est.flow(content[t - 1], content[t]))[..., None]
+        diff = frames[t].astype(np.float32) - warp(frames[t - 1], back).astype(np.float32)
+        errs.append(float((mask * diff ** 2).sum() / max(1.0, 3 * mask.sum())))
+    return float(np.mean(errs))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--video", type=Path, default=DATA / "cockatoo.mp4")
+    ap.add_argument("--style", type=Path, default=DATA / "starry_night.jpg")
+    ap.add_argument("--size", type=int, default=160)
+    ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--iterations", type=int, default=VideoSettings().iterations)
+    ap.add_argument("--modes", default="none,previous,flow")
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nst_temporal")
+    args = ap.parse_args()
+    src = VideoFile(args.video)
+    hw = even_size(src.height, src.width, args.size)
+    content = [resize(f, hw) for _, f in src.frames(0, args.frames)]
+    settings = StyleSettings(size=args.size, device="cpu")
+    stylizer = build_stylizer(read_image(args.style), settings)
+    rows = {"source clip": (None, None, warping_error(content, content))}
+    for mode in args.modes.split(","):
+        renderer = FrameRenderer(stylizer, VideoSettings(temporal=mode, iterations=args.iterations))
+        out, times = [], []
+        (args.out / mode).mkdir(parents=True, exist_ok=True)
+        for k, frame in enumerate(content):
+            t = time.perf_counter()
+            result, _, _ = renderer.render(frame)
+            times.append(time.perf_counter() - t)
+            out.append(result)
+            write_image(args.out / mode / f"frame_{k:04d}.png", result)
+        rows[mode] = (times[0], statistics.median(times[1:]), warping_error(out, content))
+        print(f"{mode}: first {times[0]:.1f} s, later median {rows[mode][1]:.2f} s/frame, "
+              f"warping error {rows[mode][2]:.1f}", flush=True)
+
+    print(f"\n{args.video.name}, {hw[1]}x{hw[0]} px, {len(content)} frames, style "
+          f"{args.style.name}, later frames <= {args.iterations} iterations (early stop)")
+    print(f"{'mode':12}{'first s':>10}{'s/frame':>10}{'warp err':>12}{'vs none':>10}")
+    base = rows.get("none", (None, None, None))[2]
+    for name, (first, per, err) in rows.items():
+        rel = f"{err / base:.3f}" if base else "-"
+        print(f"{name:12}{first if first is not None else float('nan'):>10.1f}"
+              f"{per if per is not None else float('nan'):>10.2f}{err:>12.1f}{rel:>10}")
+    if "flow" in rows and "previous" in rows:
+        print(f"\nflow / previous seconds per later frame: {rows['flow'][1] / rows['previous'][1]:.2f}")
+    print(f"frames: {args.out}/MODE/")
+
+
+if __name__ == "__main__":
+    main()
