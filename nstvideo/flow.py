@@ -92,3 +92,22 @@ def analyse(prev: np.ndarray, cur: np.ndarray, estimator: FlowEstimator,
 def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference (0-255) of two frames: the cut test where no flow is computed."""
     return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
+
+
+STATIC_TOL = 3.0  # grey levels (5x5 mean): content this close to when a pixel was last painted
+STATIC_MARGIN = 2  # px left free around anything that moves, so the optimizer can blend it in
+
+
+def static_pixels(backward: np.ndarray, mask: np.ndarray, content: np.ndarray,
+                  reference: np.ndarray) -> np.ndarray:
+    """Pixels of frame t that neither move nor changed since they were last stylized.
+
+    backward: (H, W, 2) flow t -> t-1; mask: (H, W) consistency; content: (H, W, 3) uint8 frame
+    t; reference: (H, W, 3) float32, each pixel's content when it was last optimized (so a slow
+    change, e.g. of light, still counts up until the pixel is repainted). Returns (H, W) bool.
+    """
+    still = (backward == 0).all(axis=2) & (mask > 0)
+    diff = cv2.blur(np.abs(content.astype(np.float32) - reference).max(axis=2), (5, 5))
+    static = (still & (diff < STATIC_TOL)).astype(np.uint8)
+    k = 2 * STATIC_MARGIN + 1
+    return cv2.erode(static, np.ones((k, k), np.uint8), borderValue=1).astype(bool)

@@ -99,14 +99,23 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
              optimizer: str = "lbfgs", learning_rate: float = 4.0,
              early_stop: EarlyStop | None = None,
              on_step: Callable[[int, dict[str, float]], None] | None = None,
+             fixed: tuple[torch.Tensor, torch.Tensor] | None = None,
              ) -> tuple[torch.Tensor, OptimizeReport]:
     """Minimize objective(x) over pixels x in [0, 255], starting from `init` (B, 3, H, W).
+
+    `fixed` = (mask (B, 1, H, W) bool, values (B, 3, H, W)) holds the masked pixels at those
+    values (a constraint, projected like the box).
 
     `on_step(i, parts)` is called after each iteration with the loss parts (floats) of the
     image that iteration started from. Returns the optimized tensor and a report.
     """
     lo, hi = PIXEL_RANGE
-    x = init.detach().clamp(lo, hi).contiguous()
+
+    def project(t: torch.Tensor) -> torch.Tensor:
+        t = t.clamp_(lo, hi)
+        return t if fixed is None else torch.where(fixed[0], fixed[1], t)
+
+    x = project(init.detach().clone()).contiguous()
     evaluate = _Evaluator(objective)
     report = OptimizeReport()
     history: list[float] = []
@@ -122,12 +131,12 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
             raise FloatingPointError("the loss became NaN or infinite")
         history.append(parts["total"])
         if lbfgs is not None:
-            x_new = (x + lbfgs.direction(g)).clamp_(lo, hi)
+            x_new = project(x + lbfgs.direction(g))
         else:
             param.grad = g
             adam.step()
             with torch.no_grad():
-                param.clamp_(lo, hi)
+                param.copy_(project(param.detach().clone()))
             x_new = param.detach().clone()
         g_new = evaluate(x_new)
         if lbfgs is not None:

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
-from nstvideo.flow import SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference, warp
+from nstvideo.flow import (SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference,
+                           static_pixels, warp)
 from nstvideo.images import ImageLike, build_stylizer, load
 from nstvideo.media.video import FrameFolder, Source, VideoFile
 from nstvideo.media.writer import VIDEO_OUT_EXTS, encode_video
@@ -87,12 +88,14 @@ class FrameRenderer:
         self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
         self.prev_content: np.ndarray | None = None
         self.prev_result: np.ndarray | None = None
+        self.reference: np.ndarray | None = None  # per pixel: content when last painted
         self.first_iterations = video.iterations_first or 3 * video.iterations
         self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
 
     def restore(self, content: np.ndarray, result: np.ndarray) -> None:
         """Continue after a frame finished by an earlier run."""
         self.prev_content, self.prev_result = content, result
+        self.reference = content.astype(np.float32)
 
     def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None):
         """Stylize one content frame (RGB uint8 at the processing size).
@@ -102,6 +105,7 @@ class FrameRenderer:
         had_previous = self.prev_result is not None
         content_t = to_tensor(content, dev)
         temporal, start, restart = None, None, self.prev_result is None or v.temporal == "none"
+        static = None
         if not restart and v.temporal == "flow":
             pair = analyse(self.prev_content, content, self.flow)
             restart = v.scene_cuts and pair.scene_cut
@@ -109,7 +113,11 @@ class FrameRenderer:
                 warped = warp(self.prev_result, pair.backward)
                 start = to_tensor(warped, dev)
                 mask = torch.from_numpy(pair.mask)[None, None].to(dev)
-                temporal = Temporal(start, mask, v.temporal_weight)
+                if v.hold_static:
+                    static = static_pixels(pair.backward, pair.mask, content, self.reference)
+                frozen = None if static is None or not static.any() else \
+                    torch.from_numpy(static)[None, None].to(dev)
+                temporal = Temporal(start, mask, v.temporal_weight, frozen)
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and frame_difference(self.prev_content, content) > SCENE_CUT_DIFF
             start = None if restart else to_tensor(self.prev_result, dev)
@@ -120,6 +128,10 @@ class FrameRenderer:
                           early_stop=self.early_stop, on_step=on_step)
         result = to_image(x)
         self.prev_content, self.prev_result = content, result
+        if static is None:
+            self.reference = content.astype(np.float32)
+        else:
+            self.reference[~static] = content[~static]
         return result, report, restart and had_previous and v.temporal != "none"
 
 

@@ -53,11 +53,21 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 @dataclass
 class Temporal:
     """The temporal cost's inputs for one frame: previous result warped to this frame (pixels,
-    (1, 3, H, W)), the per-pixel consistency weight (1, 1, H, W) and the cost's weight."""
+    (1, 3, H, W)), the per-pixel consistency weight (1, 1, H, W) and the cost's weight; and
+    optionally `frozen` (1, 1, H, W) bool: static pixels held at `warped` exactly."""
 
     warped: torch.Tensor
     mask: torch.Tensor
     weight: float
+    frozen: torch.Tensor | None = None
+
+    def resized(self, hw: tuple[int, int], space=lambda t: t) -> "Temporal":
+        """At size hw (a pixel stays frozen only if all it covers is frozen), with the warped
+        frame mapped by `space` (e.g. to luminance)."""
+        frozen = None if self.frozen is None else (
+            resize_tensor(self.frozen.float(), hw) > 0.999)
+        return Temporal(resize_tensor(space(self.warped), hw), resize_tensor(self.mask, hw),
+                        self.weight, frozen)
 
 
 class Stylizer:
@@ -196,21 +206,19 @@ class Stylizer:
         """
         s = self.settings
         target, x = content, init
-        if s.preserve_colors:
-            target, x = luminance(content), luminance(init)
-            if temporal is not None:
-                temporal = Temporal(luminance(temporal.warped), temporal.mask, temporal.weight)
+        space = luminance if s.preserve_colors else (lambda t: t)
+        target, x = space(content), space(init)
         report = OptimizeReport()
         for hw, n in self.levels(tuple(content.shape[2:]), iterations or s.iterations):
-            level_t = None if temporal is None else Temporal(
-                resize_tensor(temporal.warped, hw), resize_tensor(temporal.mask, hw),
-                temporal.weight)
+            level_t = None if temporal is None else temporal.resized(hw, space)
+            fixed = None if level_t is None or level_t.frozen is None else (
+                level_t.frozen, level_t.warped)
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
             x, rep = optimize(resize_tensor(x, hw), self.objective(resize_tensor(target, hw), level_t),
                               iterations=n, optimizer=s.optimizer,
                               learning_rate=s.learning_rate, early_stop=early_stop,
-                              on_step=step)
+                              on_step=step, fixed=fixed)
             report.iterations += rep.iterations
             report.first = report.first or rep.first
             report.last = rep.last

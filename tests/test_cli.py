@@ -155,3 +155,11 @@ def test_interrupt_leaves_no_output(tmp_path, content_png, style_png, monkeypatc
     r = run(content_png, style_png, *FAST)
     assert r.exit_code == 130 and "interrupted" in r.stderr
     assert sorted(os.listdir(tmp_path)) == files_before
+
+
+def test_precision_needs_a_gpu(content_png, style_png):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_clean_error(run(content_png, style_png, "--precision", "bf16", *FAST), "bf16")
+    assert run(content_png, style_png, "--precision", "fp32", *FAST).exit_code == 0

@@ -205,3 +205,22 @@ def test_mixed_sizes_and_bad_fps(tmp_path, style_png):
     with pytest.raises(InputError, match="frame rate"):
         stylize(moving_frames(tmp_path / "ok", n=2), style_png, tmp_path / "o.mp4",
                 settings=S, video=V.replace(fps=5000))
+
+
+def test_still_background_does_not_drift(tmp_path, style_png):
+    """A held frame with a small square crossing it: the background's stylization stays put."""
+    bg = cv2.GaussianBlur(np.random.default_rng(5).integers(0, 256, (40, 48, 3), np.uint8), (5, 5), 0)
+    folder = tmp_path / "still"
+    folder.mkdir()
+    for t in range(12):
+        f = bg.copy()
+        f[30:38, 3 * t:3 * t + 8] = (40, 40, 230)
+        cv2.imwrite(str(folder / f"f_{t:03d}.png"), f)
+    rep = stylize(folder, style_png, tmp_path / "o", settings=StyleSettings(size=48),
+                  video=VideoSettings(iterations=6, iterations_first=20)).video
+    frames = [cv2.imread(str(p)).astype(np.float32) for p in sorted((tmp_path / "o").iterdir())]
+    assert rep.frames == 12 and rep.scene_cuts == []
+    region = (slice(0, 24), slice(None))  # never touched by the square
+    drift = np.abs(frames[-1][region] - frames[1][region]).mean()
+    darkening = frames[1][region].mean() - frames[-1][region].mean()
+    assert drift < 4 and abs(darkening) < 2, (drift, darkening)
