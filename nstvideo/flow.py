@@ -95,6 +95,7 @@ def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 
 STATIC_TOL = 3.0  # grey levels (5x5 mean): content this close to when a pixel was last painted
+STATIC_FLOW_PX = 0.5  # and flow shorter than this: DIS's noise near moving things reaches it
 STATIC_MARGIN = 2  # px left free around anything that moves, so the optimizer can blend it in
 
 
@@ -106,7 +107,7 @@ def static_pixels(backward: np.ndarray, mask: np.ndarray, content: np.ndarray,
     t; reference: (H, W, 3) float32, each pixel's content when it was last optimized (so a slow
     change, e.g. of light, still counts up until the pixel is repainted). Returns (H, W) bool.
     """
-    still = (backward == 0).all(axis=2) & (mask > 0)
+    still = ((backward ** 2).sum(axis=2) < STATIC_FLOW_PX ** 2) & (mask > 0)
     diff = cv2.blur(np.abs(content.astype(np.float32) - reference).max(axis=2), (5, 5))
     static = (still & (diff < STATIC_TOL)).astype(np.uint8)
     k = 2 * STATIC_MARGIN + 1

@@ -111,10 +111,11 @@ class FrameRenderer:
             restart = v.scene_cuts and pair.scene_cut
             if not restart:
                 warped = warp(self.prev_result, pair.backward)
-                start = to_tensor(warped, dev)
-                mask = torch.from_numpy(pair.mask)[None, None].to(dev)
                 if v.hold_static:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
+                    warped[static] = self.prev_result[static]  # held as painted, not resampled
+                start = to_tensor(warped, dev)
+                mask = torch.from_numpy(pair.mask)[None, None].to(dev)
                 frozen = None if static is None or not static.any() else \
                     torch.from_numpy(static)[None, None].to(dev)
                 temporal = Temporal(start, mask, v.temporal_weight, frozen)
