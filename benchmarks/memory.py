@@ -66,7 +66,7 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--child", str(path), args.device,
                               str(args.size)], capture_output=True, text=True, check=True)
         rows.append((seconds, json.loads(out.stdout.strip().splitlines()[-1])))
-    print(f"| clip | frames | render s | peak RSS MiB | peak GPU MiB |\n|---|---|---|---|---|")
+    print("| clip | frames | render s | peak RSS MiB | peak GPU MiB |\n|---|---|---|---|---|")
     for seconds, r in rows:
         print(f"| {seconds:g} s, 320x240 -> {args.size} px | {r['frames']} | {r['seconds']:.0f} | "
               f"{r['rss_mib']:.0f} | {r['gpu_mib']:.0f} |")

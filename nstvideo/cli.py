@@ -4,6 +4,7 @@ one line on stderr and a non-zero exit code."""
 from __future__ import annotations
 
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -175,6 +176,7 @@ def stylize_cmd(
 ):
     """Stylize INPUT (an image, a folder of photos, a folder of numbered frames, or a video) in
     the style of STYLE image(s). An interrupted video render resumes when run again."""
+    warnings.showwarning = _one_line_warning
     try:
         settings = StyleSettings(
             size=size, iterations=iterations or D.iterations, content_weight=content_weight,
@@ -216,6 +218,10 @@ def summary(report) -> str:
     if report.output.is_dir():
         return f"wrote {report.output} ({len(report.written)} images)"
     return f"wrote {report.output}"
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    typer.echo(f"nstvideo: warning: {message}", err=True)
 
 
 def fail(message: str, code: int):

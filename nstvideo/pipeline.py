@@ -4,7 +4,6 @@ cuts, checkpoints and resume, progress, and the final encode."""
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -231,15 +230,15 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
         raise InputError(f"{src} yielded no frames in the range asked for: check --start and "
                          "--duration")
     if total is not None and report.frames < total * 0.9:
-        warnings.warn(f"{src.name} ended after {report.frames} of the {total} frames its "
-                      "header announces (truncated?); the result has those frames")
+        warnings.warn(f"{src.name} ended after {report.frames} of the {total} frames its header "
+                      "announces (truncated?); the result has those frames", stacklevel=2)
     report.seconds_per_frame = (time.perf_counter() - t0) / max(1, rendered)
-    _finish(report, ckpt, source, is_video, first, keep_frames, overwrite, video)
+    _finish(report, ckpt, source, is_video, first, keep_frames, video)
     return report
 
 
 def _finish(report: VideoReport, ckpt: Checkpoint, source: Source, is_video: bool, first: int,
-            keep_frames: bool, overwrite: bool, video: VideoSettings) -> None:
+            keep_frames: bool, video: VideoSettings) -> None:
     """Encode the checkpointed frames (video) or move them into place (folder of frames)."""
     output = report.output
     if is_video:
@@ -249,7 +248,8 @@ def _finish(report: VideoReport, ckpt: Checkpoint, source: Source, is_video: boo
             audio_from=source.path if source.has_audio else None,
             audio_start=float(first / source.fps), audio_duration=float(span))
         if source.has_audio and not report.audio:
-            warnings.warn(f"the audio of {source.path.name} could not be carried over")
+            warnings.warn(f"the audio of {source.path.name} could not be carried over",
+                          stacklevel=2)
         if not keep_frames:
             ckpt.remove()
         return

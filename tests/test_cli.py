@@ -4,14 +4,13 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from nstvideo.cli import app
 from nstvideo.media.reader import read_image
 
-from conftest import content_array, style_array, write_rgb
+from conftest import content_array, write_rgb
 
 FAST = ["--size", "40", "--iterations", "3", "--quiet"]
 runner = CliRunner()
