@@ -196,7 +196,8 @@ def stylize_cmd(
     except NstVideoError as e:
         fail(str(e), e.exit_code)
     except KeyboardInterrupt:
-        fail("interrupted: no output was written under the final name", 130)
+        fail("interrupted: nothing was written under the final name (a video render resumes "
+             "from its last finished frame when you run the same command again)", 130)
     for path, why in report.failed:
         typer.echo(f"nstvideo: failed: {path}: {why}", err=True)
     if not quiet:
