@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--pastiche-frames", type=int, default=2)
     ap.add_argument("--pastiche-iterations", type=int, default=1000)
     args = ap.parse_args()
+    TMP.mkdir(parents=True, exist_ok=True)
     src = VideoFile(args.video)
     style = read_image(args.style)
     print(f"{'size':>6}{'tool':>10}{'frames/min':>12}{'warp err':>10}")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nstvideo.errors import InputError, OutputError
-from nstvideo.images import (FolderReport, ImageLike, build_stylizer, load, make_settings,
-                             run_one, stylize_folder, _init_image)
+from nstvideo.images import (FolderReport, ImageLike, _init_image, build_stylizer, load,
+                             make_settings, run_one, style_tag, stylize_folder)
 from nstvideo.media.reader import IMAGE_EXTS
 from nstvideo.media.video import VIDEO_EXTS, image_size, numbered_frames
 from nstvideo.media.writer import VIDEO_OUT_EXTS, write_image
@@ -34,14 +34,9 @@ class RunReport:
         return not self.failed
 
 
-def _style_tag(styles: Sequence[ImageLike]) -> str:
-    names = [Path(s).stem if not hasattr(s, "shape") else "style" for s in styles]
-    return "_".join(names)
-
-
 def default_output(input_path: Path, styles: Sequence[ImageLike]) -> Path:
     """photo.jpg + monet.jpg -> photo_monet.png beside it; holiday/ -> holiday_monet/."""
-    tag = _style_tag(styles)
+    tag = style_tag(styles)
     if input_path.is_dir():
         return input_path.parent / f"{input_path.resolve().name}_{tag}"
     return input_path.with_name(f"{input_path.stem}_{tag}.png")

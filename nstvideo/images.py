@@ -27,6 +27,12 @@ def load(image: ImageLike, what: str) -> np.ndarray:
     return read_image(image, what=what)
 
 
+def style_tag(styles: Sequence[ImageLike]) -> str:
+    """The part of a default output name that names the style(s): monet_vangogh."""
+    return "_".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style"
+                    for s in styles)
+
+
 def make_settings(settings: StyleSettings | None, overrides: dict) -> StyleSettings:
     settings = settings or StyleSettings()
     return settings.replace(**overrides) if overrides else settings

@@ -17,7 +17,7 @@ from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
 from nstvideo.flow import (SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference,
                            static_pixels, warp)
-from nstvideo.images import ImageLike, build_stylizer, load
+from nstvideo.images import ImageLike, build_stylizer, load, style_tag
 from nstvideo.media.video import FrameFolder, Source, VideoFile
 from nstvideo.media.writer import VIDEO_OUT_EXTS, encode_video
 from nstvideo.optimize import EarlyStop
@@ -138,7 +138,7 @@ class FrameRenderer:
 def default_video_output(src: Path, styles) -> Path:
     """clip.mp4 + monet.jpg -> clip_monet.mp4 (a .gif stays .gif, other containers become .mp4);
     a folder of frames -> folder_monet/ (PNG frames)."""
-    tag = "_".join(Path(s).stem if isinstance(s, (str, Path)) else "style" for s in styles)
+    tag = style_tag(styles)
     if src.is_dir():
         return src.parent / f"{src.resolve().name}_{tag}"
     ext = src.suffix.lower() if src.suffix.lower() in VIDEO_OUT_EXTS else ".mp4"
