@@ -11,7 +11,7 @@ from pathlib import Path
 from nstvideo.errors import InputError, OutputError
 from nstvideo.images import (FolderReport, ImageLike, _init_image, build_stylizer, load,
                              make_settings, run_one, style_tag, stylize_folder)
-from nstvideo.media.reader import IMAGE_EXTS
+from nstvideo.media.reader import IMAGE_EXTS, list_images
 from nstvideo.media.video import VIDEO_EXTS, image_size, numbered_frames
 from nstvideo.media.writer import VIDEO_OUT_EXTS, write_image
 from nstvideo.pipeline import VideoReport, stylize_video
@@ -73,8 +73,6 @@ def frame_sequence(folder: Path, output: Path | None, video: VideoSettings | Non
         video is not None and video.fps is not None)
     files = numbered_frames(folder)
     if wants_video:
-        from nstvideo.media.reader import list_images
-
         return files or list_images(folder) or None
     if files and len({image_size(p) for p in files}) == 1:
         return files
