@@ -11,7 +11,7 @@ import torch
 
 from nstvideo import losses
 from nstvideo.errors import InputError, ModelError
-from nstvideo.optimize import EarlyStop, OptimizeReport, optimize
+from nstvideo.optimize import LBFGS_HISTORY, EarlyStop, OptimizeReport, optimize
 from nstvideo.settings import StyleSettings, loss_weights
 from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_tensor,
                               with_colors_of)
@@ -206,6 +206,7 @@ class Stylizer:
         """
         s = self.settings
         target, x = content, init
+        check_fits(self.device, tuple(content.shape[2:]), self.vgg.wanted)
         space = luminance if s.preserve_colors else (lambda t: t)
         target, x = space(content), space(init)
         report = OptimizeReport()
@@ -225,3 +226,34 @@ class Stylizer:
         if s.preserve_colors:
             x = with_colors_of(x, content)
         return x, report
+
+
+def estimate_bytes(hw: tuple[int, int], layers: tuple[str, ...], history: int = LBFGS_HISTORY) -> int:
+    """Rough device memory one optimization needs at size hw: VGG activations up to the deepest
+    layer, kept for the backward pass and their gradients (x3, fp32), plus L-BFGS's history
+    (2 x `history` images) and a few working images."""
+    from nstvideo.vgg import LAYER_NAMES, layer_channels
+
+    h, w = hw
+    deepest = max(LAYER_NAMES.index(n) for n in layers)
+    total = 0
+    for name in LAYER_NAMES[: deepest + 1]:
+        block = int(name[4])
+        scale = 2 ** (block - (0 if name.startswith("pool") else 1))
+        total += layer_channels(name) * (h // scale) * (w // scale)
+    return 4 * (3 * total + (2 * history + 8) * 3 * h * w)
+
+
+def check_fits(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
+               free_bytes: int | None = None) -> None:
+    """On CUDA, refuse before starting a size that would not fit in free memory, naming the
+    largest longest side that would (memory grows with the pixel count)."""
+    if free_bytes is None:
+        if device.type != "cuda":
+            return
+        free_bytes = torch.cuda.mem_get_info(device)[0]
+    need = estimate_bytes(hw, layers)
+    if need > 0.9 * free_bytes:
+        fit = int(max(hw) * (0.9 * free_bytes / need) ** 0.5) // 16 * 16
+        raise ModelError(f"a {hw[1]}x{hw[0]} frame needs about {need / 2**30:.1f} GiB on {device} "
+                         f"but {free_bytes / 2**30:.1f} GiB are free: use --size {fit} or less")
