@@ -78,14 +78,12 @@ class FramePair:
     scene_cut: bool
 
 
-def analyse(prev: np.ndarray, cur: np.ndarray, estimator: FlowEstimator,
-            need_mask: bool = True) -> FramePair:
+def analyse(prev: np.ndarray, cur: np.ndarray, estimator: FlowEstimator) -> FramePair:
     """Flow, mask and scene-cut decision for consecutive content frames."""
     backward = estimator.flow(cur, prev)
-    mask = consistency_mask(backward, estimator.flow(prev, cur)) if need_mask else \
-        np.ones(cur.shape[:2], np.float32)
+    mask = consistency_mask(backward, estimator.flow(prev, cur))
     diff = frame_difference(warp(prev, backward), cur)
-    cut = (need_mask and float(mask.mean()) < SCENE_CUT_RELIABLE) or diff > SCENE_CUT_DIFF
+    cut = float(mask.mean()) < SCENE_CUT_RELIABLE or diff > SCENE_CUT_DIFF
     return FramePair(backward, mask, bool(cut))
 
 

@@ -115,6 +115,12 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         t = t.clamp_(lo, hi)
         return t if fixed is None else torch.where(fixed[0], fixed[1], t)
 
+    def gradient(t: torch.Tensor) -> torch.Tensor:
+        """The objective's gradient on the free pixels only: held pixels do not move, so their
+        gradient would only corrupt L-BFGS's curvature pairs (y ≠ 0 where s = 0)."""
+        grad = evaluate(t)
+        return grad if fixed is None else grad.masked_fill(fixed[0], 0.0)
+
     x = project(init.detach().clone()).contiguous()
     evaluate = _Evaluator(objective)
     report = OptimizeReport()
@@ -123,7 +129,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
     if lbfgs is None:
         param = x.clone().requires_grad_(True)
         adam = torch.optim.Adam([param], lr=learning_rate)
-    g = evaluate(x)
+    g = gradient(x)
     for i in range(iterations):
         parts = evaluate.parts
         report.first = report.first or dict(parts)
@@ -138,7 +144,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
             with torch.no_grad():
                 param.copy_(project(param.detach().clone()))
             x_new = param.detach().clone()
-        g_new = evaluate(x_new)
+        g_new = gradient(x_new)
         if lbfgs is not None:
             lbfgs.update(x_new - x, g_new - g)
         x, g = x_new, g_new

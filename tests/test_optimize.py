@@ -61,3 +61,14 @@ def test_nan_loss_is_reported():
         return total, {"total": float(total.detach())}
     with pytest.raises(FloatingPointError):
         optimize(torch.ones(1, 3, 2, 2), f, iterations=3)
+
+
+def test_fixed_pixels_are_held_and_the_rest_converge():
+    target = torch.full((1, 3, 4, 4), 200.0)
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    mask[..., :2] = True
+    held = torch.full_like(target, 50.0)
+    x, _ = optimize(torch.full_like(target, 128.0), quadratic(target, torch.ones_like(target)),
+                    iterations=40, fixed=(mask, held))
+    assert torch.equal(x[..., :2], held[..., :2])
+    assert (x[..., 2:] - 200).abs().max() < 0.5
