@@ -13,10 +13,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nstvideo.background import BackgroundWriter, prefetch
 from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
-from nstvideo.flow import (SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference,
-                           static_pixels, warp)
+from nstvideo.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
+                           frame_difference, static_pixels, warp)
 from nstvideo.images import ImageLike, build_stylizer, load, style_tag
 from nstvideo.media.video import FrameFolder, Source, VideoFile
 from nstvideo.media.writer import VIDEO_OUT_EXTS, encode_video
@@ -74,6 +75,7 @@ def even_size(h: int, w: int, longest: int) -> tuple[int, int]:
 def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, styles) -> dict:
     style = dataclasses.asdict(settings)
     style.pop("device")  # resuming on another device is fine
+    style.pop("batch")  # photos only
     vid = dataclasses.asdict(video)
     return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
             "styles": [s if isinstance(s, str) else "array" for s in styles]}
@@ -96,8 +98,20 @@ class FrameRenderer:
         self.prev_content, self.prev_result = content, result
         self.reference = content.astype(np.float32)
 
-    def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None):
-        """Stylize one content frame (RGB uint8 at the processing size).
+    def compare(self, prev: np.ndarray, cur: np.ndarray) -> FramePair | float | None:
+        """What the temporal step needs from two consecutive content frames alone: the flow
+        analysis (flow mode), their difference (previous mode) or nothing. Depends on the
+        source only, so `stylize_video` computes it ahead, beside the optimization."""
+        if self.video.temporal == "flow":
+            return analyse(prev, cur, self.flow)
+        if self.video.temporal == "previous":
+            return frame_difference(prev, cur)
+        return None
+
+    def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
+               compared: FramePair | float | None = None):
+        """Stylize one content frame (RGB uint8 at the processing size); `compared` is
+        `compare(previous content, content)` where already computed.
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
         s, v, dev = self.stylizer, self.video, self.stylizer.device
@@ -105,8 +119,10 @@ class FrameRenderer:
         content_t = to_tensor(content, dev)
         temporal, start, restart = None, None, self.prev_result is None or v.temporal == "none"
         static = None
+        if not restart and compared is None:
+            compared = self.compare(self.prev_content, content)
         if not restart and v.temporal == "flow":
-            pair = analyse(self.prev_content, content, self.flow)
+            pair = compared
             restart = v.scene_cuts and pair.scene_cut
             if not restart:
                 warped = warp(self.prev_result, pair.backward)
@@ -119,7 +135,7 @@ class FrameRenderer:
                     torch.from_numpy(static)[None, None].to(dev)
                 temporal = Temporal(start, mask, v.temporal_weight, frozen)
         elif not restart:  # previous: warm start from the unwarped result
-            restart = v.scene_cuts and frame_difference(self.prev_content, content) > SCENE_CUT_DIFF
+            restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else to_tensor(self.prev_result, dev)
         if start is None:
             start = s.initial(content_t, init)
@@ -208,18 +224,29 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     if source.frame_count is not None:
         end = source.frame_count if stop is None else min(stop, source.frame_count)
         total = max(0, -(-(end - first) // video.every))
+
+    def frames():  # runs ahead in a thread: decode, resize and compare with the previous frame
+        prev = None
+        for k, (_, frame) in enumerate(source.frames(first, stop, video.every,
+                                                     decode_from=max(0, done - 1))):
+            if frame is None:  # before the last finished frame of a resumed render
+                continue
+            frame = resize(frame, hw)
+            yield k, frame, (None if prev is None or k < done
+                             else renderer.compare(prev, frame))
+            prev = frame
+
     rendered, t0 = 0, time.perf_counter()
     bar = tqdm(total=total, initial=min(done, total or done), unit="frame", desc=output.name,
                disable=not progress, dynamic_ncols=True)
-    with bar:
-        for k, (_, frame) in enumerate(source.frames(first, stop, video.every,
-                                                     decode_from=max(0, done - 1))):
+    with bar, BackgroundWriter() as writer:
+        for k, frame, compared in prefetch(frames()):
             if k < done:
                 if k == done - 1:
-                    renderer.restore(resize(frame, hw), ckpt.load(k))
+                    renderer.restore(frame, ckpt.load(k))
                 continue
-            result, rep, cut = renderer.render(resize(frame, hw), init)
-            ckpt.save(k, result)
+            result, rep, cut = renderer.render(frame, init, compared=compared)
+            writer.submit(ckpt.save, k, result)
             if cut:
                 report.scene_cuts.append(k)
             rendered += 1
