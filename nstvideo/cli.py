@@ -166,6 +166,10 @@ def stylize_cmd(
     precision: Annotated[Precision, typer.Option(
         help="auto: bf16 convolutions on CUDA GPUs that support them (costs in fp32), fp32 "
              "elsewhere.")] = Precision.auto,
+    batch: Annotated[int, typer.Option(
+        min=0, max=256, help="Folder of photos: how many photos of one size to optimize at "
+        "once; 0 (auto): 1 on a CPU, on a CUDA GPU as many as fit up to ~1 megapixel per "
+        "batch. Each photo is optimized as it would be alone.")] = D.batch,
     weights: Annotated[str, typer.Option(
         help="VGG-19 weights: caffe (original, offline), torchvision (ImageNet, downloaded "
              "once), or the PATH of a torchvision-layout state dict.")] = D.weights,
@@ -185,7 +189,7 @@ def stylize_cmd(
             style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
             if style_weights else None, preserve_colors=preserve_colors,
             optimizer=optimizer.value, init=init, seed=seed, device=device.value,
-            precision=precision.value, weights=weights)
+            precision=precision.value, batch=batch, weights=weights)
         video = VideoSettings(
             temporal=temporal.value, temporal_weight=temporal_weight,
             iterations_first=iterations_first, iterations=iterations or V.iterations,

@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError, OutputError
 from nstvideo.media.reader import as_rgb, list_images, read_image
+from nstvideo.media.video import image_size
 from nstvideo.media.writer import write_image
 from nstvideo.settings import StyleSettings
 from nstvideo.stylizer import Stylizer
-from nstvideo.tensors import resize, to_image
+from nstvideo.tensors import fit_longest, resize, to_image
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -64,15 +66,28 @@ def run_one(stylizer: Stylizer, image: np.ndarray, *, progress: bool = False,
 
     Returns (RGB(A) uint8 result at the run's size, optimizer report).
     """
-    content = stylizer.prepare(image)
+    outs, report = run_batch(stylizer, [image], progress=progress, desc=desc, init=init)
+    return outs[0], report
+
+
+def run_batch(stylizer: Stylizer, images: Sequence[np.ndarray], *, progress: bool = False,
+              desc: str = "stylizing", init: np.ndarray | None = None):
+    """Stylize loaded images of one processing size in one batch; each result is the one
+    `run_one` gives it alone. Returns (list of RGB(A) uint8 results, report with the loss
+    parts summed over the batch)."""
+    content = torch.cat([stylizer.prepare(image) for image in images])
     start = stylizer.initial(content, init)
     with tqdm(total=stylizer.settings.iterations, desc=desc, unit="it", leave=False,
               disable=not progress) as bar:
         x, report = stylizer.run(content, start, on_step=_step_bar(bar))
-    out = to_image(x)
-    if image.shape[2] == 4:
-        out = np.dstack([out, resize(image[..., 3:], out.shape[:2]).reshape(out.shape[:2])])
-    return out, report
+    outs = []
+    for k, image in enumerate(images):
+        out = to_image(x[k:k + 1])
+        if image.shape[2] == 4:
+            alpha = resize(image[..., 3:], out.shape[:2]).reshape(out.shape[:2])
+            out = np.dstack([out, alpha])
+        outs.append(out)
+    return outs, report
 
 
 def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *,
@@ -123,15 +138,59 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     init = _init_image(settings)
     stylizer = build_stylizer(styles, settings)
     report = FolderReport()
-    for src, dst in tqdm(list(zip(images, targets)), desc="images", unit="img",
-                         disable=not progress):
+    errors = (NstVideoError, FloatingPointError, RuntimeError)
+
+    def run(group: list[tuple[Path, Path, np.ndarray]]) -> None:
+        """Stylize and write a group of photos of one size; if a batch fails, its photos are
+        run one by one, so that each failure is reported against its photo."""
+        desc = group[0][0].name if len(group) == 1 else f"{len(group)} images"
         try:
-            image = read_image(src)
-            out, _ = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
-            report.written.append(write_image(dst, out))
-        except (NstVideoError, FloatingPointError, RuntimeError) as e:
-            report.failed.append((src, str(e)))
+            outs, _ = run_batch(stylizer, [im for _, _, im in group], progress=progress,
+                                desc=desc, init=init)
+        except errors as e:
+            if len(group) == 1:
+                report.failed.append((group[0][0], str(e)))
+            else:
+                for item in group:
+                    run([item])
+            return
+        for (src, dst, _), out in zip(group, outs):
+            try:
+                report.written.append(write_image(dst, out))
+            except errors as e:
+                report.failed.append((src, str(e)))
+
+    work = list(zip(images, targets))
+    if stylizer.batch_limit((settings.size, settings.size)) > 1:  # batches: same sizes together
+        work.sort(key=lambda pair: _header_size(pair[0]))  # stable: name order within a size
+    batch: list[tuple[Path, Path, np.ndarray]] = []  # photos read, all of size `hw`
+    hw = None
+    with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
+        for src, dst in work:
+            try:
+                image = read_image(src)
+            except NstVideoError as e:
+                report.failed.append((src, str(e)))
+                bar.update(1)
+                continue
+            size = fit_longest(*image.shape[:2], settings.size)
+            if batch and (size != hw or len(batch) >= stylizer.batch_limit(hw)):
+                run(batch)
+                bar.update(len(batch))
+                batch = []
+            batch.append((src, dst, image))
+            hw = size
+        if batch:
+            run(batch)
+            bar.update(len(batch))
     return report
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    try:
+        return image_size(path)
+    except NstVideoError:
+        return (0, 0)  # unreadable: fails on its own when read
 
 
 def prepare_output_dir(output_dir: Path, source_dir: Path, targets: list[Path],

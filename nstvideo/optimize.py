@@ -63,36 +63,66 @@ class _Evaluator:
         return grad
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products of (B, N) tensors -> (B, 1), without a (B, N) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1, 1)
+
+
 class LBFGS:
-    """Projected L-BFGS with unit steps; state: the last `history` (s, y) pairs."""
+    """Projected L-BFGS with unit steps; state: the last `history` (s, y) pairs.
+
+    Batched: each item of a (B, ...) batch is its own problem with its own scalars (ρ, the
+    two-loop coefficients, H₀'s scale, the first step), so an image optimized in a batch
+    follows the steps it would follow alone (the objective is a sum of per-item costs)."""
 
     def __init__(self, history: int = LBFGS_HISTORY):
-        self.pairs: deque[tuple[torch.Tensor, torch.Tensor, float]] = deque(maxlen=history)
+        self.pairs: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(maxlen=history)
+        self.gamma: torch.Tensor | None = None  # (B, 1): H₀ = γ·I, sᵀy / yᵀy of the newest pair
+        self.started: torch.Tensor | None = None  # (B, 1) bool: the item has a usable pair
 
     def direction(self, g: torch.Tensor) -> torch.Tensor:
-        """-H·g by the two-loop recursion, H₀ = (sᵀy / yᵀy)·I from the newest pair.
+        """-H·g by the two-loop recursion, per batch item.
 
-        The scalars stay 0-d tensors on the device: no host sync inside the recursion."""
+        The scalars stay tensors on the device: no host sync inside the recursion."""
+        b = g.shape[0]
         if not self.pairs:
-            return -g * (FIRST_STEP_PX / g.abs().max().clamp_min(1e-12))
-        q = g.flatten().clone()
+            return self._first_step(g)
+        q = g.reshape(b, -1).clone()
         alphas = []
         for s, y, rho in reversed(self.pairs):
-            a = rho * torch.dot(s, q)
+            a = rho * _dot(s, q)
             q.sub_(a * y)
             alphas.append(a)
-        s, y, _ = self.pairs[-1]
-        q.mul_(torch.dot(s, y) / torch.dot(y, y))
+        q.mul_(self.gamma)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
-            b = rho * torch.dot(y, q)
-            q.add_((a - b) * s)
-        return q.neg_().view_as(g)
+            q.add_((a - rho * _dot(y, q)) * s)
+        d = q.neg_().view_as(g)
+        if b > 1:  # an item with no usable pair yet takes a first step instead
+            d = torch.where(self.started.view(b, *([1] * (g.dim() - 1))), d, self._first_step(g))
+        return d
+
+    @staticmethod
+    def _first_step(g: torch.Tensor) -> torch.Tensor:
+        """A gradient step that moves each item's most-changed pixel by FIRST_STEP_PX."""
+        b = g.shape[0]
+        peak = g.reshape(b, -1).abs().amax(dim=1).clamp_min(1e-12)
+        return -g * (FIRST_STEP_PX / peak).view(b, *([1] * (g.dim() - 1)))
 
     def update(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        s, y = s.flatten(), y.flatten()
-        sy = torch.dot(s, y)
-        if float(sy) > 1e-10:  # keep only pairs with positive curvature (H stays pos. definite)
-            self.pairs.append((s, y, 1.0 / sy))
+        """Add the pair (s, y) for the items where it has positive curvature (so H stays
+        positive definite); elsewhere ρ = 0 makes the pair a no-op for that item."""
+        b = s.shape[0]
+        s, y = s.reshape(b, -1), y.reshape(b, -1)
+        sy = _dot(s, y)
+        ok = sy > 1e-10
+        if not bool(ok.any()):
+            return
+        gamma = sy / _dot(y, y).clamp_min(1e-30)
+        if self.gamma is None:
+            self.gamma, self.started = gamma, ok
+        else:
+            self.gamma, self.started = torch.where(ok, gamma, self.gamma), self.started | ok
+        self.pairs.append((s, y, torch.where(ok, 1.0 / sy, 0.0)))
 
 
 def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
@@ -102,6 +132,10 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
              fixed: tuple[torch.Tensor, torch.Tensor] | None = None,
              ) -> tuple[torch.Tensor, OptimizeReport]:
     """Minimize objective(x) over pixels x in [0, 255], starting from `init` (B, 3, H, W).
+
+    The objective's total is the sum of independent per-item costs: with L-BFGS each item
+    takes its own steps (see `LBFGS`); the loss parts reported are sums over the batch, and
+    early stop looks at the summed loss.
 
     `fixed` = (mask (B, 1, H, W) bool, values (B, 3, H, W)) holds the masked pixels at those
     values (a constraint, projected like the box).

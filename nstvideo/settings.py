@@ -42,6 +42,9 @@ class StyleSettings:
     init: str = "content"  # "content", "noise", or the path of an image to start from
     seed: int | None = None  # makes noise init (and anything random) repeatable
     device: str = "auto"  # auto: CUDA, then Apple MPS, then CPU
+    batch: int = 0  # photos of one size optimized together; 0 (auto): 1 off CUDA, on CUDA as
+                    # many as fit under MAX_BATCH_PIXELS (stylizer.py). Each photo takes its
+                    # own L-BFGS steps in a batch (equal results up to float rounding)
     precision: str = "auto"  # auto: bf16 convolutions on CUDA GPUs with bf16 (costs in fp32),
                              # fp32 elsewhere; "fp32" or "bf16" to force
     weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path

@@ -18,6 +18,11 @@ from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_
 from nstvideo.vgg import VGGFeatures
 
 COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
+# Auto batching of same-size photos (CUDA only; on a CPU a batch takes as long as its images
+# one by one): up to this many pixels per batch, i.e. 16 images at 256 px, 4 at 512, 1 at
+# 1024. Small frames leave most of a large GPU idle between kernel launches; big ones fill it.
+MAX_BATCH_PIXELS = 1024 * 1024
+MAX_BATCH = 16
 
 
 def resolve_device(name: str) -> torch.device:
@@ -168,18 +173,36 @@ class Stylizer:
         return to_tensor(resize(image[..., :3], hw), self.device)
 
     def initial(self, content: torch.Tensor, init: np.ndarray | None = None) -> torch.Tensor:
-        """The starting image: the content, noise (seeded), or a given image resized to fit."""
-        mode = self.settings.init
+        """The starting image(s) for content (B, 3, H, W): the content, noise, or a given image
+        resized to fit. Seeded noise is the same for every item, as each would get alone."""
+        mode, b = self.settings.init, content.shape[0]
         if init is not None:
-            return to_tensor(resize(init[..., :3], tuple(content.shape[2:])), self.device)
+            one = to_tensor(resize(init[..., :3], tuple(content.shape[2:])), self.device)
+            return one.repeat(b, 1, 1, 1)
         if mode == "noise":
             g = torch.Generator()
             if self.settings.seed is None:
                 g.seed()  # a fresh random seed: only --seed makes noise repeatable
-            else:
-                g.manual_seed(self.settings.seed)
-            return (torch.rand(content.shape, generator=g) * 255.0).to(self.device)
+                return (torch.rand(content.shape, generator=g) * 255.0).to(self.device)
+            g.manual_seed(self.settings.seed)
+            one = torch.rand((1, *content.shape[1:]), generator=g) * 255.0
+            return one.repeat(b, 1, 1, 1).to(self.device)
         return content.clone()
+
+    def batch_limit(self, hw: tuple[int, int]) -> int:
+        """How many photos of size hw to optimize at once: `settings.batch` if set; auto (0):
+        one off CUDA, and on CUDA as many as stay under MAX_BATCH_PIXELS and in free memory.
+        Always one with preserve_colors (each photo has its own style target then)."""
+        s = self.settings
+        if s.preserve_colors:
+            return 1
+        if s.batch > 0:
+            return s.batch
+        if self.device.type != "cuda":
+            return 1
+        free = torch.cuda.mem_get_info(self.device)[0]
+        by_memory = int(0.9 * free // estimate_bytes(hw, self.vgg.wanted))
+        return max(1, min(MAX_BATCH, MAX_BATCH_PIXELS // (hw[0] * hw[1]), by_memory))
 
     def levels(self, hw: tuple[int, int], iterations: int) -> list[tuple[tuple[int, int], int]]:
         """Coarse-to-fine schedule: [(size (h, w), iterations)], coarsest first, ending at `hw`.
@@ -198,7 +221,8 @@ class Stylizer:
     def run(self, content: torch.Tensor, init: torch.Tensor, *, iterations: int | None = None,
             temporal: Temporal | None = None, early_stop: EarlyStop | None = None,
             on_step=None) -> tuple[torch.Tensor, OptimizeReport]:
-        """Stylize one content tensor from `init`; both (1, 3, H, W) pixels on the device.
+        """Stylize content from `init`; both (B, 3, H, W) pixels on the device (a batch: B
+        independent images of one size, each optimized as it would be alone).
 
         Runs the coarse-to-fine schedule of `levels`. With preserve_colors the optimization
         runs on luminance and the content's colours are put back at the end. Returns the
@@ -206,7 +230,7 @@ class Stylizer:
         """
         s = self.settings
         target, x = content, init
-        check_fits(self.device, tuple(content.shape[2:]), self.vgg.wanted)
+        check_fits(self.device, tuple(content.shape[2:]), self.vgg.wanted, batch=len(content))
         space = luminance if s.preserve_colors else (lambda t: t)
         target, x = space(content), space(init)
         report = OptimizeReport()
@@ -245,15 +269,19 @@ def estimate_bytes(hw: tuple[int, int], layers: tuple[str, ...], history: int = 
 
 
 def check_fits(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
-               free_bytes: int | None = None) -> None:
+               free_bytes: int | None = None, batch: int = 1) -> None:
     """On CUDA, refuse before starting a size that would not fit in free memory, naming the
     largest longest side that would (memory grows with the pixel count)."""
     if free_bytes is None:
         if device.type != "cuda":
             return
         free_bytes = torch.cuda.mem_get_info(device)[0]
-    need = estimate_bytes(hw, layers)
-    if need > 0.9 * free_bytes:
-        fit = int(max(hw) * (0.9 * free_bytes / need) ** 0.5) // 16 * 16
-        raise ModelError(f"a {hw[1]}x{hw[0]} frame needs about {need / 2**30:.1f} GiB on {device} "
+    one = estimate_bytes(hw, layers)
+    if batch > 1 and batch * one > 0.9 * free_bytes >= one:
+        raise ModelError(f"a batch of {batch} {hw[1]}x{hw[0]} images needs about "
+                         f"{batch * one / 2**30:.1f} GiB on {device} but {free_bytes / 2**30:.1f} "
+                         f"GiB are free: use --batch {int(0.9 * free_bytes // one)} or less")
+    if one > 0.9 * free_bytes:
+        fit = int(max(hw) * (0.9 * free_bytes / one) ** 0.5) // 16 * 16
+        raise ModelError(f"a {hw[1]}x{hw[0]} frame needs about {one / 2**30:.1f} GiB on {device} "
                          f"but {free_bytes / 2**30:.1f} GiB are free: use --size {fit} or less")

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -66,6 +67,26 @@ def test_folder_reports_failures_and_does_the_rest(tmp_path, style_png):
     assert read_image(out / "b.jpg").shape == (40, 30, 3)
     assert "c.png" in r.stderr and "1 of 3 images failed" in r.stderr
     assert "Traceback" not in r.output
+
+
+def test_folder_in_batches_matches_one_by_one(tmp_path, style_png):
+    src = tmp_path / "trip"
+    src.mkdir()
+    for name, img in (("1.png", content_array()), ("2.png", content_array(40, 30)),
+                      ("3.png", content_array()[::-1].copy()), ("4.png", content_array()[:, ::-1].copy())):
+        write_rgb(src / name, img)
+    r = run(src, style_png, *FAST, "--batch", "2", "-o", tmp_path / "batched")
+    assert r.exit_code == 0, r.output
+    r = run(src, style_png, *FAST, "--batch", "1", "-o", tmp_path / "single")
+    assert r.exit_code == 0, r.output
+    for name in ("1.png", "2.png", "3.png", "4.png"):
+        a, b = read_image(tmp_path / "batched" / name), read_image(tmp_path / "single" / name)
+        assert a.shape == b.shape
+        # the same optimization (float32 rounding aside: test_stylize checks it exactly)
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 3, name
+    # each output is its own photo's, not a neighbour's from the batch
+    one, three = (read_image(tmp_path / "batched" / n).astype(int) for n in ("1.png", "3.png"))
+    assert np.abs(one - three).mean() > 20
 
 
 def test_folder_refuses_to_overwrite(tmp_path, style_png):

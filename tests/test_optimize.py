@@ -72,3 +72,28 @@ def test_fixed_pixels_are_held_and_the_rest_converge():
                     iterations=40, fixed=(mask, held))
     assert torch.equal(x[..., :2], held[..., :2])
     assert (x[..., 2:] - 200).abs().max() < 0.5
+
+
+def test_a_batch_takes_the_steps_each_item_takes_alone():
+    """Two unrelated problems in one batch: per-item L-BFGS scalars, so each ends where it
+    ends when optimized alone (a shared step size would couple them)."""
+    torch.manual_seed(1)
+    target = torch.rand(2, 3, 8, 8) * 200 + 20
+    scales = torch.stack([torch.logspace(-1, 1, 192), torch.logspace(1, 3, 192)]).view(2, 3, 8, 8)
+
+    def f(x):  # a non-quadratic, per-item separable cost
+        d = x - target
+        per_item = (scales * d ** 2 + 0.01 * d ** 4).sum(dim=(1, 2, 3))
+        return per_item.sum(), {"total": per_item.sum().detach()}
+
+    init = torch.full_like(target, 128.0)
+    both, _ = optimize(init, f, iterations=12)
+    for k in range(2):
+        def alone(x, k=k):
+            d = x - target[k:k + 1]
+            total = (scales[k:k + 1] * d ** 2 + 0.01 * d ** 4).sum()
+            return total, {"total": total.detach()}
+        one, _ = optimize(init[k:k + 1], alone, iterations=12)
+        assert torch.allclose(both[k:k + 1], one, atol=1e-3), k
+    # and the two problems are far from each other's scale: one shared step would not do
+    assert (both[0] - target[0]).abs().max() > 1e-3 or (both[1] - target[1]).abs().max() > 1e-3

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import nstvideo
-from nstvideo.images import build_stylizer, run_one
+from nstvideo.images import build_stylizer, run_batch, run_one
 from nstvideo.settings import StyleSettings
 from nstvideo.tensors import rgb_to_yiq, to_tensor
 
@@ -92,3 +92,41 @@ def test_memory_estimate_and_refusal():
     fit = int(str(e.value).split("--size ")[1].split()[0])
     assert 400 <= fit <= 512
     check_fits(torch.device("cuda"), (fit, fit), layers, free_bytes=big)
+    with pytest.raises(ModelError, match=r"a batch of 3 .* use --batch 1 or less"):
+        check_fits(torch.device("cuda"), (512, 512), layers, free_bytes=big + big // 2, batch=3)
+
+
+def test_a_batch_of_photos_gives_each_what_it_gets_alone():
+    """In float64 a batched image follows exactly its own steps (per-item L-BFGS scalars);
+    in float32 the convolutions' summation order differs with the batch and the non-convex
+    optimization amplifies it, so there it is an equally good result (same loss)."""
+    s = StyleSettings(**TINY)
+    stylizer = build_stylizer(style_array(), s)
+    a, b = content_array(), content_array()[::-1, ::-1].copy()
+    content = torch.cat([stylizer.prepare(a), stylizer.prepare(b)])
+    stylizer.vgg.to(torch.float64)
+    stylizer._targets = {k: {n: t.double() for n, t in v.items()}
+                         for k, v in stylizer._targets.items()}
+    x64 = content.double()
+    both, rep = stylizer.run(x64, x64.clone())
+    for k in range(2):
+        alone, rep_k = stylizer.run(x64[k:k + 1], x64[k:k + 1].clone())
+        assert torch.allclose(both[k:k + 1], alone, atol=1e-6), k
+    assert rep.iterations == 15
+    assert (both[0] - both[1].flip(1, 2)).abs().mean() > 5  # two different results
+
+    stylizer = build_stylizer(style_array(), s)  # float32, as it runs
+    (out_a, out_b), report = run_batch(stylizer, [a, b])
+    alone_a, rep_a = run_one(stylizer, a)
+    alone_b, rep_b = run_one(stylizer, b)
+    assert report.last["total"] == pytest.approx(rep_a.last["total"] + rep_b.last["total"],
+                                                 rel=0.1)  # 15 its: not converged
+    assert out_a.shape == alone_a.shape and out_b.shape == alone_b.shape
+
+
+def test_batch_size_rules():
+    stylizer = build_stylizer(style_array(), StyleSettings(**TINY))
+    assert stylizer.batch_limit((512, 512)) == 1  # auto: no batching on a CPU
+    assert build_stylizer(style_array(), StyleSettings(**TINY, batch=3)).batch_limit((64, 64)) == 3
+    assert build_stylizer(style_array(), StyleSettings(**TINY, batch=3, preserve_colors=True)
+                          ).batch_limit((64, 64)) == 1  # each photo has its own style target
