@@ -1,9 +1,13 @@
 """GPU figures for benchmarks/RESULTS.md (run through benchmarks/gpu.sh):
 
 1. seconds per L-BFGS iteration at 512 px, 1024 px and 1920x1080, fp32 and bf16 (mixed);
-2. frames per second of a 720p and a 1080p clip with the default temporal mode (flow), with
-   the GPU's busy fraction (nvidia-smi sampled every 100 ms);
-3. peak GPU memory and peak RSS for a 10 s and a 60 s clip (benchmarks/memory.py).
+2. photos per second at 512 px optimized one at a time and in batches of 2, 4 and 8 (the
+   evidence behind --batch auto);
+3. frames per second of a 720p and a 1080p clip with the default temporal mode (flow), with
+   the GPU's busy fraction (nvidia-smi sampled every 100 ms): the frame loop alone (later
+   frames), and `stylize_video` end to end (decode, flow and checkpoint writes overlapped
+   with the optimization, first frame and H.264 encode included);
+4. peak GPU memory and peak RSS for a 10 s and a 60 s clip (benchmarks/memory.py).
 
 Clips are made with ffmpeg's testsrc2 (moving pattern) so that nothing is needed on disk.
 """
@@ -71,6 +75,20 @@ def seconds_per_iteration(device: str, hw, precision: str, its: int) -> float:
     return (time.perf_counter() - t) / its
 
 
+def photos_per_second(device: str, hw, batch: int, its: int) -> float:
+    s = StyleSettings(size=max(hw), device=device, iterations=its)
+    stylizer = build_stylizer(style_image(), s)
+    rng = np.random.default_rng(2)
+    content = torch.cat([to_tensor(rng.integers(0, 256, (*hw, 3), dtype=np.uint8),
+                                   stylizer.device) for _ in range(batch)])
+    stylizer.run(content, content.clone(), iterations=3)  # warm-up (cuDNN autotuning)
+    sync(stylizer.device)
+    t = time.perf_counter()
+    stylizer.run(content, content.clone(), iterations=its)
+    sync(stylizer.device)
+    return batch / (time.perf_counter() - t)
+
+
 class BusySampler:
     """nvidia-smi utilization.gpu sampled every 100 ms in the background."""
 
@@ -123,6 +141,21 @@ def video_fps(device: str, w: int, h: int, frames: int, video: VideoSettings) ->
     return (len(content) - 1) / dt, busy.busy
 
 
+def video_end_to_end(device: str, w: int, h: int, frames: int) -> tuple:
+    """The whole command: stylize_video on the clip, first frame and encode included."""
+    from nstvideo.pipeline import stylize_video
+
+    path = clip(w, h, frames / 25 + 0.5)
+    out = TMP / f"out_{w}x{h}.mp4"
+    with BusySampler() as busy:
+        t = time.perf_counter()
+        rep = stylize_video(path, style_image(), out, overwrite=True, restart=True,
+                            settings=StyleSettings(size=max(w, h), device=device),
+                            video=VideoSettings(duration=f"{frames}f"))
+        dt = time.perf_counter() - t
+    return rep.frames / dt, busy.busy
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
@@ -142,12 +175,24 @@ def main() -> None:
             print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | - ({type(e).__name__}) | - |")
             continue
         print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | {b16:.4f} | {f32 / b16:.2f}x |", flush=True)
+    hw, its_b = ((384, 512), 20) if not args.quick else ((48, 64), 2)
+    print(f"\n| {hw[1]}x{hw[0]} photos, {its_b} its | batch | photos/s | vs batch 1 |\n|---|---|---|---|")
+    one = None
+    for b in (1, 2, 4, 8):
+        rate = photos_per_second(dev, hw, b, its_b)
+        one = one or rate
+        print(f"| | {b} | {rate:.3f} | {rate / one:.2f}x |", flush=True)
     video = VideoSettings()
     clips = [(1280, 720), (1920, 1080)] if not args.quick else [(64, 36)]
     n = 40 if not args.quick else 3
     print(f"\n| clip | frames/s (flow, <= {video.iterations} its, early stop) | GPU busy |\n|---|---|---|")
     for w, h in clips:
         fps, busy = video_fps(dev, w, h, n, video)
+        print(f"| {w}x{h} | {fps:.2f} | {'-' if busy is None else f'{busy:.0%}'} |", flush=True)
+    print(f"\n| clip | frames/s, stylize_video end to end ({n} frames, first and encode "
+          "included) | GPU busy |\n|---|---|---|")
+    for w, h in clips:
+        fps, busy = video_end_to_end(dev, w, h, n)
         print(f"| {w}x{h} | {fps:.2f} | {'-' if busy is None else f'{busy:.0%}'} |", flush=True)
     print()
     import subprocess as sp

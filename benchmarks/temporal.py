@@ -4,7 +4,9 @@ mean over frame pairs of the occlusion-masked squared difference between stylize
 stylized frame t-1 warped by the content's flow), with the source clip itself as the floor.
 
 Run:  python benchmarks/temporal.py [--video ../shared/data/cockatoo.mp4] [--size 160]
-          [--frames 8] [--iterations 100] [--out /tmp/nst_temporal]
+          [--frames 8] [--iterations 100] [--modes none,previous,flow] [--out /tmp/nst_temporal]
+A mode may name its own later-frame iteration cap, e.g. --modes flow:100,flow:50,flow:25 (the
+first frame always gets the default 3x): the speed/quality trade-off behind the default.
 Writes the stylized frames as PNGs under --out/MODE/ to look at.
 """
 
@@ -58,28 +60,38 @@ def main() -> None:
     settings = StyleSettings(size=args.size, device="cpu")
     stylizer = build_stylizer(read_image(args.style), settings)
     rows = {"source clip": (None, None, warping_error(content, content))}
+    costs = {}
     for mode in args.modes.split(","):
-        renderer = FrameRenderer(stylizer, VideoSettings(temporal=mode, iterations=args.iterations))
-        out, times = [], []
+        name, _, its = mode.partition(":")
+        its = int(its or args.iterations)
+        renderer = FrameRenderer(stylizer, VideoSettings(
+            temporal=name, iterations=its, iterations_first=3 * args.iterations))
+        out, times, parts = [], [], []
         (args.out / mode).mkdir(parents=True, exist_ok=True)
         for k, frame in enumerate(content):
             t = time.perf_counter()
-            result, _, _ = renderer.render(frame)
+            result, rep, _ = renderer.render(frame)
             times.append(time.perf_counter() - t)
             out.append(result)
+            parts.append(rep.last)
             write_image(args.out / mode / f"frame_{k:04d}.png", result)
         rows[mode] = (times[0], statistics.median(times[1:]), warping_error(out, content))
+        costs[mode] = {p: statistics.mean(q[p] for q in parts[1:]) for p in ("content", "style")}
         print(f"{mode}: first {times[0]:.1f} s, later median {rows[mode][1]:.2f} s/frame, "
-              f"warping error {rows[mode][2]:.1f}", flush=True)
+              f"warping error {rows[mode][2]:.1f}, later frames' mean content "
+              f"{costs[mode]['content']:.4g} style {costs[mode]['style']:.4g}", flush=True)
 
     print(f"\n{args.video.name}, {hw[1]}x{hw[0]} px, {len(content)} frames, style "
           f"{args.style.name}, later frames <= {args.iterations} iterations (early stop)")
-    print(f"{'mode':12}{'first s':>10}{'s/frame':>10}{'warp err':>12}{'vs none':>10}")
+    print(f"{'mode':12}{'first s':>10}{'s/frame':>10}{'warp err':>12}{'vs none':>10}"
+          f"{'content':>12}{'style':>12}")
     base = rows.get("none", (None, None, None))[2]
     for name, (first, per, err) in rows.items():
         rel = f"{err / base:.3f}" if base else "-"
+        c = costs.get(name, {"content": float("nan"), "style": float("nan")})
         print(f"{name:12}{first if first is not None else float('nan'):>10.1f}"
-              f"{per if per is not None else float('nan'):>10.2f}{err:>12.1f}{rel:>10}")
+              f"{per if per is not None else float('nan'):>10.2f}{err:>12.1f}{rel:>10}"
+              f"{c['content']:>12.4g}{c['style']:>12.4g}")
     if "flow" in rows and "previous" in rows:
         print(f"\nflow / previous seconds per later frame: {rows['flow'][1] / rows['previous'][1]:.2f}")
     print(f"frames: {args.out}/MODE/")

@@ -7,7 +7,7 @@ Both get the same pre-resized content and style pixels. The outputs are then sco
 project's own cost functions on the same (Caffe) weights. Timing: median seconds per iteration
 over --repeats runs of each, interleaved.
 
-Run:  python benchmarks/vs_pastiche.py [--size 256] [--iterations 100] [--repeats 3]
+Run:  python benchmarks/vs_pastiche.py [--size 256] [--iterations 100] [--repeats 3] [--curve 600]
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def main() -> None:
                     help="also run nstvideo coarse-to-fine (2 levels, half the iterations at "
                          "half size) for this many iterations: the loss reached in about "
                          "pastiche's wall time")
+    ap.add_argument("--curve", type=int, default=0,
+                    help="also run nstvideo for this many iterations, timing each, and print its "
+                         "loss at 1x, 1.5x, 2x ... pastiche's wall time: how much faster an "
+                         "iteration would have to be for a given loss ratio at equal time")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nst_vs_pastiche")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,19 @@ def main() -> None:
         outs["nst c2f"] = to_image(x)
         times["nst c2f"] = [c2f_time / args.c2f_iterations]
 
+    curve = []
+    if args.curve:
+        long = Stylizer([read_image(style_png)], s.replace(iterations=args.curve))
+        long.style_targets(content_t)  # set-up, as pastiche's (untimed) constructor does
+        stamps, losses = [], []
+        t0 = time.perf_counter()
+        x, rep = long.run(content_t, content_t.clone(), on_step=lambda i, p: (
+            stamps.append(time.perf_counter() - t0), losses.append(p["total"])))
+        losses.append(rep.last["total"])
+        # curve[i] = (when the loss after i iterations was known, that loss); iteration i's
+        # on_step comes right after the image after i + 1 iterations was evaluated.
+        curve = [(0.0, losses[0])] + list(zip(stamps, losses[1:]))
+
     # Note: pastiche's style image is resized to the content's area unless given a size; both
     # got `style_png` at its own size (pastiche: style_size=(h, w) of that file).
     score = stylizer.objective(content_t)
@@ -137,6 +154,22 @@ def main() -> None:
         p = trace[reach]
         print(f"nstvideo reaches pastiche's {args.iterations}-iteration total after {reach} "
               f"iterations (content {p['content']:.4g}, style {p['style']:.4g})")
+    if curve:
+        p_wall = statistics.median(times["pastiche"]) * args.iterations
+        p_total = rows["pastiche"]["total"]
+        print(f"\nnstvideo's loss over time ({args.curve} iterations, "
+              f"{curve[-1][0] / args.curve:.3f} s/it), against pastiche's {args.iterations}-"
+              f"iteration loss at its {p_wall:.0f} s:")
+        print(f"{'x pastiche time':>16}{'iterations':>12}{'total':>14}{'vs pastiche':>13}")
+        for m in (0.5, 1, 1.5, 2, 3, 4, 6, 8):
+            i = sum(1 for t, _ in curve[1:] if t <= m * p_wall)  # iterations done by then
+            if i >= len(curve) - 1 and m * p_wall > curve[-1][0]:
+                break
+            print(f"{m:>16}{i:>12}{curve[i][1]:>14.4g}{curve[i][1] / p_total:>13.3f}")
+        hit = next((i for i, (_, v) in enumerate(curve) if v <= 0.7 * p_total), None)
+        print("0.7x pastiche's loss: " + (f"after {hit} iterations, {curve[hit][0] / p_wall:.2f}x "
+              "pastiche's wall time" if hit is not None else f"not reached in {args.curve} "
+              f"iterations (lowest {min(v for _, v in curve) / p_total:.3f}x)"))
     print(f"images: {args.out}")
 
 
