@@ -5,8 +5,9 @@ stylized frame t-1 warped by the content's flow), with the source clip itself as
 
 Run:  python benchmarks/temporal.py [--video ../shared/data/cockatoo.mp4] [--size 160]
           [--frames 8] [--iterations 100] [--modes none,previous,flow] [--out /tmp/nst_temporal]
-A mode may name its own later-frame iteration cap, e.g. --modes flow:100,flow:50,flow:25 (the
-first frame always gets the default 3x): the speed/quality trade-off behind the default.
+A mode may name its own later-frame iteration cap and warp, e.g. --modes
+flow:100,flow:50,flow:50:bicubic (the first frame always gets the default 3x): the
+speed/quality trade-off behind the defaults.
 Writes the stylized frames as PNGs under --out/MODE/ to look at.
 """
 
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from nstvideo.flow import FlowEstimator, consistency_mask, warp
@@ -44,6 +46,13 @@ def warping_error(frames: list[np.ndarray], content: list[np.ndarray]) -> float:
     return float(np.mean(errs))
 
 
+def sharpness(frame: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image: brush-stroke detail (falls as repeated
+    warping softens the texture)."""
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(cv2.Laplacian(grey, cv2.CV_32F).var())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--video", type=Path, default=DATA / "cockatoo.mp4")
@@ -62,10 +71,10 @@ def main() -> None:
     rows = {"source clip": (None, None, warping_error(content, content))}
     costs = {}
     for mode in args.modes.split(","):
-        name, _, its = mode.partition(":")
-        its = int(its or args.iterations)
+        name, its, interp = (mode.split(":") + ["", ""])[:3]
         renderer = FrameRenderer(stylizer, VideoSettings(
-            temporal=name, iterations=its, iterations_first=3 * args.iterations))
+            temporal=name, iterations=int(its or args.iterations),
+            iterations_first=3 * args.iterations, warp=interp or "bilinear"))
         out, times, parts = [], [], []
         (args.out / mode).mkdir(parents=True, exist_ok=True)
         for k, frame in enumerate(content):
@@ -77,21 +86,25 @@ def main() -> None:
             write_image(args.out / mode / f"frame_{k:04d}.png", result)
         rows[mode] = (times[0], statistics.median(times[1:]), warping_error(out, content))
         costs[mode] = {p: statistics.mean(q[p] for q in parts[1:]) for p in ("content", "style")}
+        costs[mode]["detail"] = sharpness(out[-1]) / sharpness(out[0])
         print(f"{mode}: first {times[0]:.1f} s, later median {rows[mode][1]:.2f} s/frame, "
               f"warping error {rows[mode][2]:.1f}, later frames' mean content "
-              f"{costs[mode]['content']:.4g} style {costs[mode]['style']:.4g}", flush=True)
+              f"{costs[mode]['content']:.4g} style {costs[mode]['style']:.4g}, detail of the "
+              f"last frame vs the first {costs[mode]['detail']:.2f}", flush=True)
 
     print(f"\n{args.video.name}, {hw[1]}x{hw[0]} px, {len(content)} frames, style "
           f"{args.style.name}, later frames <= {args.iterations} iterations (early stop)")
     print(f"{'mode':12}{'first s':>10}{'s/frame':>10}{'warp err':>12}{'vs none':>10}"
-          f"{'content':>12}{'style':>12}")
+          f"{'content':>12}{'style':>12}{'detail':>8}")
     base = rows.get("none", (None, None, None))[2]
     for name, (first, per, err) in rows.items():
         rel = f"{err / base:.3f}" if base else "-"
-        c = costs.get(name, {"content": float("nan"), "style": float("nan")})
+        c = costs.get(name, dict.fromkeys(("content", "style", "detail"), float("nan")))
         print(f"{name:12}{first if first is not None else float('nan'):>10.1f}"
               f"{per if per is not None else float('nan'):>10.2f}{err:>12.1f}{rel:>10}"
-              f"{c['content']:>12.4g}{c['style']:>12.4g}")
+              f"{c['content']:>12.4g}{c['style']:>12.4g}{c['detail']:>8.2f}")
+    print("content, style: mean costs of the later frames; detail: Laplacian variance of the "
+          "last frame / the first's (brush-stroke texture kept)")
     if "flow" in rows and "previous" in rows:
         print(f"\nflow / previous seconds per later frame: {rows['flow'][1] / rows['previous'][1]:.2f}")
     print(f"frames: {args.out}/MODE/")

@@ -34,6 +34,11 @@ class TemporalMode(str, Enum):
     none = "none"
 
 
+class Warp(str, Enum):
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -119,6 +124,9 @@ def stylize_cmd(
     temporal_weight: Annotated[float, typer.Option(
         min=0, help="Video: weight of the temporal cost (higher: steadier, may smear).")]
     = V.temporal_weight,
+    warp: Annotated[Warp, typer.Option(
+        help="Video (flow): how the previous result is carried along the flow; bicubic keeps "
+             "more brush detail when --iterations is low.")] = Warp(V.warp),
     start: Annotated[str, typer.Option(
         help="Video: where to begin: seconds (70.5), HH:MM:SS (00:01:10) or a frame (1750f).")]
     = V.start,
@@ -191,7 +199,7 @@ def stylize_cmd(
             optimizer=optimizer.value, init=init, seed=seed, device=device.value,
             precision=precision.value, batch=batch, weights=weights)
         video = VideoSettings(
-            temporal=temporal.value, temporal_weight=temporal_weight,
+            temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
             iterations_first=iterations_first, iterations=iterations or V.iterations,
             start=start, duration=duration, every=every, fps=fps)
         report = stylize(input, styles, output, settings=settings, video=video,

@@ -38,14 +38,19 @@ class FlowEstimator:
         return f
 
 
-def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Sample `image` at p + flow(p) for every pixel p (bilinear; borders replicated).
+WARPS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+
+
+def warp(image: np.ndarray, flow: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
+    """Sample `image` at p + flow(p) for every pixel p (borders replicated).
 
     With the backward flow of frame t (t -> t-1), this brings frame t-1's pixels to frame t.
+    Bilinear sampling blurs a little at sub-pixel offsets, frame after frame; bicubic keeps
+    more of a painted texture's detail (benchmarks/RESULTS.md, "iterations per later frame").
     """
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR,
+    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], WARPS[interpolation],
                      borderMode=cv2.BORDER_REPLICATE)
 
 

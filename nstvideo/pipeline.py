@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from nstvideo.background import BackgroundWriter, prefetch
 from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
-from nstvideo.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
+from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
 from nstvideo.images import ImageLike, build_stylizer, load, style_tag
 from nstvideo.media.video import FrameFolder, Source, VideoFile
@@ -125,7 +125,7 @@ class FrameRenderer:
             pair = compared
             restart = v.scene_cuts and pair.scene_cut
             if not restart:
-                warped = warp(self.prev_result, pair.backward)
+                warped = warp(self.prev_result, pair.backward, v.warp)
                 if v.hold_static:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
                     warped[static] = self.prev_result[static]  # held as painted, not resampled
@@ -193,6 +193,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     settings, video = settings or StyleSettings(), video or VideoSettings()
     if video.temporal not in TEMPORAL_MODES:
         raise InputError(f"unknown temporal mode '{video.temporal}': use flow, previous or none")
+    if video.warp not in WARPS:
+        raise InputError(f"unknown warp interpolation '{video.warp}': use bilinear or bicubic")
     if isinstance(styles, (str, Path, np.ndarray)):
         styles = [styles]
     src = Path(input_path)

@@ -94,6 +94,8 @@ class VideoSettings:
     duration: str | None = None  # how much to render, same forms; None: to the end
     every: int = 1  # render every N-th frame (a quick preview at fps/N)
     fps: float | None = None  # frame rate of a folder of frames (default 25)
+    warp: str = "bilinear"  # how the previous result is carried along the flow: bilinear, or
+                            # bicubic (keeps more brush detail at few iterations; see RESULTS)
     flow_preset: str = "medium"  # DIS preset: 'fast' halves flow time, a little less accurate
     scene_cuts: bool = True  # restart from the content frame where the content jumps
     hold_static: bool = True  # flow: keep pixels whose content has not changed since they were
