@@ -72,9 +72,10 @@ def run_one(stylizer: Stylizer, image: np.ndarray, *, progress: bool = False,
 
 def run_batch(stylizer: Stylizer, images: Sequence[np.ndarray], *, progress: bool = False,
               desc: str = "stylizing", init: np.ndarray | None = None):
-    """Stylize loaded images of one processing size in one batch; each result is the one
-    `run_one` gives it alone. Returns (list of RGB(A) uint8 results, report with the loss
-    parts summed over the batch)."""
+    """Stylize loaded images of one processing size in one batch; each takes the optimizer
+    steps it takes alone in `run_one` (float32 rounding aside: an equally good result, not
+    the same bits). Returns (list of RGB(A) uint8 results, report with the loss parts summed
+    over the batch)."""
     content = torch.cat([stylizer.prepare(image) for image in images])
     start = stylizer.initial(content, init)
     with tqdm(total=stylizer.settings.iterations, desc=desc, unit="it", leave=False,

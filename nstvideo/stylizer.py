@@ -18,8 +18,8 @@ from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_
 from nstvideo.vgg import VGGFeatures
 
 COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
-# Auto batching of same-size photos (CUDA only; on a CPU a batch takes as long as its images
-# one by one): up to this many pixels per batch, i.e. 16 images at 256 px, 4 at 512, 1 at
+# Auto batching of same-size photos (CUDA only; on two CPU cores a batch of 4 small photos is
+# only 1.12x faster, benchmarks/RESULTS.md): up to this many pixels per batch, i.e. 16 images at 256 px, 4 at 512, 1 at
 # 1024. Small frames leave most of a large GPU idle between kernel launches; big ones fill it.
 MAX_BATCH_PIXELS = 1024 * 1024
 MAX_BATCH = 16

@@ -31,9 +31,12 @@ def test_prefetch_runs_ahead_by_at_most_depth():
 
     it = prefetch(items(), depth=2)
     assert next(it) == 0
-    time.sleep(0.3)  # let the producer fill its queue
+    deadline = time.monotonic() + 10
+    while len(produced) < 4 and time.monotonic() < deadline:  # let the producer fill the queue
+        time.sleep(0.01)
+    time.sleep(0.2)  # ...and give it the chance to overrun it
     # one item consumed, `depth` queued, and one more made and waiting to be queued
-    assert 2 <= len(produced) <= 4
+    assert len(produced) == 4
     it.close()
 
 
