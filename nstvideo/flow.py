@@ -46,7 +46,7 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: str = "bilinear") -
 
     With the backward flow of frame t (t -> t-1), this brings frame t-1's pixels to frame t.
     Bilinear sampling blurs a little at sub-pixel offsets, frame after frame; bicubic keeps
-    more of a painted texture's detail (benchmarks/RESULTS.md, "iterations per later frame").
+    more of a painted texture's detail (benchmarks/RESULTS.md, "Video defaults").
     """
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
