@@ -122,7 +122,7 @@ class FrameRenderer:
         if not restart and compared is None:
             compared = self.compare(self.prev_content, content)
         if not restart and v.temporal == "flow":
-            pair = compared
+            pair: FramePair = compared
             restart = v.scene_cuts and pair.scene_cut
             if not restart:
                 warped = warp(self.prev_result, pair.backward, v.warp)

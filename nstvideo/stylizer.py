@@ -18,9 +18,10 @@ from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_
 from nstvideo.vgg import VGGFeatures
 
 COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
-# Auto batching of same-size photos (CUDA only; on two CPU cores a batch of 4 small photos is
-# only 1.12x faster, benchmarks/RESULTS.md): up to this many pixels per batch, i.e. 16 images at 256 px, 4 at 512, 1 at
-# 1024. Small frames leave most of a large GPU idle between kernel launches; big ones fill it.
+# Auto batching of same-size photos, CUDA only (on two CPU cores a batch of 4 small photos is
+# only 1.12x faster, benchmarks/RESULTS.md): up to this many pixels per batch, i.e. 16 images
+# at 256 px, 4 at 512, 1 at 1024. Small frames leave most of a large GPU idle between kernel
+# launches; big ones fill it.
 MAX_BATCH_PIXELS = 1024 * 1024
 MAX_BATCH = 16
 
@@ -229,7 +230,6 @@ class Stylizer:
         result in pixels and the optimizer's report (iterations summed over levels).
         """
         s = self.settings
-        target, x = content, init
         check_fits(self.device, tuple(content.shape[2:]), self.vgg.wanted, batch=len(content))
         space = luminance if s.preserve_colors else (lambda t: t)
         target, x = space(content), space(init)

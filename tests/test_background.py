@@ -9,6 +9,13 @@ import pytest
 from nstvideo.background import BackgroundWriter, prefetch
 
 
+def counted(n, log):
+    """0..n-1, noting each item in `log` as it is made."""
+    for i in range(n):
+        log.append(i)
+        yield i
+
+
 def test_prefetch_keeps_order_and_runs_in_another_thread():
     threads = []
 
@@ -23,13 +30,7 @@ def test_prefetch_keeps_order_and_runs_in_another_thread():
 
 def test_prefetch_runs_ahead_by_at_most_depth():
     produced = []
-
-    def items():
-        for i in range(100):
-            produced.append(i)
-            yield i
-
-    it = prefetch(items(), depth=2)
+    it = prefetch(counted(100, produced), depth=2)
     assert next(it) == 0
     deadline = time.monotonic() + 10
     while len(produced) < 4 and time.monotonic() < deadline:  # let the producer fill the queue
@@ -53,13 +54,7 @@ def test_prefetch_hands_over_the_producers_error():
 
 def test_closing_the_consumer_stops_the_producer():
     produced = []
-
-    def items():
-        for i in range(10_000):
-            produced.append(i)
-            yield i
-
-    it = prefetch(items(), depth=1)
+    it = prefetch(counted(10_000, produced), depth=1)
     next(it)
     it.close()
     n = len(produced)
