@@ -141,7 +141,7 @@ def video_fps(device: str, w: int, h: int, frames: int, video: VideoSettings) ->
     return (len(content) - 1) / dt, busy.busy
 
 
-def video_end_to_end(device: str, w: int, h: int, frames: int) -> tuple:
+def video_end_to_end(device: str, w: int, h: int, frames: int, video: VideoSettings) -> tuple:
     """The whole command: stylize_video on the clip, first frame and encode included."""
     from nstvideo.pipeline import stylize_video
 
@@ -151,23 +151,44 @@ def video_end_to_end(device: str, w: int, h: int, frames: int) -> tuple:
         t = time.perf_counter()
         rep = stylize_video(path, style_image(), out, overwrite=True, restart=True,
                             settings=StyleSettings(size=max(w, h), device=device),
-                            video=VideoSettings(duration=f"{frames}f"))
+                            video=video.replace(duration=f"{frames}f"))
         dt = time.perf_counter() - t
     return rep.frames / dt, busy.busy
+
+
+class Budget:
+    """Rows that would start after `seconds` are skipped (and listed as such), so that the run
+    ends inside the device's 10-minute call."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.t0 = seconds, time.perf_counter()
+
+    def left(self, row: str) -> bool:
+        used = time.perf_counter() - self.t0
+        if self.seconds is not None and used > self.seconds:
+            print(f"| {row} | skipped: time budget ({used:.0f} s of {self.seconds:.0f} s used) |",
+                  flush=True)
+            return False
+        return True
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test on a CPU")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds: rows that would start later are skipped")
     args = ap.parse_args()
     dev = args.device
+    budget = Budget(args.budget)
     name = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "CPU"
     print(f"# nstvideo GPU figures, {datetime.date.today()}, {name}, torch {torch.__version__}")
     sizes = [(384, 512), (768, 1024), (1080, 1920)] if not args.quick else [(48, 64)]
     its = 20 if not args.quick else 2
     print("\n| size | fp32 s/iter | bf16 s/iter | speed-up |\n|---|---|---|---|")
     for hw in sizes:
+        if not budget.left(f"{hw[1]}x{hw[0]}"):
+            continue
         f32 = seconds_per_iteration(dev, hw, "fp32", its)
         try:
             b16 = seconds_per_iteration(dev, hw, "bf16", its)
@@ -178,28 +199,36 @@ def main() -> None:
     hw, its_b = ((384, 512), 20) if not args.quick else ((48, 64), 2)
     print(f"\n| {hw[1]}x{hw[0]} photos, {its_b} its | batch | photos/s | vs batch 1 |\n|---|---|---|---|")
     one = None
-    for b in (1, 2, 4, 8):
+    for b in (1, 2, 4, 8) if not args.quick else (1, 2):
+        if not budget.left(f"batch {b}"):
+            continue
         rate = photos_per_second(dev, hw, b, its_b)
         one = one or rate
         print(f"| | {b} | {rate:.3f} | {rate / one:.2f}x |", flush=True)
-    video = VideoSettings()
+    # the quick pass proves the set-up only: two iterations a frame
+    video = VideoSettings() if not args.quick else VideoSettings(iterations=2, iterations_first=2)
     clips = [(1280, 720), (1920, 1080)] if not args.quick else [(64, 36)]
     n = 40 if not args.quick else 3
     print(f"\n| clip | frames/s (flow, <= {video.iterations} its, early stop) | GPU busy |\n|---|---|---|")
     for w, h in clips:
+        if not budget.left(f"{w}x{h}"):
+            continue
         fps, busy = video_fps(dev, w, h, n, video)
         print(f"| {w}x{h} | {fps:.2f} | {'-' if busy is None else f'{busy:.0%}'} |", flush=True)
     print(f"\n| clip | frames/s, stylize_video end to end ({n} frames, first and encode "
           "included) | GPU busy |\n|---|---|---|")
     for w, h in clips:
-        fps, busy = video_end_to_end(dev, w, h, n)
+        if not budget.left(f"{w}x{h}"):
+            continue
+        fps, busy = video_end_to_end(dev, w, h, n, video)
         print(f"| {w}x{h} | {fps:.2f} | {'-' if busy is None else f'{busy:.0%}'} |", flush=True)
     print()
+    if args.quick or not budget.left("memory.py"):
+        return  # the memory rows start two fresh processes: not part of the set-up check
     import subprocess as sp
     import sys
     sp.run([sys.executable, str(Path(__file__).with_name("memory.py")), "--device", dev,
-            "--size", "256" if not args.quick else "32",
-            "--lengths", "10,60" if not args.quick else "1,3"], check=True)
+            "--size", "256", "--lengths", "10,60"], check=True)
 
 
 if __name__ == "__main__":
