@@ -10,10 +10,11 @@ from pathlib import Path
 
 from nstvideo.errors import InputError, OutputError
 from nstvideo.images import (FolderReport, ImageLike, _init_image, build_stylizer, load,
-                             make_settings, run_one, style_tag, stylize_folder)
-from nstvideo.media.reader import IMAGE_EXTS, list_images
-from nstvideo.media.video import VIDEO_EXTS, image_size, numbered_frames
-from nstvideo.media.writer import VIDEO_OUT_EXTS, write_image
+                             make_settings, run_one, stylize_folder)
+from nstvideo.media.reader import list_images
+from nstvideo.media.video import VIDEO_EXTS
+from nstvideo.media.writer import write_image
+from nstvideo.outputs import VIDEO_OUT_EXTS, check_image_output, default_output, input_paths
 from nstvideo.pipeline import VideoReport, stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
 
@@ -34,49 +35,14 @@ class RunReport:
         return not self.failed
 
 
-def default_output(input_path: Path, styles: Sequence[ImageLike]) -> Path:
-    """photo.jpg + monet.jpg -> photo_monet.png beside it; holiday/ -> holiday_monet/."""
-    tag = style_tag(styles)
-    if input_path.is_dir():
-        return input_path.parent / f"{input_path.resolve().name}_{tag}"
-    return input_path.with_name(f"{input_path.stem}_{tag}.png")
-
-
-def check_output_file(output: Path, inputs: Sequence[Path], overwrite: bool) -> None:
-    """Refuse an output that is one of the inputs, exists (without overwrite), is a folder, or
-    sits in a folder that does not exist or cannot be written."""
-    for p in inputs:
-        if p.exists() and output.exists() and output.resolve() == p.resolve():
-            raise OutputError(f"output {output} is one of the inputs: choose another name with -o")
-    if output.is_dir():
-        raise OutputError(f"output {output} is a folder: give a file name with -o")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output} already exists: pass --overwrite to replace it or -o to "
-                          "choose another name")
-    parent = output.parent
-    if not parent.is_dir():
-        raise OutputError(f"output folder {parent} does not exist: create it or choose another "
-                          "with -o")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder {parent} is not writable: choose another with -o")
-    if output.suffix.lower() not in IMAGE_EXTS:
-        raise OutputError(f"output {output.name}: unsupported image extension "
-                          f"'{output.suffix}': use .png or .jpg")
-
-
 def frame_sequence(folder: Path, output: Path | None, video: VideoSettings | None):
-    """The frames of `folder` if it is to be rendered as one sequence, else None (photos).
+    """The images of `folder` if it is to be rendered as one sequence of frames, else None.
 
-    A sequence when a video output or --fps is asked for, or when the images are numbered
-    alike (frame_0001.png ...) and all of one size."""
-    wants_video = (output is not None and output.suffix.lower() in VIDEO_OUT_EXTS) or (
-        video is not None and video.fps is not None)
-    files = numbered_frames(folder)
-    if wants_video:
-        return files or list_images(folder) or None
-    if files and len({image_size(p) for p in files}) == 1:
-        return files
-    return None
+    A folder is photos (each on its own, same names and formats) unless a sequence is asked
+    for: a video output, a frame rate (--fps) or `video.sequence` (--sequence)."""
+    wants = (output is not None and output.suffix.lower() in VIDEO_OUT_EXTS) or (
+        video is not None and (video.fps is not None or video.sequence))
+    return (list_images(folder) or None) if wants else None
 
 
 def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
@@ -86,8 +52,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     """Stylize an image, a folder of photos, a folder of numbered frames or a video file, and
     write the result (what the `nstvideo stylize` command does).
 
-    Output: `output` if given, else photo.jpg -> photo_STYLE.png beside the input,
-    folder/ -> folder_STYLE/ (same names), clip.mp4 -> clip_STYLE.mp4.
+    Output: `output` if given, else photo.jpg -> photo_STYLE.jpg beside the input,
+    folder/ -> folder_STYLE/ (same names), clip.mp4 -> clip_STYLE.mp4. A folder is photos
+    unless `video.sequence`, `video.fps` or a video output asks for one sequence of frames.
     Videos and frame sequences use `video` (VideoSettings) and are resumable (`restart`
     discards an earlier unfinished render; `keep_frames` keeps the PNG frames).
     """
@@ -109,8 +76,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress)
         return RunReport(output=out, written=rep.written, failed=rep.failed)
-    style_paths = [Path(s) for s in styles if not hasattr(s, "shape")]
-    check_output_file(out, [src, *style_paths], overwrite)
+    check_image_output(out, input_paths([src], styles, settings), overwrite)
     image = load(src, "content image")
     init = _init_image(settings)
     stylizer = build_stylizer(styles, settings)

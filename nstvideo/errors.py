@@ -26,3 +26,10 @@ class OutputError(NstVideoError):
     """An output cannot be written (exists, not writable, encoder failure)."""
 
     exit_code = 4
+
+
+class RenderError(NstVideoError):
+    """A render failed on the way (a loss that became NaN, the device ran out of memory, a
+    library failed on a frame); the message says what to change."""
+
+    exit_code = 5

@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nstvideo.errors import InputError, NstVideoError, OutputError
+from nstvideo.errors import InputError, NstVideoError
 from nstvideo.media.reader import as_rgb, list_images, read_image
 from nstvideo.media.video import image_size
 from nstvideo.media.writer import write_image
+from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.settings import StyleSettings
 from nstvideo.stylizer import Stylizer
 from nstvideo.tensors import fit_longest, resize, to_image
@@ -29,22 +30,21 @@ def load(image: ImageLike, what: str) -> np.ndarray:
     return read_image(image, what=what)
 
 
-def style_tag(styles: Sequence[ImageLike]) -> str:
-    """The part of a default output name that names the style(s): monet_vangogh."""
-    return "_".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style"
-                    for s in styles)
-
-
 def make_settings(settings: StyleSettings | None, overrides: dict) -> StyleSettings:
     settings = settings or StyleSettings()
     return settings.replace(**overrides) if overrides else settings
 
 
+def styles_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    """One style (a path or an array) or several -> a list."""
+    if isinstance(styles, (str, os.PathLike, np.ndarray)):
+        return [styles]
+    return list(styles)
+
+
 def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSettings) -> Stylizer:
     """Load the style image(s) and VGG-19, compute the style targets: once per run."""
-    if isinstance(styles, (str, os.PathLike, np.ndarray)):
-        styles = [styles]
-    return Stylizer([load(s, "style image") for s in styles], settings)
+    return Stylizer([load(s, "style image") for s in styles_list(styles)], settings)
 
 
 def _init_image(settings: StyleSettings) -> np.ndarray | None:
@@ -134,12 +134,13 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     images = list_images(folder) if folder.is_dir() else []
     if not images:
         raise InputError(f"no images in folder {folder}: put PNG/JPEG/TIFF/BMP/WebP files in it")
-    targets = [output_dir / p.name for p in images]
-    prepare_output_dir(output_dir, folder, targets, overwrite)
+    targets = [output_dir / photo_name(p.name) for p in images]
+    prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
+                                                                settings), overwrite)
     init = _init_image(settings)
     stylizer = build_stylizer(styles, settings)
     report = FolderReport()
-    errors = (NstVideoError, FloatingPointError, RuntimeError)
+    errors = Exception  # any failure on one photo (cv2.error, a NaN loss...) fails that one
 
     def run(group: list[tuple[Path, Path, np.ndarray]]) -> None:
         """Stylize and write a group of photos of one size; if a batch fails, its photos are
@@ -150,7 +151,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
                                 desc=desc, init=init)
         except errors as e:
             if len(group) == 1:
-                report.failed.append((group[0][0], str(e)))
+                report.failed.append((group[0][0], reason(e)))
             else:
                 for item in group:
                     run([item])
@@ -159,7 +160,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
             try:
                 report.written.append(write_image(dst, out))
             except errors as e:
-                report.failed.append((src, str(e)))
+                report.failed.append((src, reason(e)))
 
     work = list(zip(images, targets))
     if stylizer.batch_limit((settings.size, settings.size)) > 1:  # batches: same sizes together
@@ -187,28 +188,16 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     return report
 
 
+def reason(e: BaseException) -> str:
+    """One line for a failure: our own errors say what to do; others name their type."""
+    if isinstance(e, NstVideoError):
+        return str(e)
+    text = " ".join(str(e).split())[:200] or "no message"
+    return f"{type(e).__name__}: {text}"
+
+
 def _header_size(path: Path) -> tuple[int, int]:
     try:
         return image_size(path)
     except NstVideoError:
         return (0, 0)  # unreadable: fails on its own when read
-
-
-def prepare_output_dir(output_dir: Path, source_dir: Path, targets: list[Path],
-                       overwrite: bool) -> None:
-    """Refuse to write into the source folder or over existing files; create the folder."""
-    if output_dir.resolve() == source_dir.resolve():
-        raise OutputError(f"output folder {output_dir} is the input folder: the originals would "
-                          "be overwritten; choose another with -o")
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise OutputError(f"{output_dir} already holds {len(existing)} of the outputs (e.g. "
-                          f"{existing[0].name}): pass --overwrite to replace them or -o to "
-                          "choose another folder")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {output_dir} ({e.strerror}): choose "
-                          "another with -o") from e
-    if not os.access(output_dir, os.W_OK):
-        raise OutputError(f"output folder {output_dir} is not writable: choose another with -o")

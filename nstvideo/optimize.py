@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from nstvideo.errors import RenderError
+
 # x -> (total cost, {name: cost part}); parts may be floats or 0-d tensors (read in one sync).
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
 
@@ -168,7 +170,9 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         parts = evaluate.parts
         report.first = report.first or dict(parts)
         if not math.isfinite(parts["total"]):
-            raise FloatingPointError("the loss became NaN or infinite")
+            raise RenderError(f"the loss became NaN or infinite at iteration {i}: lower the "
+                              "cost weights (--style-weight, --temporal-weight) or use "
+                              "--precision fp32")
         history.append(parts["total"])
         if lbfgs is not None:
             x_new = project(x + lbfgs.direction(g))

@@ -18,9 +18,10 @@ from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
 from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
-from nstvideo.images import ImageLike, build_stylizer, load, style_tag
+from nstvideo.images import ImageLike, build_stylizer, load, styles_list
 from nstvideo.media.video import FrameFolder, Source, VideoFile
-from nstvideo.media.writer import VIDEO_OUT_EXTS, encode_video
+from nstvideo.media.writer import encode_video
+from nstvideo.outputs import check_video_output, default_output, input_paths
 from nstvideo.optimize import EarlyStop
 from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings
 from nstvideo.stylizer import Stylizer, Temporal
@@ -151,35 +152,6 @@ class FrameRenderer:
         return result, report, restart and had_previous and v.temporal != "none"
 
 
-def default_video_output(src: Path, styles) -> Path:
-    """clip.mp4 + monet.jpg -> clip_monet.mp4 (a .gif stays .gif, other containers become .mp4);
-    a folder of frames -> folder_monet/ (PNG frames)."""
-    tag = style_tag(styles)
-    if src.is_dir():
-        return src.parent / f"{src.resolve().name}_{tag}"
-    ext = src.suffix.lower() if src.suffix.lower() in VIDEO_OUT_EXTS else ".mp4"
-    return src.with_name(f"{src.stem}_{tag}{ext}")
-
-
-def _check_output(output: Path, src: Path, overwrite: bool) -> bool:
-    """Validate the output; return True for a video file, False for a folder of frames."""
-    is_video = output.suffix.lower() in VIDEO_OUT_EXTS
-    if output.suffix and not is_video and not output.is_dir():
-        raise OutputError(f"unsupported output extension '{output.suffix}': use "
-                          f"{', '.join(VIDEO_OUT_EXTS)}, or a folder name for PNG frames")
-    if output.exists() and src.exists() and output.resolve() == src.resolve():
-        raise OutputError(f"output {output} is the input: choose another name with -o")
-    if is_video and output.is_dir():
-        raise OutputError(f"output {output} is a folder: give a video file name with -o")
-    if output.exists() and not overwrite and (is_video or any(output.iterdir())):
-        raise OutputError(f"{output} already exists: pass --overwrite to replace it or -o to "
-                          "choose another name")
-    if not output.parent.is_dir():
-        raise OutputError(f"output folder {output.parent} does not exist: create it or choose "
-                          "another with -o")
-    return is_video
-
-
 def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, *,
                   settings: StyleSettings | None = None, video: VideoSettings | None = None,
                   overwrite: bool = False, restart: bool = False, keep_frames: bool = False,
@@ -195,14 +167,14 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
         raise InputError(f"unknown temporal mode '{video.temporal}': use flow, previous or none")
     if video.warp not in WARPS:
         raise InputError(f"unknown warp interpolation '{video.warp}': use bilinear or bicubic")
-    if isinstance(styles, (str, Path, np.ndarray)):
-        styles = [styles]
+    styles = styles_list(styles)
     src = Path(input_path)
     if not src.exists():
         raise InputError(f"input not found: {src}: check the path")
     source = open_source(src, video, files)
-    output = Path(output) if output is not None else default_video_output(src, styles)
-    is_video = _check_output(output, src, overwrite)
+    output = Path(output) if output is not None else default_output(src, styles, video=True)
+    content = source.files if isinstance(source, FrameFolder) else [src]
+    is_video = check_video_output(output, input_paths(content, styles, settings), overwrite)
     if video.every < 1:
         raise InputError("--every must be 1 or more")
     first = parse_position(video.start, source.fps, "--start") or 0

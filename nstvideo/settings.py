@@ -94,6 +94,8 @@ class VideoSettings:
     duration: str | None = None  # how much to render, same forms; None: to the end
     every: int = 1  # render every N-th frame (a quick preview at fps/N)
     fps: float | None = None  # frame rate of a folder of frames (default 25)
+    sequence: bool = False  # a folder is one sequence of frames, not photos (also implied by
+                            # fps or a video output)
     warp: str = "bilinear"  # how the previous result is carried along the flow: bilinear, or
                             # bicubic (keeps more brush detail at few iterations; see RESULTS)
     flow_preset: str = "medium"  # DIS preset: 'fast' halves flow time, a little less accurate

@@ -3,7 +3,6 @@ objective for one image (or frame), optimized by `optimize.optimize`."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -11,7 +10,9 @@ import torch
 
 from nstvideo import losses
 from nstvideo.errors import InputError, ModelError
-from nstvideo.optimize import LBFGS_HISTORY, EarlyStop, OptimizeReport, optimize
+from nstvideo.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes, free_bytes,
+                             out_of_memory, resolve_device, use_bf16)
+from nstvideo.optimize import EarlyStop, OptimizeReport, optimize
 from nstvideo.settings import StyleSettings, loss_weights
 from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_tensor,
                               with_colors_of)
@@ -24,36 +25,6 @@ COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
 # launches; big ones fill it.
 MAX_BATCH_PIXELS = 1024 * 1024
 MAX_BATCH = 16
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple MPS, then the CPU; a named device must be available."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch warns when it finds no driver
-        cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if name.startswith("cuda") and not cuda:
-        raise ModelError("--device cuda: no CUDA GPU is available here: use --device cpu or auto")
-    if name == "mps" and not mps:
-        raise ModelError("--device mps: Apple's MPS is not available here: use --device cpu or auto")
-    if name not in ("cpu", "mps") and not name.startswith("cuda"):
-        raise ModelError(f"unknown device '{name}': use auto, cpu, cuda or mps")
-    return torch.device(name)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """auto: bf16 convolutions on CUDA GPUs that have bf16 (Ampere and later), else fp32."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise InputError(f"unknown precision '{precision}': use auto, fp32 or bf16")
-    if precision == "fp32":
-        return False
-    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    if precision == "bf16" and not supported:
-        raise ModelError(f"--precision bf16 needs a CUDA GPU with bf16 support; {device} has "
-                         "none: use --precision fp32 or auto")
-    return supported
 
 
 @dataclass
@@ -98,10 +69,8 @@ class Stylizer:
         self.vgg = VGGFeatures(layers, weights=s.weights).to(self.device)
         self.alpha, self.beta, self.gamma = loss_weights(s)
         self.amp = use_bf16(s.precision, self.device)
+        configure(self.device, s.seed)
         if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # VGG's shapes repeat every iteration
-            torch.backends.cuda.matmul.allow_tf32 = True  # Grams: TF32 is ample here
-            torch.backends.cudnn.allow_tf32 = True
             self.vgg.to(memory_format=torch.channels_last)
             self.vgg.channels_last = True
         self.styles = styles
@@ -201,8 +170,7 @@ class Stylizer:
             return s.batch
         if self.device.type != "cuda":
             return 1
-        free = torch.cuda.mem_get_info(self.device)[0]
-        by_memory = int(0.9 * free // estimate_bytes(hw, self.vgg.wanted))
+        by_memory = int(MEMORY_SHARE * free_bytes(self.device) // estimate_bytes(hw, self.vgg.wanted))
         return max(1, min(MAX_BATCH, MAX_BATCH_PIXELS // (hw[0] * hw[1]), by_memory))
 
     def levels(self, hw: tuple[int, int], iterations: int) -> list[tuple[tuple[int, int], int]]:
@@ -229,8 +197,15 @@ class Stylizer:
         runs on luminance and the content's colours are put back at the end. Returns the
         result in pixels and the optimizer's report (iterations summed over levels).
         """
+        hw, layers = tuple(content.shape[2:]), self.vgg.wanted
+        check_fits(self.device, hw, layers, batch=len(content))
+        try:
+            return self._run(content, init, iterations, temporal, early_stop, on_step)
+        except torch.cuda.OutOfMemoryError as e:
+            raise out_of_memory(self.device, hw, layers, len(content)) from e
+
+    def _run(self, content, init, iterations, temporal, early_stop, on_step):
         s = self.settings
-        check_fits(self.device, tuple(content.shape[2:]), self.vgg.wanted, batch=len(content))
         space = luminance if s.preserve_colors else (lambda t: t)
         target, x = space(content), space(init)
         report = OptimizeReport()
@@ -250,38 +225,3 @@ class Stylizer:
         if s.preserve_colors:
             x = with_colors_of(x, content)
         return x, report
-
-
-def estimate_bytes(hw: tuple[int, int], layers: tuple[str, ...], history: int = LBFGS_HISTORY) -> int:
-    """Rough device memory one optimization needs at size hw: VGG activations up to the deepest
-    layer, kept for the backward pass and their gradients (x3, fp32), plus L-BFGS's history
-    (2 x `history` images) and a few working images."""
-    from nstvideo.vgg import LAYER_NAMES, layer_channels
-
-    h, w = hw
-    deepest = max(LAYER_NAMES.index(n) for n in layers)
-    total = 0
-    for name in LAYER_NAMES[: deepest + 1]:
-        block = int(name[4])
-        scale = 2 ** (block - (0 if name.startswith("pool") else 1))
-        total += layer_channels(name) * (h // scale) * (w // scale)
-    return 4 * (3 * total + (2 * history + 8) * 3 * h * w)
-
-
-def check_fits(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
-               free_bytes: int | None = None, batch: int = 1) -> None:
-    """On CUDA, refuse before starting a size that would not fit in free memory, naming the
-    largest longest side that would (memory grows with the pixel count)."""
-    if free_bytes is None:
-        if device.type != "cuda":
-            return
-        free_bytes = torch.cuda.mem_get_info(device)[0]
-    one = estimate_bytes(hw, layers)
-    if batch > 1 and batch * one > 0.9 * free_bytes >= one:
-        raise ModelError(f"a batch of {batch} {hw[1]}x{hw[0]} images needs about "
-                         f"{batch * one / 2**30:.1f} GiB on {device} but {free_bytes / 2**30:.1f} "
-                         f"GiB are free: use --batch {int(0.9 * free_bytes // one)} or less")
-    if one > 0.9 * free_bytes:
-        fit = int(max(hw) * (0.9 * free_bytes / one) ** 0.5) // 16 * 16
-        raise ModelError(f"a {hw[1]}x{hw[0]} frame needs about {one / 2**30:.1f} GiB on {device} "
-                         f"but {free_bytes / 2**30:.1f} GiB are free: use --size {fit} or less")

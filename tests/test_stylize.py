@@ -78,24 +78,6 @@ def test_adam_and_init_file(tmp_path):
     assert rep.last["total"] < 0.8 * rep.first["total"]
 
 
-def test_memory_estimate_and_refusal():
-    from nstvideo.errors import ModelError
-    from nstvideo.stylizer import check_fits, estimate_bytes
-
-    layers = ("relu1_1", "relu5_1")
-    small, big = estimate_bytes((256, 256), layers), estimate_bytes((512, 512), layers)
-    assert 3.9 < big / small < 4.1  # grows with the pixel count
-    assert 0.5 * 2**30 < estimate_bytes((512, 512), layers) < 4 * 2**30  # ~2.4 GiB
-    check_fits(torch.device("cpu"), (512, 512), layers)  # the CPU is not checked
-    with pytest.raises(ModelError, match=r"use --size (\d+) or less") as e:
-        check_fits(torch.device("cuda"), (2048, 2048), layers, free_bytes=big)
-    fit = int(str(e.value).split("--size ")[1].split()[0])
-    assert 400 <= fit <= 512
-    check_fits(torch.device("cuda"), (fit, fit), layers, free_bytes=big)
-    with pytest.raises(ModelError, match=r"a batch of 3 .* use --batch 1 or less"):
-        check_fits(torch.device("cuda"), (512, 512), layers, free_bytes=big + big // 2, batch=3)
-
-
 def test_a_batch_of_photos_gives_each_what_it_gets_alone():
     """In float64 a batched image follows exactly its own steps (per-item L-BFGS scalars);
     in float32 the convolutions' summation order differs with the batch and the non-convex

@@ -73,7 +73,7 @@ def test_numbered_frames_folder_to_video_and_frames(tmp_path, style_png):
     assert r.exit_code == 0, r.stderr
     info = probe(tmp_path / "shots.mp4")
     assert info["frames"] == 5 and abs(info["fps"] - 24) < 0.01 and not info["audio"]
-    rep = stylize(folder, style_png, settings=S, video=V).video  # auto: one numbered sequence
+    rep = stylize(folder, style_png, settings=S, video=V.replace(sequence=True)).video
     assert rep.output == tmp_path / "shots_monet"
     assert sorted(p.name for p in rep.output.iterdir()) == [f"frame_{i:04d}.png" for i in range(1, 6)]
 

@@ -78,7 +78,6 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
     return path
 
 
-VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
 # Per container: video codec arguments, and the audio codec to re-encode to when copying fails.
 _H264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium"]
 _VIDEO_ARGS = {

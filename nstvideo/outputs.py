@@ -1,0 +1,139 @@
+"""Where results go, and what may never be written: the one owner of output naming and of the
+refusal rules (an output is never one of the inputs; nothing existing is replaced without
+`overwrite`; a folder that is not ours is never deleted or written into as a checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from nstvideo.errors import OutputError
+
+# Image formats a result can be written in; a photo keeps its own format where it is one of
+# these (JPEG in, JPEG out), else it becomes a PNG.
+WRITABLE_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp")
+VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
+
+
+def style_tag(styles: Sequence) -> str:
+    """The part of a default output name that names the style(s): monet_vangogh."""
+    return "_".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style"
+                    for s in styles)
+
+
+def photo_name(name: str) -> str:
+    """A photo's output name: the same name where its format can be written, else .png."""
+    p = Path(name)
+    return name if p.suffix.lower() in WRITABLE_IMAGE_EXTS else p.stem + ".png"
+
+
+def default_output(src: Path, styles: Sequence, *, video: bool = False) -> Path:
+    """Beside the input: photo.jpg -> photo_monet.jpg, holiday/ -> holiday_monet/,
+    clip.mp4 -> clip_monet.mp4 (a .gif stays .gif, other containers become .mp4)."""
+    tag = style_tag(styles)
+    if src.is_dir():
+        return src.parent / f"{src.resolve().name}_{tag}"
+    if video:
+        ext = src.suffix.lower() if src.suffix.lower() in VIDEO_OUT_EXTS else ".mp4"
+        return src.with_name(f"{src.stem}_{tag}{ext}")
+    return src.with_name(photo_name(f"{src.stem}_{tag}{src.suffix}"))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None]) -> None:
+    """Refuse any output that is one of the inputs (content, style, init, weights), whether
+    or not `overwrite` is given: an input is never replaced."""
+    inputs = [Path(p) for p in inputs if p is not None]
+    for out in outputs:
+        for p in inputs:
+            if _same_file(Path(out), p) or Path(out).resolve() == p.resolve():
+                raise OutputError(f"output {out} is an input of this run ({p}): choose another "
+                                  "name with -o")
+
+
+def _check_parent(output: Path) -> None:
+    parent = output.parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder {parent} does not exist: create it or choose another "
+                          "with -o")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder {parent} is not writable: choose another with -o")
+
+
+def _refuse_existing(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output} already exists: pass --overwrite to replace it or -o to "
+                          "choose another name")
+
+
+def check_image_output(output: Path, inputs: Sequence[Path | None], overwrite: bool) -> None:
+    """A single image's output file."""
+    refuse_inputs([output], inputs)
+    if output.is_dir():
+        raise OutputError(f"output {output} is a folder: give a file name with -o")
+    if output.suffix.lower() not in WRITABLE_IMAGE_EXTS:
+        raise OutputError(f"output {output.name}: unsupported image extension "
+                          f"'{output.suffix}': use .png or .jpg")
+    _refuse_existing(output, overwrite)
+    _check_parent(output)
+
+
+def check_video_output(output: Path, inputs: Sequence[Path | None], overwrite: bool) -> bool:
+    """A video file or a folder of PNG frames; returns True for a video file."""
+    refuse_inputs([output], inputs)
+    is_video = output.suffix.lower() in VIDEO_OUT_EXTS
+    if output.suffix and not is_video and not output.is_dir():
+        raise OutputError(f"unsupported output extension '{output.suffix}': use "
+                          f"{', '.join(VIDEO_OUT_EXTS)}, or a folder name for PNG frames")
+    if is_video and output.is_dir():
+        raise OutputError(f"output {output} is a folder: give a video file name with -o")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise OutputError(f"{output} already exists and is not empty: pass --overwrite to "
+                          "write the frames into it or -o to choose another name")
+    if is_video:
+        _refuse_existing(output, overwrite)
+    _check_parent(output)
+    return is_video
+
+
+def prepare_output_dir(output_dir: Path, source_dir: Path, targets: list[Path],
+                       inputs: Sequence[Path | None], overwrite: bool) -> None:
+    """A folder of photos' outputs: never the source folder, never over an input, over
+    existing files only with `overwrite`; the folder is created."""
+    if output_dir.exists() and _same_file(output_dir, source_dir):
+        raise OutputError(f"output folder {output_dir} is the input folder: the originals would "
+                          "be overwritten; choose another with -o")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"output {output_dir} is a file: give a folder name with -o")
+    refuse_inputs(targets, inputs)
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{output_dir} already holds {len(existing)} of the outputs (e.g. "
+                          f"{existing[0].name}): pass --overwrite to replace them or -o to "
+                          "choose another folder")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {output_dir} ({e.strerror}): choose "
+                          "another with -o") from e
+    if not os.access(output_dir, os.W_OK):
+        raise OutputError(f"output folder {output_dir} is not writable: choose another with -o")
+
+
+def input_paths(content: Iterable, styles: Sequence, settings) -> list[Path]:
+    """Every file a run reads: content, style images, the --init image, a --weights file."""
+    paths = [Path(c) for c in content]
+    paths += [Path(s) for s in styles if isinstance(s, (str, os.PathLike))]
+    if settings.init not in ("content", "noise"):
+        paths.append(Path(settings.init))
+    if settings.weights not in ("caffe", "torchvision"):
+        paths.append(Path(os.path.expanduser(settings.weights)))
+    return paths

@@ -1,0 +1,152 @@
+"""Device, precision and memory policy (nstvideo/device.py). No GPU here: the CUDA calls are
+mocked with what a GPU would answer, so the policy is proven on the CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nstvideo import device as D
+from nstvideo.errors import ModelError
+
+LAYERS = ("relu1_1", "relu5_1")
+GIB = 2 ** 30
+
+
+class FakeCuda:
+    """What torch.cuda would say on a machine with `count` GPUs: free memory from the driver,
+    and what the caching allocator holds (reserved) and uses (allocated)."""
+
+    def __init__(self, monkeypatch, *, count=2, free=8 * GIB, reserved=0, allocated=0,
+                 bf16=True):
+        self.free, self.reserved, self.allocated, self.bf16 = free, reserved, allocated, bf16
+        self.asked_bf16_on: list = []
+        self.emulation_flags: list = []
+        self.current = 0
+        c = torch.cuda
+        monkeypatch.setattr(c, "is_available", lambda: True)
+        monkeypatch.setattr(c, "device_count", lambda: count)
+        monkeypatch.setattr(c, "current_device", lambda: self.current)
+        monkeypatch.setattr(c, "mem_get_info", lambda dev=None: (self.free, 80 * GIB))
+        monkeypatch.setattr(c, "memory_reserved", lambda dev=None: self.reserved)
+        monkeypatch.setattr(c, "memory_allocated", lambda dev=None: self.allocated)
+        monkeypatch.setattr(c, "empty_cache", lambda: None)
+        monkeypatch.setattr(c, "get_device_properties",
+                            lambda dev: type("P", (), {"total_memory": 80 * GIB})())
+        monkeypatch.setattr(c, "device", self._device_ctx)
+
+        def is_bf16_supported(including_emulation=True):
+            self.asked_bf16_on.append(self.current)
+            self.emulation_flags.append(including_emulation)
+            return self.bf16[self.current] if isinstance(self.bf16, list) else self.bf16
+        monkeypatch.setattr(c, "is_bf16_supported", is_bf16_supported)
+
+    def _device_ctx(self, dev):
+        fake = self
+
+        class Ctx:
+            def __enter__(self):
+                self.prev, fake.current = fake.current, torch.device(dev).index or 0
+
+            def __exit__(self, *exc):
+                fake.current = self.prev
+        return Ctx()
+
+
+def test_memory_estimate_and_refusal():
+    small, big = D.estimate_bytes((256, 256), LAYERS), D.estimate_bytes((512, 512), LAYERS)
+    assert 3.9 < big / small < 4.1  # grows with the pixel count
+    assert 0.5 * GIB < big < 4 * GIB  # ~2.4 GiB
+    D.check_fits(torch.device("cpu"), (512, 512), LAYERS)  # the CPU is not checked
+    with pytest.raises(ModelError, match=r"use --size (\d+) or less") as e:
+        D.check_fits(torch.device("cuda"), (2048, 2048), LAYERS, free=big)
+    fit = int(str(e.value).split("--size ")[1].split()[0])
+    assert 400 <= fit <= 512
+    D.check_fits(torch.device("cuda"), (fit, fit), LAYERS, free=big)
+    with pytest.raises(ModelError, match=r"a batch of 3 .* use --batch 1 or less"):
+        D.check_fits(torch.device("cuda"), (512, 512), LAYERS, free=big + big // 2, batch=3)
+
+
+def test_free_memory_counts_what_the_caching_allocator_holds(monkeypatch):
+    """Frame 1 leaves its memory cached by PyTorch (reserved, not allocated): the driver then
+    reports little free, yet frame 2 of the same size fits."""
+    need = D.estimate_bytes((512, 512), LAYERS)
+    fake = FakeCuda(monkeypatch, free=need // 4, reserved=2 * need, allocated=need // 10)
+    dev = torch.device("cuda", 0)
+    assert D.free_bytes(dev) == need // 4 + 2 * need - need // 10
+    D.check_fits(dev, (512, 512), LAYERS)  # the cached memory counts: frame 2 passes
+    fake.reserved = 0
+    with pytest.raises(ModelError, match="--size"):
+        D.check_fits(dev, (512, 512), LAYERS)
+
+
+def test_out_of_memory_is_one_line_naming_a_size(monkeypatch):
+    FakeCuda(monkeypatch, free=2 * GIB)
+    err = D.out_of_memory(torch.device("cuda", 0), (1080, 1920), LAYERS)
+    text = str(err)
+    assert "\n" not in text and "ran out of memory" in text
+    fit = int(text.split("--size ")[1].split()[0])
+    assert 16 <= fit < 1920 and fit % 16 == 0
+    assert D.estimate_bytes((fit * 9 // 16, fit), LAYERS) < 2 * GIB
+
+
+def test_oom_during_a_run_becomes_a_model_error(monkeypatch, tmp_path):
+    """A torch.cuda.OutOfMemoryError inside the optimization reaches the user as one line."""
+    from nstvideo.images import build_stylizer
+    from nstvideo.settings import StyleSettings
+    from conftest import content_array, style_array
+
+    stylizer = build_stylizer(style_array(), StyleSettings(size=32, iterations=2))
+
+    def boom(*a, **k):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(stylizer, "_run", boom)
+    x = stylizer.prepare(content_array())
+    with pytest.raises(ModelError, match=r"ran out of memory .*--size"):
+        stylizer.run(x, x.clone())
+
+
+def test_device_names_and_indices(monkeypatch):
+    FakeCuda(monkeypatch, count=2)
+    assert D.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert D.resolve_device("cuda") == torch.device("cuda", 0)
+    with pytest.raises(ModelError, match="cuda:0 to cuda:1"):
+        D.resolve_device("cuda:2")
+    for bad in ("gpu", "cuda:x", "tpu"):
+        with pytest.raises(ModelError, match="unknown device"):
+            D.resolve_device(bad)
+
+
+def test_no_cuda_named_device_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        D.resolve_device("cuda:0")
+
+
+def test_bf16_only_where_native_on_the_chosen_device(monkeypatch):
+    fake = FakeCuda(monkeypatch, count=2, bf16=[False, True])  # an old GPU 0, a new GPU 1
+    assert D.use_bf16("auto", torch.device("cuda", 1)) is True
+    assert D.use_bf16("auto", torch.device("cuda", 0)) is False
+    assert fake.asked_bf16_on == [1, 0]  # asked of the device in use, not the current one
+    assert fake.emulation_flags == [False, False]  # emulated bf16 never counts
+    with pytest.raises(ModelError, match="bf16 natively"):
+        D.use_bf16("bf16", torch.device("cuda", 0))
+    assert D.use_bf16("fp32", torch.device("cuda", 1)) is False
+    assert D.use_bf16("auto", torch.device("cpu")) is False
+
+
+def test_seed_makes_cuda_deterministic(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    calls = []
+    monkeypatch.setattr(torch, "use_deterministic_algorithms",
+                        lambda on, warn_only=False: calls.append((on, warn_only)))
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    D.configure(torch.device("cuda", 0), seed=7)
+    assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert calls == [(True, True)]
+    import os
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    torch.backends.cudnn.deterministic = False
+    D.configure(torch.device("cuda", 0), seed=None)
+    assert torch.backends.cudnn.benchmark  # no seed: fastest kernels
