@@ -77,7 +77,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                                            overwrite=overwrite, progress=progress)
         return RunReport(output=out, written=rep.written, failed=rep.failed)
     check_image_output(out, input_paths([src], styles, settings), overwrite)
-    image = load(src, "content image")
+    image = load(src, "content image", settings.max_pixels)
     init = _init_image(settings)
     stylizer = build_stylizer(styles, settings)
     result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)

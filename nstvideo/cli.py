@@ -116,7 +116,8 @@ def stylize_cmd(
         "loss stops improving.", show_default=False)] = None,
     iterations_first: Annotated[Optional[int], typer.Option(
         min=1, help="Video: iterations of the first frame and after a scene cut [default: 3x "
-        "--iterations].", show_default=False)] = None,
+        "--iterations]; with --temporal none every frame gets --iterations.",
+        show_default=False)] = None,
     temporal: Annotated[TemporalMode, typer.Option(
         help="Video: flow = start each frame from the previous result warped along the optical "
              "flow, with a temporal cost (no flicker); previous = start from the previous "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError
-from nstvideo.media.reader import as_rgb, list_images, read_image
+from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, read_image
 from nstvideo.media.video import image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
@@ -23,11 +24,11 @@ from nstvideo.tensors import fit_longest, resize, to_image
 ImageLike = str | os.PathLike | np.ndarray
 
 
-def load(image: ImageLike, what: str) -> np.ndarray:
+def load(image: ImageLike, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A path or an array -> RGB(A) uint8."""
     if isinstance(image, np.ndarray):
         return as_rgb(image, what=what)
-    return read_image(image, what=what)
+    return read_image(image, what=what, max_pixels=max_pixels)
 
 
 def make_settings(settings: StyleSettings | None, overrides: dict) -> StyleSettings:
@@ -44,13 +45,14 @@ def styles_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
 
 def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSettings) -> Stylizer:
     """Load the style image(s) and VGG-19, compute the style targets: once per run."""
-    return Stylizer([load(s, "style image") for s in styles_list(styles)], settings)
+    return Stylizer([load(s, "style image", settings.max_pixels) for s in styles_list(styles)],
+                    settings)
 
 
 def _init_image(settings: StyleSettings) -> np.ndarray | None:
     if settings.init in ("content", "noise"):
         return None
-    return read_image(settings.init, what="--init image")
+    return read_image(settings.init, what="--init image", max_pixels=settings.max_pixels)
 
 
 def _step_bar(bar):
@@ -102,7 +104,7 @@ def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *
     side is `settings.size`.
     """
     settings = make_settings(settings, overrides)
-    image = load(content, "content image")
+    image = load(content, "content image", settings.max_pixels)
     init = _init_image(settings)
     stylizer = build_stylizer(styles, settings)
     return run_one(stylizer, image, progress=progress, init=init)[0]
@@ -135,6 +137,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     if not images:
         raise InputError(f"no images in folder {folder}: put PNG/JPEG/TIFF/BMP/WebP files in it")
     targets = [output_dir / photo_name(p.name) for p in images]
+    created = not output_dir.exists()
     prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
                                                                 settings), overwrite)
     init = _init_image(settings)
@@ -170,7 +173,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
         for src, dst in work:
             try:
-                image = read_image(src)
+                image = read_image(src, what="photo", max_pixels=settings.max_pixels)
             except NstVideoError as e:
                 report.failed.append((src, str(e)))
                 bar.update(1)
@@ -185,6 +188,9 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
         if batch:
             run(batch)
             bar.update(len(batch))
+    if created and not report.written:  # every photo failed: leave no empty folder behind
+        with contextlib.suppress(OSError):
+            output_dir.rmdir()
     return report
 
 

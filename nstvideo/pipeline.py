@@ -18,14 +18,16 @@ from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
 from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
-from nstvideo.images import ImageLike, build_stylizer, load, styles_list
+from nstvideo.images import ImageLike, _init_image, build_stylizer, load, styles_list
+from nstvideo.media.reader import MAX_PIXELS
 from nstvideo.media.video import FrameFolder, Source, VideoFile
 from nstvideo.media.writer import encode_video
 from nstvideo.outputs import check_video_output, default_output, input_paths
 from nstvideo.optimize import EarlyStop
 from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings
 from nstvideo.stylizer import Stylizer, Temporal
-from nstvideo.tensors import fit_longest, resize, to_image, to_tensor
+from nstvideo.tensors import fit_checked, resize, to_image, to_tensor
+from nstvideo.vgg import min_side
 
 
 @dataclass
@@ -60,23 +62,28 @@ def parse_position(text: str | float | None, fps, what: str) -> int | None:
     return n
 
 
-def open_source(path: Path, video: VideoSettings, files: list[Path] | None = None) -> Source:
+def open_source(path: Path, video: VideoSettings, files: list[Path] | None = None,
+                max_pixels: int = MAX_PIXELS) -> Source:
     if path.is_dir():
-        return FrameFolder(path, video.fps, files)
-    return VideoFile(path)
+        return FrameFolder(path, video.fps, files, max_pixels)
+    return VideoFile(path, max_pixels)
 
 
-def even_size(h: int, w: int, longest: int) -> tuple[int, int]:
+FLOW_MIN_SIDE = 16  # px: OpenCV's DIS flow crashes the process (SIGSEGV) on smaller frames
+
+
+def even_size(h: int, w: int, longest: int, min_side: int = FLOW_MIN_SIDE) -> tuple[int, int]:
     """Processing size of a video frame: longest side `longest`, both sides even (H.264 with
-    yuv420p needs even dimensions), at least 2."""
-    h, w = fit_longest(h, w, longest)
-    return max(2, h - h % 2), max(2, w - w % 2)
+    yuv420p needs even dimensions), the short side at least `min_side` (refused otherwise)."""
+    h, w = fit_checked(h, w, longest, max(min_side, FLOW_MIN_SIDE), "frame")
+    return h - h % 2, w - w % 2
 
 
 def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, styles) -> dict:
     style = dataclasses.asdict(settings)
     style.pop("device")  # resuming on another device is fine
     style.pop("batch")  # photos only
+    style.pop("max_megapixels")  # a limit on inputs, not a setting of the result
     vid = dataclasses.asdict(video)
     return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
             "styles": [s if isinstance(s, str) else "array" for s in styles]}
@@ -140,7 +147,9 @@ class FrameRenderer:
             start = None if restart else to_tensor(self.prev_result, dev)
         if start is None:
             start = s.initial(content_t, init)
-        iterations = self.first_iterations if restart else v.iterations
+        # a chain's first frame starts from the content and gets the larger budget; with
+        # temporal none every frame is independent and gets `iterations`, as asked
+        iterations = self.first_iterations if restart and v.temporal != "none" else v.iterations
         x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
                           early_stop=self.early_stop, on_step=on_step)
         result = to_image(x)
@@ -171,7 +180,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     src = Path(input_path)
     if not src.exists():
         raise InputError(f"input not found: {src}: check the path")
-    source = open_source(src, video, files)
+    source = open_source(src, video, files, settings.max_pixels)
     output = Path(output) if output is not None else default_output(src, styles, video=True)
     content = source.files if isinstance(source, FrameFolder) else [src]
     is_video = check_video_output(output, input_paths(content, styles, settings), overwrite)
@@ -184,14 +193,15 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     stop = None if length is None else first + length
     if source.frame_count is not None and first >= source.frame_count:
         raise InputError(f"--start is past the end of {src.name} ({source.frame_count} frames)")
-    hw = even_size(source.height, source.width, settings.size)
-    style_images = [load(s, "style image") for s in styles]
+    hw = even_size(source.height, source.width, settings.size,
+                   min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
+    style_images = [load(s, "style image", settings.max_pixels) for s in styles]
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, source, (first, stop, video.every, *hw), [str(s) if isinstance(s, (
             str, Path)) else s for s in styles]))
     done = ckpt.open(restart)
     stylizer = build_stylizer(style_images, settings)
-    init = None if settings.init in ("content", "noise") else load(settings.init, "--init image")
+    init = _init_image(settings)
     renderer = FrameRenderer(stylizer, video)
     report = VideoReport(output=output, resumed=done, fps=float(source.fps / video.every))
     total = None

@@ -48,6 +48,12 @@ class StyleSettings:
     precision: str = "auto"  # auto: bf16 convolutions on CUDA GPUs with bf16 (costs in fp32),
                              # fp32 elsewhere; "fp32" or "bf16" to force
     weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path
+    max_megapixels: float = 100.0  # refuse inputs (photos, frames) larger than this, from
+                                   # their header, before decoding: bombs and mistakes
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1e6)
 
     def replace(self, **changes) -> "StyleSettings":
         return dataclasses.replace(self, **changes)

@@ -3,6 +3,7 @@ objective for one image (or frame), optimized by `optimize.optimize`."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +15,9 @@ from nstvideo.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes
                              out_of_memory, resolve_device, use_bf16)
 from nstvideo.optimize import EarlyStop, OptimizeReport, optimize
 from nstvideo.settings import StyleSettings, loss_weights
-from nstvideo.tensors import (fit_longest, luminance, resize, resize_tensor, to_tensor,
-                              with_colors_of)
-from nstvideo.vgg import VGGFeatures
+from nstvideo.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
+                              to_tensor, with_colors_of)
+from nstvideo.vgg import VGGFeatures, min_side
 
 COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
 # Auto batching of same-size photos, CUDA only (on two CPU cores a batch of 4 small photos is
@@ -67,6 +68,7 @@ class Stylizer:
         self.device = resolve_device(s.device)
         layers = [s.content_layer] + [name for name, _ in s.style_layers]
         self.vgg = VGGFeatures(layers, weights=s.weights).to(self.device)
+        self.min_side = min_side(layers)
         self.alpha, self.beta, self.gamma = loss_weights(s)
         self.amp = use_bf16(s.precision, self.device)
         configure(self.device, s.seed)
@@ -91,7 +93,10 @@ class Stylizer:
             return self._targets[key]
         targets: dict[str, torch.Tensor] = {}
         for img, w in zip(self.styles, self.blend):
-            x = to_tensor(resize(img[..., :3], fit_longest(*img.shape[:2], longest)), self.device)
+            hw = fit_longest(*img.shape[:2], longest)
+            if min(hw) < self.min_side:  # a thin style image: enlarged until VGG can take it
+                hw = fit_longest(*img.shape[:2], math.ceil(max(hw) * self.min_side / min(hw)))
+            x = to_tensor(resize(img[..., :3], hw), self.device)
             if s.preserve_colors:
                 x = luminance(x, like=content)
             feats = self.features(x)
@@ -139,7 +144,7 @@ class Stylizer:
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """Content image (H, W, 3|4) uint8 -> (1, 3, h, w) pixels at the run's size."""
-        hw = fit_longest(*image.shape[:2], self.settings.size)
+        hw = fit_checked(*image.shape[:2], self.settings.size, self.min_side)
         return to_tensor(resize(image[..., :3], hw), self.device)
 
     def initial(self, content: torch.Tensor, init: np.ndarray | None = None) -> torch.Tensor:

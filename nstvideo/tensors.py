@@ -3,9 +3,13 @@ image operations that act on either (resizing, luminance)."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
+
+from nstvideo.errors import InputError
 
 # ITU-R BT.601 luma/chroma (YIQ), as in Gatys et al. 2016 "Preserving color in NST".
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114],
@@ -18,6 +22,18 @@ def fit_longest(h: int, w: int, longest: int) -> tuple[int, int]:
     """(h, w) scaled so that the longer side is `longest` pixels, aspect kept, each side >= 1."""
     s = longest / max(h, w)
     return max(1, round(h * s)), max(1, round(w * s))
+
+
+def fit_checked(h: int, w: int, longest: int, min_side: int, what: str = "image") -> tuple[int, int]:
+    """`fit_longest`, refusing a result whose short side is under `min_side` (VGG-19's
+    poolings, or the optical flow, cannot work on less) with the --size that would do."""
+    hw = fit_longest(h, w, longest)
+    if min(hw) < min_side:
+        need = math.ceil(min_side * max(h, w) / min(h, w))
+        raise InputError(f"at --size {longest} the {what} ({w}x{h}) would be {hw[1]}x{hw[0]}, "
+                         f"but its short side must be at least {min_side} px: use --size "
+                         f"{need} or more")
+    return hw
 
 
 def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:

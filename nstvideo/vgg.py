@@ -51,6 +51,14 @@ def layer_channels(name: str) -> int:
     return _BLOCKS[int(check_layer(name)[4]) - 1][1]
 
 
+def min_side(layers) -> int:
+    """The shortest image side VGG-19 can take up to the deepest of `layers`: every pooling
+    before it halves the image, and the deepest layer needs at least one pixel (16 for
+    relu5_1)."""
+    deepest = max(LAYER_NAMES.index(check_layer(n)) for n in layers)
+    return 2 ** sum(1 for n in LAYER_NAMES[:deepest] if n.startswith("pool"))
+
+
 def check_layer(name: str) -> str:
     if name not in LAYER_NAMES:
         raise InputError(

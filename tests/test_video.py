@@ -143,7 +143,8 @@ def test_flow_is_steadier_than_independent_frames(tmp_path):
     for mode in ("none", "flow"):
         out = tmp_path / f"out_{mode}"
         stylize(folder, style, out, settings=StyleSettings(size=64),
-                video=VideoSettings(temporal=mode, iterations=8, iterations_first=20))
+                video=VideoSettings(temporal=mode, iterations=8, iterations_first=20,
+                                    sequence=True))
         frames = [cv2.imread(str(p)).astype(np.float32) for p in sorted(out.iterdir())]
         content = [cv2.imread(str(p)) for p in sorted(folder.iterdir())]
         est = FlowEstimator()
@@ -221,7 +222,7 @@ def test_still_background_does_not_drift(tmp_path, style_png):
         f[30:38, 3 * t:3 * t + 8] = (40, 40, 230)
         cv2.imwrite(str(folder / f"f_{t:03d}.png"), f)
     rep = stylize(folder, style_png, tmp_path / "o", settings=StyleSettings(size=48),
-                  video=VideoSettings(iterations=6, iterations_first=20)).video
+                  video=VideoSettings(iterations=6, iterations_first=20, sequence=True)).video
     frames = [cv2.imread(str(p)).astype(np.float32) for p in sorted((tmp_path / "o").iterdir())]
     assert rep.frames == 12 and rep.scene_cuts == []
     region = (slice(0, 24), slice(None))  # never touched by the square

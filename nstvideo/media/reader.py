@@ -6,7 +6,9 @@ message that says what is wrong and what to do.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 from pathlib import Path
 
 import cv2
@@ -31,23 +33,62 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def _orientation(path: Path) -> int:
-    """The EXIF orientation tag (1-8), 1 when absent or unreadable."""
+MAX_PIXELS = 100_000_000  # default refusal limit: above 100 MP an image is a decompression
+                         # bomb or a mistake (a 100 MP frame takes ~1.2 GB as float RGB)
+
+
+@contextlib.contextmanager
+def _pillow_unlimited():
+    """Pillow refuses images above ~179 MP on its own; our limit (`max_pixels`) is checked
+    instead, so its own is lifted while a header is read (reading a header decodes nothing)."""
+    from PIL import Image
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return int(im.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # noqa: BLE001 - no EXIF is the normal case
-        return 1
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
-def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
-    """Turn a decoded image upright by its EXIF orientation (TIFF/EXIF spec values 1-8)."""
-    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
-           7: lambda a: np.rot90(a, 1)[::-1], 8: lambda a: np.rot90(a, 1)}
-    return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
+def header(path: Path) -> tuple[int, int, int] | None:
+    """(width, height, EXIF orientation 1-8) from the file's header, without decoding its
+    pixels; None where Pillow cannot read the format (then the decoder's own checks apply)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _pillow_unlimited(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. Pillow's notes on odd EXIF or palettes
+            with Image.open(path) as im:
+                w, h = im.size
+                try:
+                    orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+                except Exception:  # noqa: BLE001 - damaged EXIF: the pixels may still be fine
+                    orientation = 1
+                return w, h, orientation if 1 <= orientation <= 8 else 1
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def check_pixels(w: int, h: int, max_pixels: int, what: str, path) -> None:
+    if w * h > max_pixels:
+        raise InputError(f"{what} {path} is {w}x{h} ({w * h / 1e6:.0f} MP), over the "
+                         f"{max_pixels / 1e6:g} MP limit: shrink it first, or raise the limit "
+                         "with --max-megapixels")
+
+
+def upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a decoded image upright by its EXIF orientation (1-8), any dtype and channels:
+    Pillow's `ImageOps.exif_transpose` moves an image of pixel indices, which then picks the
+    pixels, so the geometry is Pillow's, not ours."""
+    if orientation == 1:
+        return img
+    from PIL import Image, ImageOps
+
+    h, w = img.shape[:2]
+    index = Image.fromarray(np.arange(h * w, dtype=np.int32).reshape(h, w), mode="I")
+    index.getexif()[_EXIF_ORIENTATION] = orientation
+    moved = np.asarray(ImageOps.exif_transpose(index))
+    return np.ascontiguousarray(img.reshape(h * w, *img.shape[2:])[moved])
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
@@ -60,10 +101,11 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def read_image(path: str | Path, *, what: str = "image") -> np.ndarray:
+def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to RGB or RGBA uint8, upright (EXIF orientation applied).
 
     Grayscale becomes RGB; 16-bit and float images are scaled to 8 bits; alpha is kept.
+    An image over `max_pixels` is refused from its header, before anything is decoded.
     `what` names the input in error messages ("style image", "content image", ...).
     """
     path = Path(path)
@@ -71,17 +113,25 @@ def read_image(path: str | Path, *, what: str = "image") -> np.ndarray:
         raise InputError(f"{what} not found: {path}: check the path")
     if path.is_dir():
         raise InputError(f"{what} {path} is a folder: give an image file")
+    head = header(path)
+    if head is not None:
+        check_pixels(head[0], head[1], max_pixels, what, path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as e:
         raise InputError(f"cannot read {what} {path} ({e.strerror}): check its permissions") from e
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # e.g. over OpenCV's own size limit, for formats Pillow cannot read
+        img = None
     if img is None or img.size == 0:
-        raise InputError(f"{what} {path} is not a readable image (empty, corrupt, or not an "
-                         "image format OpenCV decodes): give a PNG, JPEG, TIFF, BMP or WebP file")
+        raise InputError(f"{what} {path} is not a readable image (empty, corrupt, too large, or "
+                         "not an image format OpenCV decodes): give a PNG, JPEG, TIFF, BMP or "
+                         "WebP file")
+    check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
     if img.ndim == 3 and img.shape[2] >= 3:  # OpenCV decodes colour as BGR(A)
         img = img[..., [2, 1, 0, 3][: img.shape[2]]]
-    return _apply_orientation(as_rgb(img, what=what), _orientation(path))
+    return upright(as_rgb(img, what=what), head[2] if head else 1)
 
 
 def as_rgb(img: np.ndarray, *, what: str = "image") -> np.ndarray:

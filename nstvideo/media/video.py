@@ -19,7 +19,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from nstvideo.errors import InputError
-from nstvideo.media.reader import list_images, read_image
+from nstvideo.media.reader import MAX_PIXELS, check_pixels, header, list_images, read_image
 
 VIDEO_EXTS = frozenset(".mp4 .mov .mkv .avi .webm .gif .m4v .mpg .mpeg .wmv .flv .ts .mts".split())
 MAX_FPS = 1000  # above this a container's rate is nonsense (some report 90000 = the timebase)
@@ -82,15 +82,21 @@ def _file_fingerprint(path: Path) -> str:
 
 
 class VideoFile(Source):
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, max_pixels: int = MAX_PIXELS):
         path = Path(path)
         if not path.exists():
             raise InputError(f"video not found: {path}: check the path")
         cap = cv2.VideoCapture(str(path))
-        ok, first = cap.read() if cap.isOpened() else (False, None)
         if not cap.isOpened():
             raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "
                              "OpenCV's FFmpeg lacks): convert it to MP4 (H.264) first")
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_pixels(w, h, max_pixels, "the frames of video", path)
+        except InputError:
+            cap.release()
+            raise
+        ok, first = cap.read()
         if not ok or first is None:
             cap.release()
             raise InputError(f"{path} has no decodable frames (empty, corrupt or truncated): "
@@ -146,19 +152,19 @@ def numbered_frames(folder: Path) -> list[Path] | None:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels (EXIF rotation aside)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception:  # noqa: BLE001 - let the full reader produce the proper error
+    """(width, height) upright (EXIF orientation applied) from the header, without decoding
+    the pixels where the format allows."""
+    head = header(path)
+    if head is None:
         img = read_image(path)
         return img.shape[1], img.shape[0]
+    w, h, orientation = head
+    return (h, w) if orientation >= 5 else (w, h)  # 5-8 turn the picture a quarter
 
 
 class FrameFolder(Source):
-    def __init__(self, folder: Path, fps: float | Fraction | None, files: list[Path] | None = None):
+    def __init__(self, folder: Path, fps: float | Fraction | None, files: list[Path] | None = None,
+                 max_pixels: int = MAX_PIXELS):
         folder = Path(folder)
         files = files or list_images(folder)
         if not files:
@@ -167,6 +173,9 @@ class FrameFolder(Source):
         sizes = {}
         for p in files:
             sizes.setdefault(image_size(p), p)
+        for (w, h), p in sizes.items():
+            check_pixels(w, h, max_pixels, "frame", p)
+        self.max_pixels = max_pixels
         if len(sizes) > 1:
             (s1, p1), (s2, p2) = list(sizes.items())[:2]
             raise InputError(f"frames in {folder} differ in size ({p1.name} is {s1[0]}x{s1[1]}, "
@@ -179,7 +188,8 @@ class FrameFolder(Source):
     def frames(self, start=0, stop=None, step=1, decode_from=0):
         for position, index in enumerate(range(start, min(stop or len(self.files),
                                                           len(self.files)), step)):
-            yield index, (read_image(self.files[index])[..., :3] if position >= decode_from
+            yield index, (read_image(self.files[index], what="frame",
+                                     max_pixels=self.max_pixels)[..., :3] if position >= decode_from
                           else None)
 
     def fingerprint(self) -> str:
