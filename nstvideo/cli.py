@@ -4,6 +4,7 @@ one line on stderr and a non-zero exit code."""
 from __future__ import annotations
 
 import sys
+import traceback
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -14,7 +15,9 @@ import typer
 from nstvideo import __version__
 from nstvideo.api import stylize
 from nstvideo.errors import InputError, NstVideoError
+from nstvideo.images import reason
 from nstvideo.settings import StyleSettings, VideoSettings
+from nstvideo.terminal import Terminated, quiet_libraries, sigterm_as_interrupt
 from nstvideo.vgg import check_layer
 
 app = typer.Typer(
@@ -43,13 +46,6 @@ class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
 
 
 def _version(value: bool):
@@ -137,8 +133,11 @@ def stylize_cmd(
     every: Annotated[int, typer.Option(
         min=1, help="Video: render every N-th frame only (a quick preview, at fps/N).")] = 1,
     fps: Annotated[Optional[float], typer.Option(
-        min=0.001, max=1000, help="Frame rate for a folder of frames [default: 25].",
-        show_default=False)] = None,
+        min=0.001, max=1000, help="Frame rate for a folder of frames [default: 25]; makes a "
+        "folder one sequence.", show_default=False)] = None,
+    sequence: Annotated[bool, typer.Option(
+        "--sequence", help="A folder is one sequence of frames (temporal coherence, frame "
+        "names kept as PNG), not photos. Implied by --fps or a video output.")] = False,
     keep_frames: Annotated[bool, typer.Option(
         "--keep-frames", help="Video: keep the stylized PNG frames (OUTPUT.frames/) after "
         "encoding.")] = False,
@@ -170,8 +169,8 @@ def stylize_cmd(
     = D.init,
     seed: Annotated[Optional[int], typer.Option(min=0, help="Random seed: makes a run "
                                                 "repeatable on the same machine.")] = None,
-    device: Annotated[Device, typer.Option(help="auto picks CUDA, then Apple MPS, then CPU.")]
-    = Device.auto,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N (the N-th GPU) or mps; "
+                                        "auto picks CUDA, then Apple MPS, then CPU.")] = "auto",
     precision: Annotated[Precision, typer.Option(
         help="auto: bf16 convolutions on CUDA GPUs that support them (costs in fp32), fp32 "
              "elsewhere.")] = Precision.auto,
@@ -182,35 +181,23 @@ def stylize_cmd(
     weights: Annotated[str, typer.Option(
         help="VGG-19 weights: caffe (original, offline), torchvision (ImageNet, downloaded "
              "once), or the PATH of a torchvision-layout state dict.")] = D.weights,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-    = False,
+    max_megapixels: Annotated[float, typer.Option(
+        min=0.001, help="Refuse photos and frames larger than this many megapixels (checked "
+        "from the header, before decoding).")] = D.max_megapixels,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs "
+                                            "(never an input).")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show the libraries' own warnings (libpng, FFmpeg) and, on an "
+        "unexpected failure, the traceback.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or summary.")]
     = False,
 ):
     """Stylize INPUT (an image, a folder of photos, a folder of numbered frames, or a video) in
     the style of STYLE image(s). An interrupted video render resumes when run again."""
+    args = dict(locals())
     warnings.showwarning = _one_line_warning
-    try:
-        settings = StyleSettings(
-            size=size, iterations=iterations or D.iterations, content_weight=content_weight,
-            style_weight=style_weight, tv_weight=tv_weight, content_layer=check_layer(
-                content_layer), style_layers=parse_style_layers(style_layers),
-            style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
-            if style_weights else None, preserve_colors=preserve_colors,
-            optimizer=optimizer.value, init=init, seed=seed, device=device.value,
-            precision=precision.value, batch=batch, weights=weights)
-        video = VideoSettings(
-            temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
-            iterations_first=iterations_first, iterations=iterations or V.iterations,
-            start=start, duration=duration, every=every, fps=fps)
-        report = stylize(input, styles, output, settings=settings, video=video,
-                         overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                         progress=not quiet)
-    except NstVideoError as e:
-        fail(str(e), e.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted: nothing was written under the final name (a video render resumes "
-             "from its last finished frame when you run the same command again)", 130)
+    with sigterm_as_interrupt(), quiet_libraries(verbose):
+        report = _run(verbose, lambda: _stylize(**args))
     for path, why in report.failed:
         typer.echo(f"nstvideo: failed: {path}: {why}", err=True)
     if not quiet:
@@ -218,6 +205,49 @@ def stylize_cmd(
     if report.failed:
         fail(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images "
              "failed (listed above); the others were written", 1)
+
+
+def _run(verbose: bool, call):
+    """Run the library call; every failure becomes one line and an exit code."""
+    try:
+        return call()
+    except NstVideoError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt as e:
+        fail(("terminated" if isinstance(e, Terminated) else "interrupted") + ": nothing was "
+             "written under the final name (a video render resumes from its last finished "
+             "frame when you run the same command again)", 143 if isinstance(e, Terminated)
+             else 130)
+    except MemoryError:
+        fail("out of memory: use a smaller --size", 5)
+    except Exception as e:  # noqa: BLE001 - a bug or a library failure: one line, not a trace
+        if verbose:
+            traceback.print_exc()
+        fail(f"unexpected failure: {reason(e)} (run again with --verbose for the details, and "
+             "please report it)", 1)
+
+
+def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
+             temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
+             content_weight, style_weight, tv_weight, content_layer, style_layers, style_scale,
+             style_weights, preserve_colors, optimizer, init, seed, device, precision, batch,
+             weights, max_megapixels, overwrite, verbose, quiet):
+    settings = StyleSettings(
+        size=size, iterations=iterations or D.iterations, content_weight=content_weight,
+        style_weight=style_weight, tv_weight=tv_weight, content_layer=check_layer(
+            content_layer), style_layers=parse_style_layers(style_layers),
+        style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
+        if style_weights else None, preserve_colors=preserve_colors,
+        optimizer=optimizer.value, init=init, seed=seed, device=device,
+        precision=precision.value, batch=batch, weights=weights,
+        max_megapixels=max_megapixels)
+    video = VideoSettings(
+        temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
+        iterations_first=iterations_first, iterations=iterations or V.iterations,
+        start=start, duration=duration, every=every, fps=fps, sequence=sequence)
+    return stylize(input, styles, output, settings=settings, video=video,
+                   overwrite=overwrite, restart=restart, keep_frames=keep_frames,
+                   progress=not quiet)
 
 
 def summary(report) -> str:

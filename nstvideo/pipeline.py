@@ -53,9 +53,12 @@ def parse_position(text: str | float | None, fps, what: str) -> int | None:
             secs = 0.0
             for part in s.split(":"):
                 secs = secs * 60 + float(part)
-            n = round(secs * float(fps))
+            n = round(secs * float(fps))  # NaN: ValueError, infinity: OverflowError
     except ValueError as e:
         raise InputError(f"{what} '{text}' is not a time: use seconds (70.5), HH:MM:SS "
+                         "(00:01:10) or a frame number (1750f)") from e
+    except OverflowError as e:  # 1e400 seconds: infinite
+        raise InputError(f"{what} '{text}' is not a finite time: use seconds (70.5), HH:MM:SS "
                          "(00:01:10) or a frame number (1750f)") from e
     if n < 0 or len(s.split(":")) > 3:
         raise InputError(f"{what} '{text}' must be a time or frame number >= 0")

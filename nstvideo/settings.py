@@ -7,7 +7,23 @@ them from its options. Nothing here does I/O.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
+
+from nstvideo.errors import InputError
+
+
+def check_number(value: float, what: str, positive: bool = False) -> float:
+    """A cost weight or scale must be a finite number >= 0 (> 0 where `positive`): NaN or
+    infinity would make every loss NaN, a negative weight rewards the opposite."""
+    try:
+        ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise InputError(f"{what} is {value}: give a finite number "
+                         + ("above 0" if positive else "0 or more"))
+    return value
 
 # Classic Gatys layer choice (content relu4_2, style relu1_1..relu5_1) with equal layer weights.
 DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = (
@@ -50,6 +66,27 @@ class StyleSettings:
     weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path
     max_megapixels: float = 100.0  # refuse inputs (photos, frames) larger than this, from
                                    # their header, before decoding: bombs and mistakes
+
+    def __post_init__(self):
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            value = getattr(self, name)
+            if value is not None:
+                check_number(value, "--" + name.replace("_", "-"))
+        if not self.style_layers:
+            raise InputError("--style-layers is empty: give e.g. relu1_1,relu2_1,relu3_1")
+        for layer, weight in self.style_layers:
+            check_number(weight, f"--style-layers weight of {layer}")
+        if sum(w for _, w in self.style_layers) <= 0:
+            raise InputError("--style-layers weights are all 0: give at least one above 0")
+        for weight in self.style_blend or ():
+            check_number(weight, "--style-weights")
+        check_number(self.style_scale, "--style-scale", positive=True)
+        check_number(self.learning_rate, "learning_rate", positive=True)
+        check_number(self.max_megapixels, "--max-megapixels", positive=True)
+        if int(self.size) != self.size or self.size < 16:
+            raise InputError(f"--size {self.size}: give a whole number of pixels, 16 or more")
+        if int(self.iterations) != self.iterations or self.iterations < 1:
+            raise InputError(f"--iterations {self.iterations}: give a whole number, 1 or more")
 
     @property
     def max_pixels(self) -> int:
@@ -108,6 +145,17 @@ class VideoSettings:
     scene_cuts: bool = True  # restart from the content frame where the content jumps
     hold_static: bool = True  # flow: keep pixels whose content has not changed since they were
                               # painted exactly as painted, so still backgrounds cannot drift
+
+    def __post_init__(self):
+        check_number(self.temporal_weight, "--temporal-weight")
+        if self.fps is not None:
+            check_number(self.fps, "--fps", positive=True)
+        if int(self.every) != self.every or self.every < 1:
+            raise InputError(f"--every {self.every}: give a whole number, 1 or more")
+        for name in ("iterations", "iterations_first"):
+            n = getattr(self, name)
+            if n is not None and (int(n) != n or n < 1):
+                raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
 
     def replace(self, **changes) -> "VideoSettings":
         return dataclasses.replace(self, **changes)

@@ -109,24 +109,41 @@ def _torchvision_state(path: Path | None) -> dict[str, tuple[torch.Tensor, torch
                     "(or set TORCH_HOME), or use --weights caffe") from e
     if not Path(path).is_file():
         raise ModelError(f"weights file not found: {path}: give the path of a VGG-19 state dict")
-    try:
+    try:  # weights_only: a hostile file cannot run code; its error text is torch's, not ours
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling raises many types
-        raise ModelError(f"cannot read weights file {path} ({e}): it must be a torch.save'd "
-                         "VGG-19 state dict in torchvision's layout") from e
+        raise ModelError(f"cannot read weights file {path}: it is not a torch.save'd VGG-19 "
+                         "state dict (tensors only) in torchvision's layout; use --weights "
+                         "caffe") from e
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
+    if not isinstance(sd, dict):
+        raise ModelError(f"{path} holds a {type(sd).__name__}, not a VGG-19 state dict in "
+                         "torchvision's layout: use --weights caffe")
     # torchvision's `features` numbers every module, conv, relu and pool, in LAYER_NAMES order.
     out = {}
     for i, name in enumerate(LAYER_NAMES):
         if name.startswith("conv"):
             w, b = sd.get(f"features.{i}.weight"), sd.get(f"features.{i}.bias")
-            shape_ok = w is not None and b is not None and w.ndim == 4 and w.shape[2:] == (3, 3)
-            if not shape_ok:
+            want = conv_shape(name)
+            ok = (isinstance(w, torch.Tensor) and isinstance(b, torch.Tensor)
+                  and tuple(w.shape) == want and tuple(b.shape) == want[:1]
+                  and w.is_floating_point() and bool(torch.isfinite(w).all()))
+            if not ok:
+                got = tuple(w.shape) if isinstance(w, torch.Tensor) else "nothing"
                 raise ModelError(f"{path} is not a VGG-19 state dict in torchvision's layout "
-                                 f"(no 3x3 conv at features.{i}): use --weights caffe")
+                                 f"(features.{i}.weight should be a finite {want} tensor, is "
+                                 f"{got}): use --weights caffe")
             out[name] = (w.float(), b.float())
     return out
+
+
+def conv_shape(name: str) -> tuple[int, int, int, int]:
+    """(out, in, 3, 3) of a named convolution of VGG-19."""
+    i = CONV_NAMES.index(name)
+    c_out = layer_channels(name)
+    c_in = 3 if i == 0 else layer_channels(CONV_NAMES[i - 1])
+    return c_out, c_in, 3, 3
 
 
 class VGGFeatures(nn.Module):
