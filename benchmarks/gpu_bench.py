@@ -129,7 +129,7 @@ def video_fps(device: str, w: int, h: int, frames: int, video: VideoSettings) ->
     hw = even_size(src.height, src.width, max(w, h))
     stylizer = build_stylizer(style_image(), StyleSettings(size=max(w, h), device=device))
     renderer = FrameRenderer(stylizer, video)
-    content = [resize(f, hw) for _, f in src.frames(0, frames)]
+    content = [resize(f, hw) for _, f, _ in src.frames(0, frames)]
     renderer.render(content[0])  # first frame: full budget, not part of the rate
     sync(stylizer.device)
     with BusySampler() as busy:

@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     src = VideoFile(args.video)
     hw = even_size(src.height, src.width, args.size)
-    content = [resize(f, hw) for _, f in src.frames(0, args.frames)]
+    content = [resize(f, hw) for _, f, _ in src.frames(0, args.frames)]
     settings = StyleSettings(size=args.size, device="cpu")
     stylizer = build_stylizer(read_image(args.style), settings)
     rows = {"source clip": (None, None, warping_error(content, content))}

@@ -46,7 +46,7 @@ def main() -> None:
     print(f"{'size':>6}{'tool':>10}{'frames/min':>12}{'warp err':>10}")
     for size in (int(s) for s in args.sizes.split(",")):
         hw = even_size(src.height, src.width, size)
-        frames = [resize(f, hw) for _, f in src.frames(0, args.frames)]
+        frames = [resize(f, hw) for _, f, _ in src.frames(0, args.frames)]
         settings = StyleSettings(size=size, device="cpu", tv_weight=0.0)
         renderer = FrameRenderer(build_stylizer(style, settings), VideoSettings())
         t = time.perf_counter()

@@ -4,23 +4,25 @@ cuts, checkpoints and resume, progress, and the final encode."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from nstvideo.background import BackgroundWriter, prefetch
-from nstvideo.checkpoint import FRAME_PATTERN, Checkpoint, checkpoint_dir
-from nstvideo.errors import InputError, OutputError
+from nstvideo.checkpoint import Checkpoint, checkpoint_dir
+from nstvideo.errors import InputError, RenderError
 from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
-from nstvideo.images import ImageLike, _init_image, build_stylizer, load, styles_list
+from nstvideo.images import ImageLike, _init_image, build_stylizer, load, reason, styles_list
 from nstvideo.media.reader import MAX_PIXELS
-from nstvideo.media.video import FrameFolder, Source, VideoFile
+from nstvideo.media.video import Colour, FrameFolder, Source, VideoFile, file_fingerprint
 from nstvideo.media.writer import encode_video
 from nstvideo.outputs import check_video_output, default_output, input_paths
 from nstvideo.optimize import EarlyStop
@@ -88,8 +90,18 @@ def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, s
     style.pop("batch")  # photos only
     style.pop("max_megapixels")  # a limit on inputs, not a setting of the result
     vid = dataclasses.asdict(video)
+    files = {"init": settings.init, "weights": settings.weights}
     return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
-            "styles": [s if isinstance(s, str) else "array" for s in styles]}
+            # by content: a style image replaced under the same name is another render
+            "styles": [_fingerprint(s) for s in styles],
+            "files": {k: _fingerprint(v) for k, v in files.items() if Path(v).is_file()}}
+
+
+def _fingerprint(image) -> str:
+    """A style, init or weights file by its contents; an array by its pixels."""
+    if isinstance(image, np.ndarray):
+        return "array:" + hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:32]
+    return f"{Path(image).name}:{file_fingerprint(Path(image))}"
 
 
 class FrameRenderer:
@@ -200,13 +212,26 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                    min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
     style_images = [load(s, "style image", settings.max_pixels) for s in styles]
     ckpt = Checkpoint(checkpoint_dir(output), _state(
-        settings, video, source, (first, stop, video.every, *hw), [str(s) if isinstance(s, (
-            str, Path)) else s for s in styles]))
+        settings, video, source, (first, stop, video.every, *hw), styles))
     done = ckpt.open(restart)
+    with ckpt:
+        report = VideoReport(output=output, resumed=done, fps=float(source.fps / video.every))
+        _render(report, ckpt, source, style_images, settings, video, hw, (first, stop),
+                progress)
+        if report.frames == 0:
+            raise InputError(f"{src} yielded no frames in the range asked for: check --start "
+                             "and --duration")
+        _finish(report, ckpt, source, is_video, first, keep_frames, video)
+    return report
+
+
+def _render(report: VideoReport, ckpt: Checkpoint, source: Source, style_images, settings,
+            video: VideoSettings, hw, span, progress: bool) -> None:
+    """Render the frames not yet in the checkpoint, in order, writing each as it is done."""
+    (first, stop), done = span, ckpt.done()
     stylizer = build_stylizer(style_images, settings)
     init = _init_image(settings)
     renderer = FrameRenderer(stylizer, video)
-    report = VideoReport(output=output, resumed=done, fps=float(source.fps / video.every))
     total = None
     if source.frame_count is not None:
         end = source.frame_count if stop is None else min(stop, source.frame_count)
@@ -214,41 +239,41 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
 
     def frames():  # runs ahead in a thread: decode, resize and compare with the previous frame
         prev = None
-        for k, (_, frame) in enumerate(source.frames(first, stop, video.every,
-                                                     decode_from=max(0, done - 1))):
+        for k, (_, frame, t) in enumerate(source.frames(first, stop, video.every,
+                                                        decode_from=max(0, done - 1))):
             if frame is None:  # before the last finished frame of a resumed render
                 continue
             frame = resize(frame, hw)
-            yield k, frame, (None if prev is None or k < done
-                             else renderer.compare(prev, frame))
+            yield k, frame, t, (None if prev is None or k < done
+                                else renderer.compare(prev, frame))
             prev = frame
 
     rendered, t0 = 0, time.perf_counter()
-    bar = tqdm(total=total, initial=min(done, total or done), unit="frame", desc=output.name,
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=min(done, total or done), unit="frame",
+               desc=report.output.name, disable=not progress, dynamic_ncols=True)
     with bar, BackgroundWriter() as writer:
-        for k, frame, compared in prefetch(frames()):
+        for k, frame, t, compared in prefetch(frames()):
             if k < done:
                 if k == done - 1:
                     renderer.restore(frame, ckpt.load(k))
                 continue
-            result, rep, cut = renderer.render(frame, init, compared=compared)
-            writer.submit(ckpt.save, k, result)
+            try:
+                result, rep, cut = renderer.render(frame, init, compared=compared)
+            except cv2.error as e:
+                raise RenderError(f"OpenCV failed on frame {k} ({reason(e)}): check the input "
+                                  "plays, or report it") from e
+            writer.submit(ckpt.save, k, result, t)
             if cut:
                 report.scene_cuts.append(k)
             rendered += 1
             bar.update(1)
             bar.set_postfix(its=rep.iterations, loss=f"{rep.last['total']:.3g}", refresh=False)
     report.frames = ckpt.done()
-    if report.frames == 0:
-        raise InputError(f"{src} yielded no frames in the range asked for: check --start and "
-                         "--duration")
-    if total is not None and report.frames < total * 0.9:
-        warnings.warn(f"{src.name} ended after {report.frames} of the {total} frames its header "
-                      "announces (truncated?); the result has those frames", stacklevel=2)
+    if total is not None and 0 < report.frames < total * 0.9:
+        warnings.warn(f"{source.path.name} ended after {report.frames} of the {total} frames "
+                      "its header announces (truncated?); the result has those frames",
+                      stacklevel=3)
     report.seconds_per_frame = (time.perf_counter() - t0) / max(1, rendered)
-    _finish(report, ckpt, source, is_video, first, keep_frames, video)
-    return report
 
 
 def _finish(report: VideoReport, ckpt: Checkpoint, source: Source, is_video: bool, first: int,
@@ -256,11 +281,19 @@ def _finish(report: VideoReport, ckpt: Checkpoint, source: Source, is_video: boo
     """Encode the checkpointed frames (video) or move them into place (folder of frames)."""
     output = report.output
     if is_video:
-        span = report.frames * video.every / source.fps
+        info = source.info
+        times = ckpt.times()
+        if times is None:  # frames of a folder: evenly spaced at the given rate
+            times = [k * video.every / float(source.fps) for k in range(report.frames)]
+        step = video.every / float(source.fps)  # nominal spacing of the rendered frames
+        # the audio that plays with the first rendered frame: its time on the file's timeline
+        audio_start = (info.video_start - info.start if info else 0.0) + times[0]
         report.audio = encode_video(
-            str(ckpt.folder / FRAME_PATTERN), output, source.fps / video.every,
+            ckpt.folder, [ckpt.frame_path(k).name for k in range(report.frames)], output,
+            source.fps / video.every, times=times, frame_duration=step,
             audio_from=source.path if source.has_audio else None,
-            audio_start=float(first / source.fps), audio_duration=float(span))
+            audio_start=max(0.0, audio_start), audio_duration=times[-1] - times[0] + step,
+            colour=info.colour if info else Colour())
         if source.has_audio and not report.audio:
             warnings.warn(f"the audio of {source.path.name} could not be carried over",
                           stacklevel=2)

@@ -49,28 +49,78 @@ class Source:
     height: int
     frame_count: int | None  # a container's guess: for progress bars only
     has_audio: bool
+    info: "Probe | None" = None  # timeline, audio tracks, colour (video files)
 
     def frames(self, start: int = 0, stop: int | None = None, step: int = 1,
-               decode_from: int = 0) -> Iterator[tuple[int, np.ndarray | None]]:
-        """Yield (index, RGB frame) for index in range(start, stop, step); frames of output
-        position < decode_from are skipped cheaply and yielded as None (for resuming)."""
+               decode_from: int = 0) -> Iterator[tuple[int, np.ndarray | None, float]]:
+        """Yield (index, RGB frame, time) for index in range(start, stop, step); time is the
+        frame's presentation time in seconds from the stream's first frame (variable frame
+        rates included); frames of output position < decode_from are skipped cheaply and
+        yielded as None (for resuming)."""
         raise NotImplementedError
 
     def fingerprint(self) -> str:
         raise NotImplementedError
 
 
-def probe_audio(path: Path) -> bool:
-    """Whether ffmpeg sees an audio stream in the file."""
+# Colour descriptions we carry from source to output: SDR ones (8-bit RGB in between). Others
+# (BT.2020, HDR transfers) and untagged sources get BT.709, what HD players assume.
+SDR_MATRICES = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470bg"}
+SDR_PRIMARIES = {"bt709", "smpte170m", "bt470bg", "bt470m"}
+SDR_TRANSFERS = {"bt709", "smpte170m", "bt470bg", "bt470m", "gamma22", "gamma28", "iec61966-2-1"}
+
+
+@dataclass(frozen=True)
+class Colour:
+    """The YUV matrix, primaries and transfer an output is converted with and tagged as."""
+
+    matrix: str = "bt709"
+    primaries: str = "bt709"
+    transfer: str = "bt709"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What ffmpeg says of a file that OpenCV does not: its timeline and streams."""
+
+    start: float = 0.0  # the file's start time (the earliest stream's), seconds
+    video_start: float = 0.0  # the first video frame's time on the file's timeline, seconds
+    audio_tracks: int = 0
+    colour: Colour = Colour()
+
+
+def probe(path: Path) -> Probe:
+    """Streams, start times and colour description of a media file (one short ffmpeg run
+    that decodes the first video frame with its original timestamp)."""
     try:
-        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                           capture_output=True, text=True, errors="replace", timeout=60)
+        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-copyts", "-i",
+                            str(path), "-map", "0:v:0", "-frames:v", "1", "-vf", "showinfo",
+                            "-f", "null", "-"], capture_output=True, text=True,
+                           errors="replace", timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return False
-    return re.search(r"Stream #\d+:\d+.*: Audio:", p.stderr) is not None
+        return Probe()
+    log = p.stderr
+    start = re.search(r"Duration: .*?, start: (-?[\d.]+)", log)
+    first = re.search(r"pts_time:(-?[\d.]+)", log)
+    fmt_start = float(start.group(1)) if start else 0.0
+    colour = Colour()
+    m = re.search(r"Stream #\d+:\d+.*?: Video: [^,]+, \w+\(([^)]*)\)", log)
+    if m:
+        fields = [f.strip() for f in m.group(1).split(",")]
+        desc = next((f for f in fields if f not in ("tv", "pc", "progressive", "top first",
+                                                     "bottom first") and "/" in f or
+                     f in SDR_MATRICES), None)
+        if desc:
+            parts = desc.split("/") if "/" in desc else [desc] * 3
+            matrix, primaries, transfer = (parts + [parts[-1]] * 3)[:3]
+            if matrix in SDR_MATRICES and primaries in SDR_PRIMARIES and transfer in SDR_TRANSFERS:
+                colour = Colour(SDR_MATRICES[matrix], primaries, transfer)
+    return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
+                 audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
+                 colour=colour)
 
 
-def _file_fingerprint(path: Path) -> str:
+def file_fingerprint(path: Path) -> str:
     """Size plus a hash of the first and last MiB: cheap, and changes when the file does."""
     h = hashlib.sha256()
     size = path.stat().st_size
@@ -104,8 +154,9 @@ class VideoFile(Source):
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         fps = check_fps(exact_fps(cap.get(cv2.CAP_PROP_FPS) or 0.0), str(path))
         cap.release()
+        info = probe(path)
         super().__init__(path, fps, first.shape[1], first.shape[0], n if n > 0 else None,
-                         probe_audio(path))
+                         info.audio_tracks > 0, info)
 
     def frames(self, start=0, stop=None, step=1, decode_from=0):
         cap = cv2.VideoCapture(str(self.path))
@@ -118,37 +169,25 @@ class VideoFile(Source):
                     ok, frame = cap.read()
                     if not ok:
                         return
-                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), self._time(cap, index)
                 else:
                     if not cap.grab():
                         return
                     if wanted:
-                        yield index, None
+                        yield index, None, self._time(cap, index)
                 position += wanted
                 index += 1
         finally:
             cap.release()
 
+    def _time(self, cap, index: int) -> float:
+        """The frame just read: its time from the stream's first frame, by its timestamp
+        (OpenCV reports 0 for a frame without one: then by the nominal rate)."""
+        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        return ms / 1000 if ms > 0 or index == 0 else float(index / self.fps)
+
     def fingerprint(self) -> str:
-        return _file_fingerprint(self.path)
-
-
-FRAME_NAME = re.compile(r"^(.*?)(\d+)$")
-
-
-def numbered_frames(folder: Path) -> list[Path] | None:
-    """The images of `folder` if they are one numbered sequence (one prefix, one extension,
-    a number at the end of every stem, at least 2 files), else None."""
-    files = list_images(folder)
-    if len(files) < 2:
-        return None
-    keys = set()
-    for p in files:
-        m = FRAME_NAME.match(p.stem)
-        if not m:
-            return None
-        keys.add((m.group(1), p.suffix.lower()))
-    return files if len(keys) == 1 else None
+        return file_fingerprint(self.path)
 
 
 def image_size(path: Path) -> tuple[int, int]:
@@ -190,7 +229,7 @@ class FrameFolder(Source):
                                                           len(self.files)), step)):
             yield index, (read_image(self.files[index], what="frame",
                                      max_pixels=self.max_pixels)[..., :3] if position >= decode_from
-                          else None)
+                          else None), float(index / self.fps)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -41,6 +42,21 @@ def atomic_path(target: Path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames in `folder` durable (a power loss cannot undo them); a no-op where the
+    platform cannot open folders."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _umask() -> int:
@@ -79,15 +95,27 @@ def write_image(path: str | Path, img: np.ndarray) -> Path:
 
 
 # Per container: video codec arguments, and the audio codec to re-encode to when copying fails.
-_H264 = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", "-preset", "medium"]
+_H264 = ["-c:v", "libx264", "-crf", "18", "-preset", "medium"]
 _VIDEO_ARGS = {
     ".mp4": (_H264 + ["-movflags", "+faststart"], "aac"),
     ".mov": (_H264 + ["-movflags", "+faststart"], "aac"),
     ".mkv": (_H264, "aac"),
-    ".webm": (["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", "32", "-b:v", "0",
-               "-row-mt", "1"], "libopus"),
+    ".webm": (["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-row-mt", "1"], "libopus"),
     ".gif": (["-vf", "split[a][b];[a]palettegen[p];[b][p]paletteuse", "-loop", "0"], None),
 }
+# Frame times further than this share of a frame from the nominal grid: variable frame rate
+VFR_TOLERANCE = 0.25
+# swscale's names for the YUV matrices (the tag names differ for BT.601)
+_SWS_MATRIX = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470"}
+
+
+def _colour_args(colour) -> list[str]:
+    """RGB -> yuv420p with the matrix the stream is tagged with (ffmpeg's default would
+    convert with BT.601 and tag nothing, and players shift the colours of HD video)."""
+    return ["-vf", f"scale=out_color_matrix={_SWS_MATRIX.get(colour.matrix, 'bt709')}"
+                   ":out_range=tv,format=yuv420p",
+            "-colorspace", colour.matrix, "-color_primaries", colour.primaries,
+            "-color_trc", colour.transfer, "-color_range", "tv"]
 
 
 def _run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
@@ -95,27 +123,60 @@ def _run_ffmpeg(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, errors="replace")
 
 
-def encode_video(frame_pattern: str, output: Path, fps: Fraction, *,
+def is_constant_rate(times: list[float], step: float) -> bool:
+    return all(abs(t - times[0] - k * step) <= VFR_TOLERANCE * step for k, t in enumerate(times))
+
+
+def _frames_input(folder: Path, names: list[str], fps: Fraction, times: list[float] | None,
+                  step: float) -> list[str]:
+    """ffmpeg's input arguments for the frames: a numbered pattern at exactly `fps` where the
+    frames are evenly spaced, else a concat list giving each frame its own duration (variable
+    frame rates, as phones record, keep their timing). Either way no character of the folder's
+    name is taken for syntax ('%' is escaped in a pattern; the list names files relatively)."""
+    if times is None or is_constant_rate(times, step):
+        pattern = str(folder).replace("%", "%%") + "/" + re.sub(r"\d{6}", "%06d", names[0])
+        return ["-framerate", f"{fps.numerator}/{fps.denominator}", "-start_number", "0",
+                "-i", pattern]
+    durations = [b - a for a, b in zip(times, times[1:])] + [step]
+    lines = ["ffconcat version 1.0"]
+    for name, d in zip(names, durations):
+        lines += [f"file '{name}'", f"duration {max(d, 1e-3):.6f}"]
+    lines.append(f"file '{names[-1]}'")  # the concat demuxer takes the last duration so
+    listing = folder / "frames.ffconcat"
+    listing.write_text("\n".join(lines) + "\n")
+    return ["-f", "concat", "-safe", "0", "-i", str(listing), "-fps_mode", "vfr",
+            "-frames:v", str(len(names))]
+
+
+def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
+                 times: list[float] | None = None, frame_duration: float | None = None,
                  audio_from: Path | None = None, audio_start: float = 0.0,
-                 audio_duration: float | None = None) -> bool:
-    """Encode numbered PNG frames (`frame_pattern`, e.g. 'dir/frame_%06d.png', from 0) into
-    `output` at exactly `fps`, with the audio of `audio_from` (trimmed to the rendered range)
-    copied, or re-encoded where the container needs it. Atomic: the file appears complete.
+                 audio_duration: float | None = None, colour=None) -> bool:
+    """Encode the PNG frames `names` (in `folder`, numbered from 0) into `output` at exactly
+    `fps`, or at their own `times` where those are not evenly spaced, converted to YUV with
+    and tagged as `colour` (a media.video.Colour), with every audio track of `audio_from`
+    (trimmed to the rendered range; the first track is the default one) copied, or
+    re-encoded where the container needs it. Atomic: the file appears complete.
 
     Returns whether audio was included.
     """
+    from nstvideo.media.video import Colour
+
     output = Path(output)
-    vargs, audio_codec = _VIDEO_ARGS[output.suffix.lower()]
-    frames_in = ["-framerate", f"{fps.numerator}/{fps.denominator}", "-start_number", "0",
-                 "-i", frame_pattern]
+    ext = output.suffix.lower()
+    vargs, audio_codec = _VIDEO_ARGS[ext]
+    if ext != ".gif":
+        vargs = vargs + _colour_args(colour or Colour())
+    step = frame_duration or 1 / float(fps)
+    frames_in = _frames_input(Path(folder), names, fps, times, step)
     attempts: list[list[str]] = []
     if audio_from is not None and audio_codec is not None:
         trim = ["-ss", f"{audio_start:.6f}"] + (
             ["-t", f"{audio_duration:.6f}"] if audio_duration is not None else [])
         audio_in = [*trim, "-i", str(audio_from)]
+        tracks = ["-map", "1:a?", "-disposition:a", "0", "-disposition:a:0", "default"]
         for acodec in (["-c:a", "copy"], ["-c:a", audio_codec, "-b:a", "192k"]):
-            attempts.append([*frames_in, *audio_in, "-map", "0:v:0", "-map", "1:a:0?", *vargs,
-                             *acodec])
+            attempts.append([*frames_in, *audio_in, "-map", "0:v:0", *tracks, *vargs, *acodec])
     attempts.append([*frames_in, "-map", "0:v:0", *vargs, "-an"])
     errors = []
     with atomic_path(output) as tmp:
@@ -123,6 +184,10 @@ def encode_video(frame_pattern: str, output: Path, fps: Fraction, *,
             p = _run_ffmpeg([*args, str(tmp)])
             if p.returncode == 0:
                 return "-an" not in args
+            if "No space left on device" in p.stderr:
+                raise OutputError(f"the disk is full while encoding {output.name}: free some "
+                                  "space and run the same command again (the finished frames "
+                                  "are kept and the render resumes)")
             errors.append(p.stderr.strip().splitlines()[-1] if p.stderr.strip() else "?")
         raise OutputError(f"ffmpeg could not encode {output.name} ({errors[-1]}): the frames are "
                           "kept; try another output extension (.mp4, .mkv)")
