@@ -128,24 +128,26 @@ def is_constant_rate(times: list[float], step: float) -> bool:
 
 
 def _frames_input(folder: Path, names: list[str], fps: Fraction, times: list[float] | None,
-                  step: float) -> list[str]:
+                  step: float) -> tuple[list[str], list[str]]:
     """ffmpeg's input arguments for the frames: a numbered pattern at exactly `fps` where the
     frames are evenly spaced, else a concat list giving each frame its own duration (variable
     frame rates, as phones record, keep their timing). Either way no character of the folder's
-    name is taken for syntax ('%' is escaped in a pattern; the list names files relatively)."""
+    name is taken for syntax ('%' is escaped in a pattern; the list names files relatively).
+    Returns (input arguments, output arguments)."""
     if times is None or is_constant_rate(times, step):
         pattern = str(folder).replace("%", "%%") + "/" + re.sub(r"\d{6}", "%06d", names[0])
         return ["-framerate", f"{fps.numerator}/{fps.denominator}", "-start_number", "0",
-                "-i", pattern]
+                "-i", pattern], []
     durations = [b - a for a, b in zip(times, times[1:])] + [step]
     lines = ["ffconcat version 1.0"]
-    for name, d in zip(names, durations):
-        lines += [f"file '{name}'", f"duration {max(d, 1e-3):.6f}"]
+    for name, d in zip(names, durations):  # each image read on a 1/90000 s clock, so that
+        # its time is not rounded to the image reader's default 1/25 s
+        lines += [f"file '{name}'", "option framerate 90000", f"duration {max(d, 1e-3):.6f}"]
     lines.append(f"file '{names[-1]}'")  # the concat demuxer takes the last duration so
     listing = folder / "frames.ffconcat"
     listing.write_text("\n".join(lines) + "\n")
-    return ["-f", "concat", "-safe", "0", "-i", str(listing), "-fps_mode", "vfr",
-            "-frames:v", str(len(names))]
+    return (["-f", "concat", "-safe", "0", "-i", str(listing)],
+            ["-fps_mode", "vfr", "-frames:v", str(len(names))])
 
 
 def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
@@ -168,7 +170,8 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
     if ext != ".gif":
         vargs = vargs + _colour_args(colour or Colour())
     step = frame_duration or 1 / float(fps)
-    frames_in = _frames_input(Path(folder), names, fps, times, step)
+    frames_in, frames_out = _frames_input(Path(folder), names, fps, times, step)
+    vargs = frames_out + vargs
     attempts: list[list[str]] = []
     if audio_from is not None and audio_codec is not None:
         trim = ["-ss", f"{audio_start:.6f}"] + (
