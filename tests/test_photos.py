@@ -1,0 +1,122 @@
+"""Folders of photos are photos: names, formats, orientation and alpha kept, failures one by
+one; and images too large to be real are refused before they are decoded."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import content_array, write_rgb
+from nstvideo import StyleSettings, stylize
+from nstvideo.errors import InputError
+from nstvideo.media.reader import read_image
+
+S = StyleSettings(size=48, iterations=2)
+
+# EXIF orientation -> what turns the stored pixels upright (the TIFF/EXIF definitions,
+# written independently of Pillow's table)
+UPRIGHT = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1],
+           4: lambda a: a[::-1], 5: lambda a: a.transpose(1, 0, 2),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+           8: lambda a: np.rot90(a, 1)}
+
+
+def with_orientation(path, stored: np.ndarray, orientation: int):
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_all_eight_exif_orientations(tmp_path, orientation):
+    stored = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), np.uint8)
+    path = with_orientation(tmp_path / "p.png", stored, orientation)
+    assert np.array_equal(read_image(path), UPRIGHT[orientation](stored))
+
+
+def test_a_camera_folder_is_photos(tmp_path, style_png, monkeypatch):
+    """IMG_0001.JPG ... of one size: each photo on its own (no temporal warm start, its own
+    --iterations), names and formats kept, a portrait upright, alpha kept, a broken photo
+    reported alone."""
+    from nstvideo import images
+
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    photo = content_array(48, 64)
+    for i in (1, 2, 3):
+        write_rgb(folder / f"IMG_000{i}.JPG", np.roll(photo, 9 * i, axis=1))
+    with_orientation(folder / "IMG_0004.JPG", photo, 6)  # a portrait, stored on its side
+    rgba = np.dstack([photo, np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))])
+    cv2.imwrite(str(folder / "IMG_0005.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    (folder / "IMG_0006.JPG").write_bytes(b"\xff\xd8 not really a jpeg")
+    iterations = []
+    real = images.run_batch
+
+    def spy(stylizer, group, **k):
+        outs, rep = real(stylizer, group, **k)
+        iterations.append(rep.iterations)
+        return outs, rep
+    monkeypatch.setattr(images, "run_batch", spy)
+    rep = stylize(folder, style_png, settings=S.replace(iterations=3))
+    out = tmp_path / "DCIM_monet"
+    assert rep.video is None and iterations == [3] * 5
+    assert sorted(p.name for p in out.iterdir()) == [
+        "IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG", "IMG_0004.JPG", "IMG_0005.png"]
+    assert [p.name for p, _ in rep.failed] == ["IMG_0006.JPG"]
+    assert Image.open(out / "IMG_0001.JPG").format == "JPEG"
+    assert read_image(out / "IMG_0004.JPG").shape == (48, 36, 3)  # portrait stays portrait
+    back = cv2.imread(str(out / "IMG_0005.png"), cv2.IMREAD_UNCHANGED)
+    assert back.shape == (36, 48, 4) and back[..., 3].min() < 10 and back[..., 3].max() > 245
+
+
+def png_header_only(path, w, h):
+    """A PNG that claims w x h pixels (an IHDR and an empty image stream): what a
+    decompression bomb looks like before it is decoded."""
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return path
+
+
+def test_huge_images_refused_before_decoding(tmp_path, style_png):
+    bomb = png_header_only(tmp_path / "bomb.png", 60000, 60000)
+    with pytest.raises(InputError, match=r"60000x60000 \(3600 MP\), over the 100 MP limit"):
+        read_image(bomb)
+    big = png_header_only(tmp_path / "big.png", 30000, 30000)
+    with pytest.raises(InputError, match="--max-megapixels"):
+        read_image(big)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    write_rgb(folder / "a.png", content_array())
+    (folder / "bomb.png").write_bytes(bomb.read_bytes())
+    rep = stylize(folder, style_png, tmp_path / "o", settings=S)
+    assert [p.name for p in rep.written] == ["a.png"] and rep.failed[0][0].name == "bomb.png"
+    only_bombs = tmp_path / "g"
+    only_bombs.mkdir()
+    (only_bombs / "bomb.png").write_bytes(bomb.read_bytes())
+    rep = stylize(only_bombs, style_png, tmp_path / "none", settings=S)
+    assert not rep.written and not (tmp_path / "none").exists()  # no empty folder left
+
+
+@pytest.mark.parametrize("shape", [(12, 16), (4, 40)])
+def test_too_small_for_vgg_names_the_size_that_works(tmp_path, style_png, shape):
+    """--size 16 on a 4:3 photo or a 10:1 panorama: VGG's poolings need 16 px a side."""
+    h, w = shape
+    photo = write_rgb(tmp_path / "p.png", cv2.resize(content_array(), (w * 8, h * 8)))
+    with pytest.raises(InputError, match=r"use --size (\d+) or more") as e:
+        stylize(photo, style_png, settings=S.replace(size=16))
+    need = int(re.search(r"use --size (\d+)", str(e.value)).group(1))
+    assert need == (22 if w / h < 2 else 160)
+    out = stylize(photo, style_png, tmp_path / "ok.png", settings=S.replace(size=need))
+    assert min(read_image(out.output).shape[:2]) >= 16
