@@ -1,3 +1,5 @@
-from nstvideo.cli import app
+import sys
 
-app(prog_name="nstvideo")
+from nstvideo.cli import main
+
+sys.exit(main())

@@ -271,3 +271,24 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def fail(message: str, code: int):
     typer.echo(f"nstvideo: error: {message}", err=True)
     sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `nstvideo` command: the Typer app, with usage errors (a bad option value, a missing
+    argument) as one line on stderr and exit code 2, like every other error. (Typer's parser
+    is click, vendored by recent Typer versions: its exceptions are matched by class name.)"""
+    try:
+        result = app(args=argv, prog_name="nstvideo", standalone_mode=False)
+    except typer.Abort:
+        fail("interrupted", 130)
+    except Exception as e:  # noqa: BLE001 - only click's usage errors are handled here
+        kinds = {c.__name__ for c in type(e).__mro__}
+        ctx = getattr(e, "ctx", None)
+        if "NoArgsIsHelpError" in kinds and ctx is not None:
+            typer.echo(ctx.get_help())
+            return 0
+        if "UsageError" not in kinds:
+            raise
+        where = f"'{ctx.command_path} --help'" if ctx is not None else "'nstvideo --help'"
+        fail(f"{' '.join(e.format_message().split())} (see {where})", 2)
+    return result if isinstance(result, int) else 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -110,7 +111,9 @@ def _torchvision_state(path: Path | None) -> dict[str, tuple[torch.Tensor, torch
     if not Path(path).is_file():
         raise ModelError(f"weights file not found: {path}: give the path of a VGG-19 state dict")
     try:  # weights_only: a hostile file cannot run code; its error text is torch's, not ours
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols of odd files
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling raises many types
         raise ModelError(f"cannot read weights file {path}: it is not a torch.save'd VGG-19 "
                          "state dict (tensors only) in torchvision's layout; use --weights "
