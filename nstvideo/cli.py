@@ -87,7 +87,7 @@ V = VideoSettings()
 
 
 @app.command("stylize", epilog="Examples:\n\n"
-             "  nstvideo stylize photo.jpg monet.jpg                  -> photo_monet.png\n\n"
+             "  nstvideo stylize photo.jpg monet.jpg                  -> photo_monet.jpg\n\n"
              "  nstvideo stylize holiday/ monet.jpg -o painted/       every photo of the folder\n\n"
              "  nstvideo stylize photo.jpg monet.jpg vangogh.jpg --style-weights 0.7,0.3\n\n"
              "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors\n\n"
