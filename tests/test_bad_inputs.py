@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -166,7 +167,7 @@ def test_noise_of_libraries_stays_off_the_terminal(tmp_path):
     write_rgb(tmp_path / "s.png", style_array())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
         str(__import__("pathlib").Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))}
-    base = ["python", "-m", "nstvideo", "stylize", str(tmp_path / "p.png"),
+    base = [sys.executable, "-m", "nstvideo", "stylize", str(tmp_path / "p.png"),
             str(tmp_path / "s.png"), "--size", "32", "--iterations", "1", "--quiet"]
     quiet = subprocess.run(base + ["-o", str(tmp_path / "a.png")], capture_output=True,
                            text=True, env=env)
