@@ -113,8 +113,11 @@ def probe(path: Path) -> Probe:
         if desc:
             parts = desc.split("/") if "/" in desc else [desc] * 3
             matrix, primaries, transfer = (parts + [parts[-1]] * 3)[:3]
-            if matrix in SDR_MATRICES and primaries in SDR_PRIMARIES and transfer in SDR_TRANSFERS:
-                colour = Colour(SDR_MATRICES[matrix], primaries, transfer)
+            if matrix in SDR_MATRICES:  # unknown primaries/transfer: the matrix's family's
+                colour = Colour(SDR_MATRICES[matrix],
+                                primaries if primaries in SDR_PRIMARIES else matrix,
+                                transfer if transfer in SDR_TRANSFERS else
+                                ("bt709" if matrix == "bt709" else "smpte170m"))
     return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
                  audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
                  colour=colour)

@@ -113,7 +113,9 @@ def _colour_args(colour) -> list[str]:
     """RGB -> yuv420p with the matrix the stream is tagged with (ffmpeg's default would
     convert with BT.601 and tag nothing, and players shift the colours of HD video)."""
     return ["-vf", f"scale=out_color_matrix={_SWS_MATRIX.get(colour.matrix, 'bt709')}"
-                   ":out_range=tv,format=yuv420p",
+                   ":out_range=tv,format=yuv420p,setparams=range=tv"
+                   f":colorspace={colour.matrix}:color_primaries={colour.primaries}"
+                   f":color_trc={colour.transfer}",  # frames carry the tags to the encoder
             "-colorspace", colour.matrix, "-color_primaries", colour.primaries,
             "-color_trc", colour.transfer, "-color_range", "tv"]
 
