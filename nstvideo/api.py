@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nstvideo.errors import InputError, OutputError
+from nstvideo.errors import InputError
 from nstvideo.images import (FolderReport, ImageLike, _init_image, build_stylizer, load,
                              make_settings, run_one, stylize_folder)
 from nstvideo.media.reader import list_images

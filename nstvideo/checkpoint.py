@@ -29,7 +29,7 @@ import numpy as np
 
 from nstvideo.errors import InputError, OutputError
 from nstvideo.media.reader import read_image
-from nstvideo.media.writer import atomic_path, encode_image, fsync_dir
+from nstvideo.media.writer import encode_image, fsync_dir, write_file
 
 STATE = "state.json"
 RECORDS = "frames.jsonl"
@@ -97,8 +97,8 @@ class Checkpoint:
         if not (self.folder / STATE).exists():  # frames without our state: not provably ours
             foreign += [n for n in names if n.startswith("frame_") or n == RECORDS]
         if foreign:
-            example = f" (e.g. {foreign[0]})" if foreign else ""
-            raise OutputError(f"{self.folder} is not an nstvideo checkpoint folder{example}: "
+            raise OutputError(f"{self.folder} is not an nstvideo checkpoint folder (e.g. "
+                              f"{foreign[0]}): "
                               "nothing in it is touched; move it away or choose another "
                               "output with -o")
 
@@ -141,9 +141,8 @@ class Checkpoint:
                              f"settings (changed: {', '.join(changed)}): run the same command "
                              "as before to resume it, or pass --restart to discard it")
         if saved is None:
-            with atomic_path(self.folder / STATE) as tmp:
-                tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
-                _fsync_file(tmp)
+            write_file(self.folder / STATE,
+                       json.dumps(self.state, indent=1, sort_keys=True).encode(), durable=True)
         self.records = self._verified_records()
         return len(self.records)
 
@@ -170,7 +169,8 @@ class Checkpoint:
         good: list[dict] = []
         if not path.exists():
             return good
-        for line in path.read_text(errors="replace").splitlines():
+        lines = path.read_text(errors="replace").splitlines()
+        for line in lines:
             try:
                 rec = json.loads(line)
                 ok = rec["k"] == len(good) and self._matches(rec)
@@ -179,8 +179,8 @@ class Checkpoint:
             if not ok:
                 break
             good.append(rec)
-        if len(good) < len(path.read_text(errors="replace").splitlines()):
-            self._rewrite_records(good)
+        if len(good) < len(lines):  # drop the records that failed, so appends follow `good`
+            write_file(path, "".join(json.dumps(r) + "\n" for r in good).encode(), durable=True)
         return good
 
     def _matches(self, rec: dict) -> bool:
@@ -190,11 +190,6 @@ class Checkpoint:
         except OSError:
             return False
         return len(data) == rec["bytes"] and hashlib.sha256(data).hexdigest() == rec["sha256"]
-
-    def _rewrite_records(self, good: list[dict]) -> None:
-        with atomic_path(self.folder / RECORDS) as tmp:
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in good))
-            _fsync_file(tmp)
 
     # -- during the render -----------------------------------------------------------------
     def done(self) -> int:
@@ -211,11 +206,7 @@ class Checkpoint:
         data = encode_image(frame, ".png")
         target = self.frame_path(k)
         try:
-            with atomic_path(target) as tmp:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+            write_file(target, data, durable=True)
             rec = {"k": k, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             if time is not None:
                 rec["t"] = round(float(time), 6)
@@ -260,8 +251,3 @@ class Checkpoint:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())

@@ -55,7 +55,7 @@ def _version(value: bool):
 
 
 @app.callback()
-def main(version: Annotated[Optional[bool], typer.Option(
+def root(version: Annotated[Optional[bool], typer.Option(
         "--version", callback=_version, is_eager=True, help="Show the version and exit.")] = None):
     """Paint videos and photos in the style of an artwork."""
 

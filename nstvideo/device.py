@@ -66,9 +66,7 @@ def configure(device: torch.device, seed: int | None) -> None:
     """Backend settings for a run on `device`. With a seed, repeatable on one GPU: deterministic
     algorithms (cuBLAS needs its workspace fixed before its first use) and no cuDNN
     autotuning, at some speed; without one, cuDNN picks the fastest kernels."""
-    if device.type != "cuda":
-        if seed is not None:
-            torch.use_deterministic_algorithms(True, warn_only=True)
+    if device.type != "cuda":  # the CPU's kernels are repeatable as they are
         return
     torch.backends.cuda.matmul.allow_tf32 = True  # Grams: TF32 is ample here
     torch.backends.cudnn.allow_tf32 = True
@@ -134,13 +132,11 @@ def out_of_memory(device: torch.device, hw: tuple[int, int], layers: tuple[str, 
                   batch: int = 1) -> ModelError:
     """The error for a torch.cuda.OutOfMemoryError met anyway (another process took memory,
     or the estimate was short): one line naming a --size that fits the whole device."""
+    room = 0.0
     if device.type == "cuda":
         torch.cuda.empty_cache()
-        total = torch.cuda.get_device_properties(device).total_memory
-        room = min(total * 0.7, free_bytes(device))  # the estimate fell short: leave a margin
-    else:
-        room = 0
-    fit = max(16, size_that_fits(hw, layers, room * 0.7 / max(1, batch))) if room else None
+        room = 0.7 * free_bytes(device)  # the estimate fell short here: leave a margin
+    fit = max(16, size_that_fits(hw, layers, room / max(1, batch))) if room else None
     hint = f"use --size {fit} or less" if fit else "use a smaller --size"
     if batch > 1:
         hint += " or --batch 1"

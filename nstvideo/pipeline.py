@@ -199,8 +199,6 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     output = Path(output) if output is not None else default_output(src, styles, video=True)
     content = source.files if isinstance(source, FrameFolder) else [src]
     is_video = check_video_output(output, input_paths(content, styles, settings), overwrite)
-    if video.every < 1:
-        raise InputError("--every must be 1 or more")
     first = parse_position(video.start, source.fps, "--start") or 0
     length = parse_position(video.duration, source.fps, "--duration")
     if length == 0:

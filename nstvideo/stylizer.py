@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nstvideo import losses
-from nstvideo.errors import InputError, ModelError
+from nstvideo.errors import InputError
 from nstvideo.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes, free_bytes,
                              out_of_memory, resolve_device, use_bf16)
 from nstvideo.optimize import EarlyStop, OptimizeReport, optimize

@@ -31,8 +31,6 @@ class FakeCuda:
         monkeypatch.setattr(c, "memory_reserved", lambda dev=None: self.reserved)
         monkeypatch.setattr(c, "memory_allocated", lambda dev=None: self.allocated)
         monkeypatch.setattr(c, "empty_cache", lambda: None)
-        monkeypatch.setattr(c, "get_device_properties",
-                            lambda dev: type("P", (), {"total_memory": 80 * GIB})())
         monkeypatch.setattr(c, "device", self._device_ctx)
 
         def is_bf16_supported(including_emulation=True):

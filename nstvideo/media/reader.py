@@ -128,7 +128,8 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
         raise InputError(f"{what} {path} is not a readable image (empty, corrupt, too large, or "
                          "not an image format OpenCV decodes): give a PNG, JPEG, TIFF, BMP or "
                          "WebP file")
-    check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
+    if head is None:  # a format Pillow cannot read: checked once decoded
+        check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
     if img.ndim == 3 and img.shape[2] >= 3:  # OpenCV decodes colour as BGR(A)
         img = img[..., [2, 1, 0, 3][: img.shape[2]]]
     return upright(as_rgb(img, what=what), head[2] if head else 1)

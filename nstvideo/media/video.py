@@ -107,9 +107,8 @@ def probe(path: Path) -> Probe:
     m = re.search(r"Stream #\d+:\d+.*?: Video: [^,]+, \w+\(([^)]*)\)", log)
     if m:
         fields = [f.strip() for f in m.group(1).split(",")]
-        desc = next((f for f in fields if f not in ("tv", "pc", "progressive", "top first",
-                                                     "bottom first") and "/" in f or
-                     f in SDR_MATRICES), None)
+        # 'bt709' when all three agree, else 'matrix/primaries/transfer'
+        desc = next((f for f in fields if "/" in f or f in SDR_MATRICES), None)
         if desc:
             parts = desc.split("/") if "/" in desc else [desc] * 3
             matrix, primaries, transfer = (parts + [parts[-1]] * 3)[:3]

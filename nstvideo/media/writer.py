@@ -81,16 +81,27 @@ def encode_image(img: np.ndarray, suffix: str) -> bytes:
     return buf.tobytes()
 
 
+def write_file(path: Path, data: bytes, *, durable: bool = False) -> None:
+    """Write `data` to `path` atomically; `durable`: on disk (fsync'd, file and folder) before
+    it appears under its name, so a power loss cannot leave it truncated."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+    if durable:
+        fsync_dir(Path(path).parent)
+
+
 def write_image(path: str | Path, img: np.ndarray) -> Path:
     """Write RGB/RGBA uint8 to `path` atomically; the format follows the extension."""
     path = Path(path)
-    data = encode_image(img, path.suffix or ".png")
-    with atomic_path(path) as tmp:
-        try:
-            tmp.write_bytes(data)
-        except OSError as e:
-            raise OutputError(f"cannot write {path} ({e.strerror}): free space or choose another "
-                              "output location with -o") from e
+    try:
+        write_file(path, encode_image(img, path.suffix or ".png"))
+    except OSError as e:
+        raise OutputError(f"cannot write {path} ({e.strerror}): free space or choose another "
+                          "output location with -o") from e
     return path
 
 
