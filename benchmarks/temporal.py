@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nstvideo.flow import FlowEstimator, consistency_mask, warp
+from nstvideo.flow import warping_error
 from nstvideo.images import build_stylizer
 from nstvideo.media.reader import read_image
 from nstvideo.media.video import VideoFile
@@ -32,18 +32,6 @@ from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.tensors import resize
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def warping_error(frames: list[np.ndarray], content: list[np.ndarray]) -> float:
-    """Mean over t of Σ M·(O_t − warp(O_{t−1}))² / (3·ΣM), flow and M from the content."""
-    est = FlowEstimator("medium")
-    errs = []
-    for t in range(1, len(frames)):
-        back = est.flow(content[t], content[t - 1])
-        mask = consistency_mask(back, est.flow(content[t - 1], content[t]))[..., None]
-        diff = frames[t].astype(np.float32) - warp(frames[t - 1], back).astype(np.float32)
-        errs.append(float((mask * diff ** 2).sum() / max(1.0, 3 * mask.sum())))
-    return float(np.mean(errs))
 
 
 def sharpness(frame: np.ndarray) -> float:

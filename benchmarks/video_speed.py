@@ -24,7 +24,7 @@ from nstvideo.pipeline import FrameRenderer, even_size
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.tensors import resize
 
-from temporal import warping_error
+from nstvideo.flow import warping_error
 from vs_pastiche import run_pastiche
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -48,7 +48,8 @@ def frame_sequence(folder: Path, output: Path | None, video: VideoSettings | Non
 def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
             output: str | os.PathLike | None = None, *, settings: StyleSettings | None = None,
             video: VideoSettings | None = None, overwrite: bool = False, restart: bool = False,
-            keep_frames: bool = False, progress: bool = False, **overrides) -> RunReport:
+            keep_frames: bool = False, progress: bool = False, workers: int = 1,
+            ray: str | None = None, **overrides) -> RunReport:
     """Stylize an image, a folder of photos, a folder of numbered frames or a video file, and
     write the result (what the `nstvideo stylize` command does).
 
@@ -56,7 +57,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     folder/ -> folder_STYLE/ (same names), clip.mp4 -> clip_STYLE.mp4. A folder is photos
     unless `video.sequence`, `video.fps` or a video output asks for one sequence of frames.
     Videos and frame sequences use `video` (VideoSettings) and are resumable (`restart`
-    discards an earlier unfinished render; `keep_frames` keeps the PNG frames).
+    discards an earlier unfinished render; `keep_frames` keeps the PNG frames), and can be
+    spread over `workers` local processes (one per GPU) or a Ray cluster (`ray`: an address,
+    'auto' or 'local'); see `stylize_video`.
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
@@ -69,7 +72,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     if frames is not None or (src.is_file() and src.suffix.lower() in VIDEO_EXTS):
         rep = stylize_video(src, list(styles), out, settings=settings, video=video,
                             overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                            progress=progress, files=frames)
+                            progress=progress, files=frames, workers=workers, ray=ray)
         return RunReport(output=rep.output, written=[rep.output], video=rep)
     out = out or default_output(src, styles)
     if src.is_dir():

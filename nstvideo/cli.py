@@ -144,6 +144,14 @@ def stylize_cmd(
     restart: Annotated[bool, typer.Option(
         "--restart", help="Video: discard an unfinished earlier render of this output "
         "instead of resuming it.")] = False,
+    workers: Annotated[int, typer.Option(
+        min=1, max=1024, help="Video: render the shots in N worker processes on this machine: "
+        "one per GPU (cuda:0 .. cuda:N-1), or sharing the CPU cores. Same result as one.")] = 1,
+    ray: Annotated[Optional[str], typer.Option(
+        help="Video: render the shots as Ray tasks (one GPU each) on the cluster at ADDRESS; "
+             "'auto' finds the one started here with 'ray start', 'local' starts a private "
+             "one for this run. Needs: pip install 'nstvideo[ray]'.", metavar="ADDRESS",
+        show_default=False)] = None,
     content_weight: Annotated[Optional[float], typer.Option(
         min=0, help="α, weight of the content cost. Default: the weight source's own (1).")] = None,
     style_weight: Annotated[Optional[float], typer.Option(
@@ -229,6 +237,7 @@ def _run(verbose: bool, call):
 
 def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
              temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
+             workers, ray,
              content_weight, style_weight, tv_weight, content_layer, style_layers, style_scale,
              style_weights, preserve_colors, optimizer, init, seed, device, precision, batch,
              weights, max_megapixels, overwrite, verbose, quiet):
@@ -247,7 +256,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         start=start, duration=duration, every=every, fps=fps, sequence=sequence)
     return stylize(input, styles, output, settings=settings, video=video,
                    overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                   progress=not quiet)
+                   progress=not quiet, workers=workers, ray=ray)
 
 
 def summary(report) -> str:
@@ -258,6 +267,9 @@ def summary(report) -> str:
             extra.append(f"{v.resumed} resumed from an earlier run")
         if v.scene_cuts:
             extra.append(f"{len(v.scene_cuts)} scene cut(s)")
+        if v.where and (len(v.where) > 1 or v.units > 1):
+            extra.append(f"{v.units} units: " + ", ".join(
+                f"{n} on {w}" for w, n in sorted(v.where.items())))
         return f"wrote {v.output} ({', '.join(extra)})"
     if report.output.is_dir():
         return f"wrote {report.output} ({len(report.written)} images)"

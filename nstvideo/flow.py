@@ -115,3 +115,23 @@ def static_pixels(backward: np.ndarray, mask: np.ndarray, content: np.ndarray,
     static = (still & (diff < STATIC_TOL)).astype(np.uint8)
     k = 2 * STATIC_MARGIN + 1
     return cv2.erode(static, np.ones((k, k), np.uint8), borderValue=1).astype(bool)
+
+
+def frame_warping_errors(frames: list[np.ndarray], content: list[np.ndarray],
+                         estimator: FlowEstimator | None = None) -> list[float]:
+    """Lai et al. 2018's temporal warping error of each consecutive pair: the occlusion-masked
+    mean squared difference between stylized frame t and stylized frame t-1 warped by the
+    content's flow, Σ M·(O_t − warp(O_{t−1}))² / (3·ΣM). Entry t-1 is the pair (t-1, t)."""
+    est = estimator or FlowEstimator("medium")
+    errs = []
+    for t in range(1, len(frames)):
+        back = est.flow(content[t], content[t - 1])
+        mask = consistency_mask(back, est.flow(content[t - 1], content[t]))[..., None]
+        diff = frames[t].astype(np.float32) - warp(frames[t - 1], back).astype(np.float32)
+        errs.append(float((mask * diff ** 2).sum() / max(1.0, 3 * mask.sum())))
+    return errs
+
+
+def warping_error(frames: list[np.ndarray], content: list[np.ndarray]) -> float:
+    """The mean of `frame_warping_errors`: the steadiness measure of benchmarks/."""
+    return float(np.mean(frame_warping_errors(frames, content)))

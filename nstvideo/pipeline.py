@@ -1,13 +1,16 @@
-"""The frame loop of a video render: warm start along the optical flow, temporal cost, scene
-cuts, checkpoints and resume, progress, and the final encode."""
+"""A video render: the plan (shots, units), the unit runner every engine calls (warm start
+along the optical flow, temporal cost, checkpoints, segments), and the join into the output."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -16,16 +19,19 @@ import torch
 from tqdm.auto import tqdm
 
 from nstvideo.background import BackgroundWriter, prefetch
-from nstvideo.checkpoint import Checkpoint, checkpoint_dir
+from nstvideo.checkpoint import FRAME, Checkpoint, UnitStore, checkpoint_dir
 from nstvideo.errors import InputError, RenderError
 from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
 from nstvideo.images import ImageLike, _init_image, build_stylizer, load, reason, styles_list
 from nstvideo.media.reader import MAX_PIXELS
 from nstvideo.media.video import Colour, FrameFolder, Source, VideoFile, file_fingerprint
-from nstvideo.media.writer import encode_video
+from nstvideo.media.writer import (encode_video, is_constant_rate, join_segments, segment_ext,
+                                   write_image)
 from nstvideo.outputs import check_video_output, default_output, input_paths
 from nstvideo.optimize import EarlyStop
+from nstvideo.plan import (Cursor, Plan, Unit, fade, find_cuts, make_units, scan_size,
+                           shrink)
 from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings
 from nstvideo.stylizer import Stylizer, Temporal
 from nstvideo.tensors import fit_checked, resize, to_image, to_tensor
@@ -39,8 +45,10 @@ class VideoReport:
     resumed: int = 0  # of which were already done by an earlier run
     audio: bool = False  # the result carries the source's audio
     scene_cuts: list[int] = field(default_factory=list)  # output positions where it restarted
-    seconds_per_frame: float = 0.0  # of the frames rendered by this run
+    seconds_per_frame: float = 0.0  # of the frames rendered by this run (wall clock)
     fps: float = 0.0  # the result's frame rate
+    units: int = 0  # shots and pieces of shots the render was planned in
+    where: dict[str, int] = field(default_factory=dict)  # units rendered by this run, by worker
 
 
 def parse_position(text: str | float | None, fps, what: str) -> int | None:
@@ -90,6 +98,7 @@ def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, s
     style.pop("batch")  # photos only
     style.pop("max_megapixels")  # a limit on inputs, not a setting of the result
     vid = dataclasses.asdict(video)
+    vid.pop("segment_frames")  # how the result is stored on the way, not what it is
     files = {"init": settings.init, "weights": settings.weights}
     return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
             # by content: a style image replaced under the same name is another render
@@ -176,21 +185,169 @@ class FrameRenderer:
         return result, report, restart and had_previous and v.temporal != "none"
 
 
+@dataclass(frozen=True)
+class SourceSpec:
+    """How to open the frames of a render again, in any process (picklable)."""
+
+    path: Path
+    files: list[Path] | None  # a folder's frames
+    fps: float | None  # a folder's frame rate
+    max_pixels: int
+    first: int  # source index of output position 0
+    stop: int | None  # source index to stop before
+    every: int
+
+    def open(self) -> Source:
+        if self.path.is_dir():
+            return FrameFolder(self.path, self.fps, self.files, self.max_pixels)
+        return VideoFile(self.path, self.max_pixels)
+
+    def frames(self, source: Source | None = None, hw=None):
+        """(output position, RGB frame at `hw` or as decoded, time) from position 0."""
+        source = source or self.open()
+        for k, (_, frame, t) in enumerate(source.frames(self.first, self.stop, self.every)):
+            yield k, (frame if hw is None else resize(frame, hw)), t
+
+
+@dataclass
+class Job:
+    """Everything a worker needs to render the units of one render (picklable)."""
+
+    settings: StyleSettings
+    video: VideoSettings
+    styles: list[np.ndarray]
+    init: np.ndarray | None
+    hw: tuple[int, int]
+    source: SourceSpec
+    times: list[float]  # every output frame's time in the source
+    fps: Fraction  # of the output
+    vfr: bool  # frame times not evenly spaced: segments give each frame its duration
+    colour: Colour
+    segment_ext: str | None  # None: no segments (GIF and folder outputs keep PNGs)
+    segment_frames: int
+    keep_frames: bool
+
+    @property
+    def step(self) -> float:
+        return 1 / float(self.fps)
+
+    def span(self, a: int, b: int) -> float:
+        """Seconds the output frames a..b-1 show for."""
+        return self.end_of(b - 1) - self.times[a]
+
+    def end_of(self, k: int) -> float:
+        """When output frame k stops showing (the next one's time; the last: one step on)."""
+        return self.times[k + 1] if k + 1 < len(self.times) else self.times[k] + self.step
+
+
+class UnitRunner:
+    """Renders units of one job in this process: one stylizer (VGG loaded once), the source
+    read forward once across units taken in order. Every engine calls this."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.stylizer = build_stylizer(job.styles, job.settings)
+        self._cursor = Cursor(lambda: job.source.frames(hw=job.hw), job.video.overlap + 1)
+
+    def run(self, unit: Unit, store: UnitStore, on_frame=None, frames=None) -> dict:
+        """Render what `store` lacks of `unit`: its frames, saved as they finish, encoded into
+        segments every `segment_frames` (but the frames it shares with a neighbour, which the
+        join cross-fades). `frames`: the unit's content frames at the processing size where
+        they were shipped (else read from the source). Returns {rendered, seconds, cuts
+        (output positions)}."""
+        job, video = self.job, self.job.video
+        done = store.open()
+        report = {"rendered": 0, "seconds": 0.0, "cuts": []}
+        if store.complete:
+            return report
+        if done == unit.frames:  # every frame is there: only the last segments and the record
+            self._segments(unit, store, done)
+            store.finish()
+            return report
+        renderer = FrameRenderer(self.stylizer, video)
+        t0 = time.perf_counter()
+
+        begin = unit.begin + max(0, done - 1)
+        content = (self._cursor.take(begin, unit.stop) if frames is None else
+                   ((unit.begin + i, frames[i]) for i in range(begin - unit.begin, len(frames))))
+
+        def ahead():  # runs in a thread: decode, resize and compare with the previous frame
+            prev = None
+            for pos, frame in content:
+                k = pos - unit.begin
+                yield k, frame, (None if prev is None or k < done else renderer.compare(prev, frame))
+                prev = frame
+
+        with BackgroundWriter() as writer:
+            for k, frame, compared in prefetch(ahead()):
+                if k < done:
+                    renderer.restore(frame, store.load(k))
+                    continue
+                try:
+                    result, _, cut = renderer.render(frame, job.init, compared=compared)
+                except cv2.error as e:
+                    raise RenderError(f"OpenCV failed on frame {unit.begin + k} ({reason(e)}): "
+                                      "check the input plays, or report it") from e
+                writer.submit(store.save, k, result, job.times[unit.begin + k])
+                writer.submit(self._segments, unit, store, k + 1)
+                if cut:
+                    report["cuts"].append(unit.begin + k)
+                report["rendered"] += 1
+                if on_frame is not None:
+                    on_frame(k)
+        if store.done() < unit.frames:
+            raise RenderError(f"{job.source.path.name} ended at frame {unit.begin + store.done()}"
+                              f" of the {len(job.times)} its first pass found (changed or "
+                              "unreadable since?): check the file, then pass --restart")
+        self._segments(unit, store, unit.frames)
+        store.finish()
+        report["seconds"] = time.perf_counter() - t0
+        return report
+
+    def _segments(self, unit: Unit, store: UnitStore, done: int) -> None:
+        """Encode the finished frames not yet in a segment, every `segment_frames` of them
+        (and the last ones once the unit's own frames are all done)."""
+        job = self.job
+        if job.segment_ext is None:
+            return
+        a, b = unit.own[0] - unit.begin, unit.own[1] - unit.begin
+        while True:
+            k0 = store.segments[-1]["k1"] if store.segments else a
+            k1 = min(k0 + job.segment_frames, b)
+            if k0 >= b or done < k1 or (k1 - k0 < job.segment_frames and k1 < b):
+                return
+            path = store.segment_path(len(store.segments), job.segment_ext)
+            encode_video(store.folder, [store.frame_path(k).name for k in range(k0, k1)], path,
+                         job.fps, times=job.times[unit.begin + k0:unit.begin + k1], vfr=job.vfr,
+                         frame_duration=job.step, end=job.end_of(unit.begin + k1 - 1),
+                         colour=job.colour)
+            store.add_segment(path, k0, k1)
+
+
 def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, *,
                   settings: StyleSettings | None = None, video: VideoSettings | None = None,
                   overwrite: bool = False, restart: bool = False, keep_frames: bool = False,
-                  progress: bool = False, files: list[Path] | None = None) -> VideoReport:
+                  progress: bool = False, files: list[Path] | None = None, workers: int = 1,
+                  ray: str | None = None, on_event=None) -> VideoReport:
     """Stylize a video file or a folder of numbered frames into a video file (by extension:
     .mp4 .mov .mkv .webm .gif) or a folder of PNG frames, with temporal coherence.
 
-    Resumable: finished frames are kept in OUTPUT.frames/ beside the output until the video is
-    encoded; running the same call again continues after the last finished frame.
+    The clip is planned first (one quick pass finds its shots); the shots (long ones split in
+    pieces when several workers share them) are rendered in this process, by `workers`
+    local processes (one per GPU, or sharing the CPU cores), or as Ray tasks (`ray`: a
+    cluster address, 'auto', or 'local' for a private instance). Finished frames go into
+    video segments as the render goes (disk stays near the output's size); the segments are
+    joined without re-encoding at the end. Resumable: running the same call again keeps the
+    finished units and continues each unfinished one after its last finished frame.
+    `on_event(kind, unit, where, detail)` hears of every frame ('frame') and unit ('unit').
     """
     settings, video = settings or StyleSettings(), video or VideoSettings()
     if video.temporal not in TEMPORAL_MODES:
         raise InputError(f"unknown temporal mode '{video.temporal}': use flow, previous or none")
     if video.warp not in WARPS:
         raise InputError(f"unknown warp interpolation '{video.warp}': use bilinear or bicubic")
+    if int(workers) != workers or workers < 1:
+        raise InputError(f"--workers {workers}: give a whole number, 1 or more")
     styles = styles_list(styles)
     src = Path(input_path)
     if not src.exists():
@@ -209,103 +366,191 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     hw = even_size(source.height, source.width, settings.size,
                    min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
     style_images = [load(s, "style image", settings.max_pixels) for s in styles]
+    spec = SourceSpec(src, files if isinstance(source, FrameFolder) else None, video.fps,
+                      settings.max_pixels, first, stop, video.every)
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, source, (first, stop, video.every, *hw), styles))
-    done = ckpt.open(restart)
-    with ckpt:
-        report = VideoReport(output=output, resumed=done, fps=float(source.fps / video.every))
-        _render(report, ckpt, source, style_images, settings, video, hw, (first, stop),
-                progress)
-        if report.frames == 0:
+    with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
+        plan = _plan(ckpt, spec, source, video, hw, engine.slots, progress)
+        if plan.total == 0:
             raise InputError(f"{src} yielded no frames in the range asked for: check --start "
                              "and --duration")
-        _finish(report, ckpt, source, is_video, first, keep_frames, video)
+        fps = source.fps / video.every
+        job = Job(settings, video, style_images, _init_image(settings), hw, spec, plan.times,
+                  fps, not is_constant_rate(plan.times, 1 / float(fps)),
+                  source.info.colour if source.info else Colour(),
+                  segment_ext(output) if is_video else None, video.segment_frames, keep_frames)
+        report = VideoReport(output=output, fps=float(fps), units=len(plan.units),
+                             scene_cuts=list(plan.cuts[1:]))
+        _render(report, ckpt, plan, job, engine, progress, on_event)
+        report.frames = plan.total
+        expected = None if source.frame_count is None else _expected(source, first, stop, video)
+        if expected is not None and 0 < plan.total < expected * 0.9:
+            warnings.warn(f"{src.name} ended after {plan.total} of the {expected} frames its "
+                          "header announces (truncated?); the result has those frames",
+                          stacklevel=2)
+        _finish(report, ckpt, plan, job, source, is_video)
     return report
 
 
-def _render(report: VideoReport, ckpt: Checkpoint, source: Source, style_images, settings,
-            video: VideoSettings, hw, span, progress: bool) -> None:
-    """Render the frames not yet in the checkpoint, in order, writing each as it is done."""
-    (first, stop), done = span, ckpt.done()
-    stylizer = build_stylizer(style_images, settings)
-    init = _init_image(settings)
-    renderer = FrameRenderer(stylizer, video)
-    total = None
-    if source.frame_count is not None:
-        end = source.frame_count if stop is None else min(stop, source.frame_count)
-        total = max(0, -(-(end - first) // video.every))
+def _expected(source: Source, first: int, stop: int | None, video: VideoSettings) -> int:
+    end = source.frame_count if stop is None else min(stop, source.frame_count)
+    return max(0, -(-(end - first) // video.every))
 
-    def frames():  # runs ahead in a thread: decode, resize and compare with the previous frame
-        prev = None
-        for k, (_, frame, t) in enumerate(source.frames(first, stop, video.every,
-                                                        decode_from=max(0, done - 1))):
-            if frame is None:  # before the last finished frame of a resumed render
-                continue
-            frame = resize(frame, hw)
-            yield k, frame, t, (None if prev is None or k < done
-                                else renderer.compare(prev, frame))
-            prev = frame
 
-    rendered, t0 = 0, time.perf_counter()
-    bar = tqdm(total=total, initial=min(done, total or done), unit="frame",
+def _engine(workers: int, ray: str | None):
+    from nstvideo import schedule
+
+    if ray is not None:
+        return schedule.RayEngine(ray)
+    return schedule.InProcess() if workers == 1 else schedule.LocalPool(workers)
+
+
+def _plan(ckpt: Checkpoint, spec: SourceSpec, source: Source, video: VideoSettings, hw,
+          slots: int, progress: bool) -> Plan:
+    """The plan this render was started with, or a new one: one pass over the frames for
+    their times and the shots (cuts by the renderer's own test, on small copies)."""
+    saved = ckpt.plan()
+    if saved is not None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return Plan.from_json(saved)
+    ckpt.drop_units()  # rendered to a plan that is lost: their units may not be these
+    times: list[float] = []
+    small = scan_size(hw)
+    bar = tqdm(total=source.frame_count and _expected(source, spec.first, spec.stop, video),
+               unit="frame", desc="finding shots", disable=not progress, dynamic_ncols=True,
+               leave=False)
+
+    def frames():
+        for _, frame, t in spec.frames(source):
+            times.append(float(t))
+            yield shrink(frame, small)
+
+    with bar:
+        chained = video.temporal != "none"
+        cuts = (find_cuts(prefetch(frames()), video.temporal, video.flow_preset,
+                          on_frame=lambda: bar.update(1))
+                if chained and video.scene_cuts else [0])
+        if not (chained and video.scene_cuts):
+            for _ in frames():
+                bar.update(1)
+    plan = Plan(times, cuts if times else [], make_units(len(times), cuts, slots, chained,
+                                                         video.overlap))
+    ckpt.save_plan(plan.to_json())
+    return plan
+
+
+def _render(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job, engine, progress,
+            on_event) -> None:
+    """Render the units not yet finished, with one progress bar over all of them."""
+    stores = [ckpt.unit(u.index, job.keep_frames) for u in plan.units]
+    done = [s.open() for s in stores]
+    report.resumed = sum(min(d, u.frames) for d, u in zip(done, plan.units))
+    todo = [u for u, s in zip(plan.units, stores) if not s.complete]
+    bar = tqdm(total=sum(u.frames for u in plan.units), initial=report.resumed, unit="frame",
                desc=report.output.name, disable=not progress, dynamic_ncols=True)
-    with bar, BackgroundWriter() as writer:
-        for k, frame, t, compared in prefetch(frames()):
-            if k < done:
-                if k == done - 1:
-                    renderer.restore(frame, ckpt.load(k))
-                continue
-            try:
-                result, rep, cut = renderer.render(frame, init, compared=compared)
-            except cv2.error as e:
-                raise RenderError(f"OpenCV failed on frame {k} ({reason(e)}): check the input "
-                                  "plays, or report it") from e
-            writer.submit(ckpt.save, k, result, t)
-            if cut:
-                report.scene_cuts.append(k)
+    rendered, t0 = 0, time.perf_counter()
+
+    def event(kind: str, unit: int, where: str, detail) -> None:
+        nonlocal rendered
+        if kind == "frame":
             rendered += 1
             bar.update(1)
-            bar.set_postfix(its=rep.iterations, loss=f"{rep.last['total']:.3g}", refresh=False)
-    report.frames = ckpt.done()
-    if total is not None and 0 < report.frames < total * 0.9:
-        warnings.warn(f"{source.path.name} ended after {report.frames} of the {total} frames "
-                      "its header announces (truncated?); the result has those frames",
-                      stacklevel=3)
+        elif kind == "unit":
+            report.where[where] = report.where.get(where, 0) + 1
+            report.scene_cuts.extend(detail.get("cuts", []))
+        if on_event is not None:
+            on_event(kind, unit, where, detail)
+
+    with bar:
+        if todo:
+            engine.run(job, todo, ckpt.folder, event)
+    report.scene_cuts.sort()
     report.seconds_per_frame = (time.perf_counter() - t0) / max(1, rendered)
+    for s in stores:
+        s.open()
+        if not s.complete:
+            raise RenderError(f"unit {s.folder.name} did not finish (a worker failed?): run the "
+                              "same command again to resume")
 
 
-def _finish(report: VideoReport, ckpt: Checkpoint, source: Source, is_video: bool, first: int,
-            keep_frames: bool, video: VideoSettings) -> None:
-    """Encode the checkpointed frames (video) or move them into place (folder of frames)."""
-    output = report.output
-    if is_video:
-        info = source.info
-        times = ckpt.times()
-        if times is None:  # frames of a folder: evenly spaced at the given rate
-            times = [k * video.every / float(source.fps) for k in range(report.frames)]
-        step = video.every / float(source.fps)  # nominal spacing of the rendered frames
-        # the audio that plays with the first rendered frame: its time on the file's timeline
-        audio_start = (info.video_start - info.start if info else 0.0) + times[0]
-        report.audio = encode_video(
-            ckpt.folder, [ckpt.frame_path(k).name for k in range(report.frames)], output,
-            source.fps / video.every, times=times, frame_duration=step,
-            audio_from=source.path if source.has_audio else None,
-            audio_start=max(0.0, audio_start), audio_duration=times[-1] - times[0] + step,
-            colour=info.colour if info else Colour())
-        if source.has_audio and not report.audio:
-            warnings.warn(f"the audio of {source.path.name} could not be carried over",
-                          stacklevel=2)
-        if not keep_frames:
-            ckpt.remove()
-        return
-    output.mkdir(exist_ok=True)
-    names = ([p.stem + ".png" for p in source.files[first::video.every]]
-             if isinstance(source, FrameFolder) else None)
-    for k in range(report.frames):
-        target = output / (names[k] if names else ckpt.frame_path(k).name)
-        if keep_frames:
-            target.write_bytes(ckpt.frame_path(k).read_bytes())
-        else:
-            ckpt.frame_path(k).replace(target)
-    if not keep_frames:
+def _finish(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job, source: Source,
+            is_video: bool) -> None:
+    """Join the segments (video), or gather the frames (GIF, folder, --keep-frames)."""
+    output, stores = report.output, [ckpt.unit(u.index) for u in plan.units]
+    for s in stores:
+        s.open()
+    info, times = source.info, plan.times
+    # the audio that plays with the first rendered frame: its time on the file's timeline
+    audio = dict(audio_from=source.path if source.has_audio else None,
+                 audio_start=max(0.0, (info.video_start - info.start if info else 0.0) + times[0]),
+                 audio_duration=job.end_of(plan.total - 1) - times[0])
+    if is_video and job.segment_ext is not None:
+        segments = []
+        with tempfile.TemporaryDirectory(prefix="nstvideo-fade-") as tmp:
+            for u, s in zip(plan.units, stores):
+                if u.head:
+                    segments.append((_fade_segment(Path(tmp), plan, job, u, stores),
+                                     job.span(u.begin, u.begin + u.head)))
+                segments += [(s.segment_path(r), job.span(u.begin + r["k0"], u.begin + r["k1"]))
+                             for r in s.segments]
+            report.audio = join_segments(segments, output, frames=plan.total, **audio)
+    if job.keep_frames or not is_video or job.segment_ext is None:
+        target = output if not is_video else ckpt.folder
+        names = ([p.stem + ".png" for p in source.files[job.source.first::job.source.every]]
+                 if isinstance(source, FrameFolder) and not is_video else None)
+        if target == output:
+            output.mkdir(exist_ok=True)
+        for k, frame_path in enumerate(_gather(plan, stores, ckpt.folder)):
+            dest = target / (names[k] if names else ckpt.frame_path(k).name)
+            if frame_path != dest:
+                if job.keep_frames or frame_path.parent == ckpt.folder:
+                    dest.write_bytes(frame_path.read_bytes())
+                else:
+                    frame_path.replace(dest)
+        if is_video and job.segment_ext is None:  # GIF: encoded from the gathered frames
+            report.audio = encode_video(ckpt.folder, [ckpt.frame_path(k).name
+                                                      for k in range(plan.total)], output,
+                                        job.fps, times=times, vfr=job.vfr,
+                                        frame_duration=job.step, colour=job.colour, **audio)
+    if source.has_audio and is_video and not report.audio and output.suffix.lower() != ".gif":
+        warnings.warn(f"the audio of {source.path.name} could not be carried over",
+                      stacklevel=2)
+    if job.keep_frames and is_video:
+        ckpt.keep_only_frames()
+    else:
         ckpt.remove()
+
+
+def _fade_segment(tmp: Path, plan: Plan, job: Job, unit: Unit, stores) -> Path:
+    """The cross-fade between `unit` and the piece before it, encoded as a segment."""
+    prev, a, b = plan.units[unit.index - 1], stores[unit.index - 1], stores[unit.index]
+    folder = tmp / f"u{unit.index}"
+    folder.mkdir()
+    for i in range(unit.head):
+        write_image(folder / FRAME.format(i),
+                    fade(a.load(prev.frames - unit.head + i), b.load(i), i, unit.head))
+    path = b.folder / f"fade{job.segment_ext}"
+    encode_video(folder, [FRAME.format(i) for i in range(unit.head)], path, job.fps,
+                 times=job.times[unit.begin:unit.begin + unit.head], vfr=job.vfr,
+                 frame_duration=job.step, end=job.end_of(unit.begin + unit.head - 1),
+                 colour=job.colour)
+    return path
+
+
+def _gather(plan: Plan, stores, folder: Path):
+    """The path of every output frame's PNG, in order; cross-faded frames are written into
+    `folder` first."""
+    for u, s in zip(plan.units, stores):
+        if u.head:
+            prev, a = plan.units[u.index - 1], stores[u.index - 1]
+            for i in range(u.head):
+                path = folder / f".fade_{u.begin + i:06d}.partial.png"
+                write_image(path, fade(a.load(prev.frames - u.head + i), s.load(i), i, u.head))
+                yield path
+        for k in range(*u.own):
+            path = s.frame_path(k - u.begin)
+            if not path.exists():  # rendered without --keep-frames: from its segment
+                path = folder / f".frame_{k:06d}.partial.png"
+                write_image(path, s.decoded(k - u.begin))
+            yield path

@@ -143,6 +143,10 @@ class VideoSettings:
                             # bicubic (keeps more brush detail at few iterations; see RESULTS)
     flow_preset: str = "medium"  # DIS preset: 'fast' halves flow time, a little less accurate
     scene_cuts: bool = True  # restart from the content frame where the content jumps
+    overlap: int = 16  # frames two pieces of a long shot both render and cross-fade (several
+                       # workers only; see benchmarks/RESULTS.md, "Seams")
+    segment_frames: int = 120  # finished frames are encoded into a video segment every this
+                               # many (their PNGs then go): disk stays near the output's size
     hold_static: bool = True  # flow: keep pixels whose content has not changed since they were
                               # painted exactly as painted, so still backgrounds cannot drift
 
@@ -150,8 +154,12 @@ class VideoSettings:
         check_number(self.temporal_weight, "--temporal-weight")
         if self.fps is not None:
             check_number(self.fps, "--fps", positive=True)
-        if int(self.every) != self.every or self.every < 1:
-            raise InputError(f"--every {self.every}: give a whole number, 1 or more")
+        if int(self.overlap) != self.overlap or self.overlap < 1:
+            raise InputError(f"overlap {self.overlap}: give a whole number of frames, 1 or more")
+        for name in ("every", "segment_frames"):
+            n = getattr(self, name)
+            if int(n) != n or n < 1:
+                raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
         for name in ("iterations", "iterations_first"):
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):

@@ -38,7 +38,7 @@ def test_damaged_frames_are_rendered_again(tmp_path, style_png, monkeypatch):
     """A truncated last frame (power loss) and a damaged earlier one: resume renders from the
     first damaged frame on, and the video has every frame."""
     src, out, counter = interrupted(tmp_path, style_png, monkeypatch)
-    folder = checkpoint_dir(out)
+    folder = checkpoint_dir(out) / "u00000"  # the clip is one shot: one unit
     last = folder / "frame_000003.png"
     last.write_bytes(last.read_bytes()[:50])  # truncated
     rep = stylize(src, style_png, out, settings=S, video=V).video
@@ -49,11 +49,11 @@ def test_damaged_frames_are_rendered_again(tmp_path, style_png, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         stylize(src, style_png, out2, settings=S, video=V)
     counter = Interrupt(monkeypatch)
-    middle = checkpoint_dir(out2) / "frame_000001.png"
+    middle = checkpoint_dir(out2) / "u00000" / "frame_000001.png"
     data = bytearray(middle.read_bytes())
     data[-20] ^= 0xFF  # same size, other bytes
     middle.write_bytes(bytes(data))
-    (checkpoint_dir(out2) / ".frame_000005.abc.partial.png").write_bytes(b"stale")
+    (middle.parent / ".frame_000005.abc.partial.png").write_bytes(b"stale")
     rep = stylize(src, style_png, out2, settings=S, video=V).video
     assert rep.resumed == 1 and counter.calls == 7 and probe(out2)["frames"] == 8
 
@@ -125,7 +125,7 @@ def test_sigterm_flushes_frames_and_exits_143(tmp_path, style_png):
     cmd = [sys.executable, "-m", "nstvideo", "stylize", str(src), style_png, "-o", str(out),
            "--size", "48", "--iterations", "2", "--iterations-first", "2", "--quiet"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    records = checkpoint_dir(out) / RECORDS
+    records = checkpoint_dir(out) / "u00000" / RECORDS
     deadline = time.time() + 120
     while time.time() < deadline and (not records.exists() or
                                       len(records.read_text().splitlines()) < 3):
@@ -136,7 +136,7 @@ def test_sigterm_flushes_frames_and_exits_143(tmp_path, style_png):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nstvideo: error: terminated"), err
     done = len(records.read_text().splitlines())
-    assert done >= 3 and len(list(checkpoint_dir(out).glob("frame_*.png"))) == done
+    assert done >= 3 and len(list(checkpoint_dir(out).glob("u*/frame_*.png"))) == done
     assert (checkpoint_dir(out) / STATE).exists() and not out.exists()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -135,7 +135,7 @@ def test_disk_full_during_the_encode_keeps_the_frames(tmp_path, style_png, monke
     monkeypatch.setattr(writer, "_run_ffmpeg", lambda args: full)
     with pytest.raises(OutputError, match="disk is full.*run the same command again"):
         stylize(src, style_png, out, settings=S, video=V)
-    assert not out.exists() and len(list(checkpoint_dir(out).glob("frame_*.png"))) == 4
+    assert not out.exists() and len(list(checkpoint_dir(out).glob("u*/frame_*.png"))) == 4
     monkeypatch.setattr(writer, "_run_ffmpeg", real)
     rep = stylize(src, style_png, out, settings=S, video=V).video  # the rerun: encode only
     assert rep.resumed == 4 and rep.frames == 4 and out.exists()

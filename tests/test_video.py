@@ -111,7 +111,7 @@ def test_resume_continues_after_an_interruption(tmp_path, style_png, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         stylize(src, style_png, settings=S, video=V)
     assert not out.exists()  # no half-written output under the final name
-    assert len(list(checkpoint_dir(out).glob("frame_*.png"))) == 4
+    assert len(list(checkpoint_dir(out).glob("u*/frame_*.png"))) == 4
     counter.calls, counter.at = 0, None
     rep = stylize(src, style_png, settings=S, video=V).video
     assert rep.resumed == 4 and counter.calls == 5  # continued, not restarted

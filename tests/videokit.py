@@ -73,3 +73,44 @@ def probe(path: Path) -> dict:
     out["fps"] = cap.get(cv2.CAP_PROP_FPS)
     cap.release()
     return out
+
+
+SHOT_SOURCES = ("testsrc2", "mandelbrot", "smptebars", "rgbtestsrc")
+
+
+def shots_clip(path: Path, lengths=(5, 4, 5), *, size=(64, 48), rate=12, audio=True) -> Path:
+    """A clip of several shots (different lavfi patterns, so each change is a cut), with a tone
+    as long as the video."""
+    w, h = size
+    cmd = [FFMPEG, "-y", "-loglevel", "error"]
+    for name, _ in zip(SHOT_SOURCES, lengths):
+        cmd += ["-f", "lavfi", "-i", f"{name}=size={w}x{h}:rate={rate}"]
+    parts = "".join(f"[{i}:v]trim=end_frame={n},setpts=PTS-STARTPTS[v{i}];"
+                    for i, n in enumerate(lengths))
+    graph = parts + "".join(f"[v{i}]" for i in range(len(lengths))) + \
+        f"concat=n={len(lengths)}:v=1[v]"
+    if audio:
+        cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={sum(lengths) / rate:.4f}"]
+    cmd += ["-filter_complex", graph, "-map", "[v]"]
+    if audio:
+        cmd += ["-map", f"{len(lengths)}:a", "-c:a", "aac"]
+    subprocess.run(cmd + ["-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video, RGB."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)

@@ -1,0 +1,184 @@
+"""Overnight renders: finished frames go into segments as the render goes (disk bounded, joins
+exact), shots render in parallel with the same result, long shots split into pieces whose
+seams do not show, and faults (a killed worker, a killed driver) lose nothing. One test runs a
+real local Ray cluster."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import style_array, write_rgb
+from test_video import Interrupt
+from videokit import make_clip, probe, psnr, read_frames, shots_clip
+
+from nstvideo import stylize
+from nstvideo.checkpoint import checkpoint_dir
+from nstvideo.flow import frame_warping_errors
+from nstvideo.pipeline import stylize_video
+from nstvideo.settings import StyleSettings, VideoSettings
+
+S = StyleSettings(size=48, iterations=3, seed=0)
+V = VideoSettings(iterations=3, iterations_first=3)
+SHOTS = (5, 4, 5)
+
+
+def kept(out: Path) -> list[np.ndarray]:
+    """The PNG frames a render kept (--keep-frames), in order, RGB."""
+    paths = sorted(checkpoint_dir(out).glob("frame_*.png"))
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    """A three-shot clip, a style, and the sequential (one process) render of it."""
+    tmp = tmp_path_factory.mktemp("shots")
+    src = shots_clip(tmp / "shots.mp4", SHOTS)
+    style = write_rgb(tmp / "style.png", style_array())
+    out = tmp / "seq.mp4"
+    rep = stylize(src, style, out, settings=S, video=V, keep_frames=True).video
+    return src, style, rep, kept(out)
+
+
+def test_segments_join_exactly_and_keep_the_disk_bounded(tmp_path, style_png, monkeypatch):
+    src = make_clip(tmp_path / "c.mp4", frames=11)  # 29.97 fps with a tone
+    out = tmp_path / "o.mp4"
+    v = V.replace(segment_frames=3)
+    counter = Interrupt(monkeypatch, at=9)  # stopped after 8 finished frames
+    with pytest.raises(KeyboardInterrupt):
+        stylize(src, style_png, out, settings=S, video=v)
+    unit = checkpoint_dir(out) / "u00000"
+    # frames 0-5 are in two segments; of their PNGs only the last is kept (the chain's start)
+    assert [p.name for p in sorted(unit.glob("seg_*"))] == ["seg_0000.mp4", "seg_0001.mp4"]
+    assert [p.name for p in sorted(unit.glob("frame_*.png"))] == [
+        "frame_000005.png", "frame_000006.png", "frame_000007.png"]
+    counter.calls, counter.at = 0, None
+    rep = stylize(src, style_png, out, settings=S, video=v).video
+    assert rep.resumed == 8 and counter.calls == 3 and not checkpoint_dir(out).exists()
+    info = probe(out)
+    assert info["frames"] == 11 and info["fps_text"] == "29.97" and info["audio"]
+    assert abs(info["a_duration"] - 11 * 1001 / 30000) <= 1 / 30
+    assert abs(info["v_duration"] - 11 * 1001 / 30000) <= 1 / 30
+    # the same render in one go (one segment): the same frames, as close to them as its own
+    # encode is (at 48 px, yuv420p costs a painted texture much: about 23 dB)
+    ref = tmp_path / "ref.mp4"
+    stylize(src, style_png, ref, settings=S, video=V, keep_frames=True)
+    exact = kept(ref)
+    ours = [psnr(a, b) for a, b in zip(read_frames(out), exact)]
+    theirs = [psnr(a, b) for a, b in zip(read_frames(ref), exact)]
+    assert len(ours) == len(exact) == 11 and min(ours) >= min(theirs) - 1.5, (ours, theirs)
+
+
+def test_parallel_render_equals_the_sequential_one(tmp_path, shots):
+    src, style, seq, seq_frames = shots
+    out = tmp_path / "par.mp4"
+    par = stylize(src, style, out, settings=S, video=V, keep_frames=True, workers=2).video
+    assert seq.units == par.units == 3 and seq.scene_cuts == par.scene_cuts == [5, 9]
+    assert len(par.where) == 2 and sum(par.where.values()) == 3  # both workers took units
+    frames = kept(out)
+    assert len(frames) == len(seq_frames) == sum(SHOTS)
+    assert min(psnr(a, b) for a, b in zip(frames, seq_frames)) >= 40
+    info = probe(out)
+    assert info["frames"] == sum(SHOTS) and info["fps_text"] == "12" and info["audio"]
+
+
+def test_a_killed_worker_has_its_unit_redone(tmp_path, shots):
+    src, style, _, seq_frames = shots
+    killed = []
+
+    def on_event(kind, unit, where, pid):
+        if kind == "frame" and not killed and pid != os.getpid():
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
+
+    out = tmp_path / "par.mp4"
+    rep = stylize_video(src, style, out, settings=S, video=V, keep_frames=True, workers=2,
+                        on_event=on_event)
+    assert killed and rep.frames == sum(SHOTS)
+    frames = kept(out)  # none missing, none doubled, each where it belongs
+    assert len(frames) == len(seq_frames)
+    assert min(psnr(a, b) for a, b in zip(frames, seq_frames)) >= 30
+    assert probe(out)["frames"] == sum(SHOTS)
+
+
+def test_a_long_shot_is_split_and_its_seams_do_not_show(tmp_path, style_png):
+    src = make_clip(tmp_path / "long.mp4", size=(64, 48), frames=40, audio=False)
+    out = tmp_path / "o.mp4"
+    v = V.replace(overlap=4)
+    rep = stylize(src, style_png, out, settings=S, video=v, keep_frames=True, workers=2).video
+    assert rep.units == 3 and rep.frames == 40 and rep.scene_cuts == []
+    frames = kept(out)
+    content = [cv2.resize(f, (48, 36), interpolation=cv2.INTER_AREA) for f in read_frames(src)]
+    errs = frame_warping_errors(frames, content)
+    # pieces [0,13) [9,27) [23,40): frames 9-12 and 23-26 are cross-faded; pair t-1 is (t-1, t)
+    seam = [t - 1 for a in (9, 23) for t in range(a, a + 5)]
+    within = [e for i, e in enumerate(errs) if i not in seam]
+    assert np.mean([errs[i] for i in seam]) <= 2 * np.mean(within), errs
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc for the workers")
+def test_a_killed_driver_resumes_with_its_finished_units(tmp_path, style_png):
+    src = shots_clip(tmp_path / "s.mp4", (8, 8, 8))
+    out = tmp_path / "o.mp4"
+    cmd = [sys.executable, "-m", "nstvideo", "stylize", str(src), style_png, "-o", str(out),
+           "--size", "48", "--iterations", "3", "--iterations-first", "3", "--seed", "0",
+           "--workers", "2"]
+    p = subprocess.Popen(cmd + ["--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while time.time() < deadline and not any(
+            '"done"' in r.read_text() for r in checkpoint_dir(out).glob("u*/frames.jsonl")):
+        time.sleep(0.1)
+    workers = _children(p.pid)
+    p.kill()  # kill -9: no handler runs
+    p.wait()
+    assert len(workers) >= 2
+    deadline = time.time() + 15  # the workers follow their driver
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers)
+    assert not out.exists()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "resumed from an earlier run" in r.stderr and "3 units" in r.stderr, r.stderr
+    assert probe(out)["frames"] == 24 and not checkpoint_dir(out).exists()
+
+
+@pytest.mark.ray
+def test_ray_tasks_on_a_local_cluster(tmp_path, shots):
+    """Through a real Ray instance (2 CPUs): the same frames as one process, and a task whose
+    worker is killed is retried by Ray."""
+    src, style, _, seq_frames = shots
+    killed = []
+
+    def on_event(kind, unit, where, pid):
+        if kind == "frame" and not killed:
+            killed.append(pid)
+            os.kill(pid, signal.SIGKILL)
+
+    out = tmp_path / "ray.mp4"
+    rep = stylize_video(src, style, out, settings=S, video=V, keep_frames=True, ray="local",
+                        on_event=on_event)
+    assert killed and rep.units == 3 and sum(rep.where.values()) == 3
+    assert all("(cpu)" in w for w in rep.where)
+    frames = kept(out)
+    assert len(frames) == len(seq_frames)
+    assert min(psnr(a, b) for a, b in zip(frames, seq_frames)) >= 40
+    info = probe(out)
+    assert info["frames"] == sum(SHOTS) and info["audio"]
