@@ -89,8 +89,8 @@ class UnitStore:
         self.complete = False
 
     def open(self) -> int:
-        """Create the folder if needed, check its records; return how many frames are done."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Check the unit's records (its folder is made with its first frame); return how
+        many frames are done."""
         for p in self.folder.glob(".*.partial*"):  # left by a run killed mid-write
             p.unlink(missing_ok=True)
         self._verify()
@@ -174,6 +174,7 @@ class UnitStore:
 
     def _write(self, target: Path, data: bytes | None, rec: dict) -> None:
         try:
+            self.folder.mkdir(exist_ok=True)
             if data is not None:
                 write_file(target, data, durable=True)
             _append(self.folder / RECORDS, rec)

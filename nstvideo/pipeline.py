@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 import tempfile
 import time
 import warnings
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 
 from nstvideo.background import BackgroundWriter, prefetch
 from nstvideo.checkpoint import FRAME, Checkpoint, UnitStore, checkpoint_dir
-from nstvideo.errors import InputError, RenderError
+from nstvideo.errors import InputError, NstVideoError, RenderError
 from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
 from nstvideo.images import ImageLike, _init_image, build_stylizer, load, reason, styles_list
@@ -196,6 +197,17 @@ class SourceSpec:
     first: int  # source index of output position 0
     stop: int | None  # source index to stop before
     every: int
+    fingerprint: str = ""  # of the input, as the driver saw it
+
+    def readable(self) -> bool:
+        """Whether this process sees the same input as the driver (a shared filesystem; the
+        environment variable NSTVIDEO_RAY_SHIP_FRAMES=1 says no, so frames are shipped)."""
+        if os.environ.get("NSTVIDEO_RAY_SHIP_FRAMES") == "1":
+            return False
+        try:
+            return self.open().fingerprint() == self.fingerprint
+        except (OSError, NstVideoError):
+            return False
 
     def open(self) -> Source:
         if self.path.is_dir():
@@ -275,7 +287,8 @@ class UnitRunner:
             prev = None
             for pos, frame in content:
                 k = pos - unit.begin
-                yield k, frame, (None if prev is None or k < done else renderer.compare(prev, frame))
+                yield k, frame, (None if prev is None or k < done
+                                 else renderer.compare(prev, frame))
                 prev = frame
 
         with BackgroundWriter() as writer:
@@ -314,7 +327,7 @@ class UnitRunner:
         while True:
             k0 = store.segments[-1]["k1"] if store.segments else a
             k1 = min(k0 + job.segment_frames, b)
-            if k0 >= b or done < k1 or (k1 - k0 < job.segment_frames and k1 < b):
+            if k0 >= b or done < k1:
                 return
             path = store.segment_path(len(store.segments), job.segment_ext)
             encode_video(store.folder, [store.frame_path(k).name for k in range(k0, k1)], path,
@@ -367,7 +380,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                    min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
     style_images = [load(s, "style image", settings.max_pixels) for s in styles]
     spec = SourceSpec(src, files if isinstance(source, FrameFolder) else None, video.fps,
-                      settings.max_pixels, first, stop, video.every)
+                      settings.max_pixels, first, stop, video.every, source.fingerprint())
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, source, (first, stop, video.every, *hw), styles))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once

@@ -229,11 +229,21 @@ _RUNNERS: dict[str, object] = {}  # per Ray worker process: one runner (VGG) per
 
 
 def _ray_unit(token: str, job, unit, frames, progress) -> dict:
-    """A Ray task: render `unit` from the frames shipped with it, in a scratch folder, and
-    return the unit's files (segments, PNGs, records) for the driver to keep."""
+    """A Ray task: render `unit` in a scratch folder, from the input itself where this node
+    sees the driver's (a shared filesystem), else from the frames shipped with the task (PNG,
+    lossless); return the unit's files (segments, PNGs, records) for the driver to keep, or
+    {'need_frames': True}."""
+    import cv2
+    import numpy as np
     import torch
 
     from nstvideo.checkpoint import UnitStore
+
+    if frames is None and not job.source.readable():
+        return {"need_frames": True}
+    if frames is not None:
+        frames = [cv2.cvtColor(cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR),
+                               cv2.COLOR_BGR2RGB) for f in frames]
 
     if token not in _RUNNERS:
         _RUNNERS.clear()
@@ -252,11 +262,12 @@ def _ray_unit(token: str, job, unit, frames, progress) -> dict:
 
 
 class RayEngine:
-    """Units as Ray tasks (one GPU each where the cluster has GPUs, else one CPU each). The
-    driver reads the source once, in order, and ships each unit's frames through the object
-    store; a task returns its unit's files, which the driver keeps. A task whose worker died
-    is retried by Ray. `address`: a cluster's ('auto': the one `ray start` set up here), or
-    'local' for a private instance that lives as long as this render."""
+    """Units as Ray tasks (one GPU each where the cluster has GPUs, else one CPU each). A task
+    reads the input itself where its node sees the driver's file (a shared filesystem);
+    elsewhere the driver, reading the input once in order, ships the unit's frames through
+    the object store. A task returns its unit's files, which the driver keeps. A task whose
+    worker died is retried by Ray. `address`: a cluster's ('auto': the one `ray start` set up
+    here), or 'local' for a private instance that lives as long as this render."""
 
     def __init__(self, address: str):
         try:
@@ -273,8 +284,9 @@ class RayEngine:
                 ray.init(address=address, log_to_driver=False, logging_level="error",
                          configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise InputError(f"no Ray cluster at '{address}' ({str(e).splitlines()[0][:120]}): "
-                             "start one with 'ray start --head', or use --ray local") from e
+            why = str(e).strip().split(". ")[0].splitlines()[0][:150]
+            raise InputError(f"no Ray cluster at '{address}' ({why}): start one with 'ray "
+                             "start --head', or use --ray local") from e
         res = ray.cluster_resources()
         self.gpus = int(res.get("GPU", 0))
         self.slots = self.gpus or max(1, int(res.get("CPU", 1)))
@@ -286,10 +298,10 @@ class RayEngine:
         self.ray.shutdown()
 
     def run(self, job, units, folder, event) -> None:
-        import numpy as np
         from ray.exceptions import RayError, RayTaskError
         from ray.util.queue import Queue
 
+        from nstvideo.media.writer import encode_image
         from nstvideo.plan import Cursor
 
         ray = self.ray
@@ -303,13 +315,17 @@ class RayEngine:
         token, job_ref = os.urandom(8).hex(), ray.put(job)
         progress = Queue(actor_options={"num_cpus": 0})
         cursor = Cursor(lambda: job.source.frames(hw=job.hw), job.video.overlap + 1)
-        todo, pending = deque(units), {}
+        todo, pending = deque((u, False) for u in units), {}
         try:
             while todo or pending:
+                # units to send: without frames first; with them (memory!) a few at a time
                 while todo and len(pending) < 2 * self.slots:
-                    u = todo.popleft()
-                    frames = np.stack([f for _, f in cursor.take(u.begin, u.stop)])
+                    u, ship = todo.popleft()
+                    frames = None if not ship else [
+                        encode_image(f, ".png") for _, f in cursor.take(u.begin, u.stop)]
                     pending[task.remote(token, job_ref, u, frames, progress)] = u
+                    if ship and len(pending) >= self.slots + 1:
+                        break
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.2)
                 self._drain(progress, event)
                 for ref in ready:
@@ -324,6 +340,9 @@ class RayEngine:
                         raise RenderError(f"unit {u.index} failed on Ray {RETRIES + 1} times "
                                           f"({type(e).__name__}): run the same command again "
                                           "to resume") from None
+                    if out.get("need_frames"):  # that node cannot read the input
+                        todo.appendleft((u, True))
+                        continue
                     store = _store(folder, u, job)
                     store.adopt(out["files"])
                     if not store.complete:

@@ -148,3 +148,15 @@ def test_seed_makes_cuda_deterministic(monkeypatch):
     torch.backends.cudnn.deterministic = False
     D.configure(torch.device("cuda", 0), seed=None)
     assert torch.backends.cudnn.benchmark  # no seed: fastest kernels
+
+
+def test_local_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
+    from nstvideo import schedule
+
+    FakeCuda(monkeypatch, count=2)
+    assert schedule.placements("auto", 2) == [("cuda:0", 1), ("cuda:1", 1)]
+    assert schedule.placements("cuda", 3) == [("cuda:0", 1), ("cuda:1", 1), ("cuda:0", 1)]
+    assert schedule.placements("cuda:1", 2) == [("cuda:1", 1), ("cuda:1", 1)]  # as asked
+    monkeypatch.setattr(schedule, "cpu_cores", lambda: 16)
+    assert schedule.placements("cpu", 4) == [("cpu", 4)] * 4
+    assert schedule.placements("cpu", 32) == [("cpu", 1)] * 32

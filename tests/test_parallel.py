@@ -161,10 +161,12 @@ def test_a_killed_driver_resumes_with_its_finished_units(tmp_path, style_png):
 
 
 @pytest.mark.ray
-def test_ray_tasks_on_a_local_cluster(tmp_path, shots):
-    """Through a real Ray instance (2 CPUs): the same frames as one process, and a task whose
+def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
+    """Through a real Ray instance (2 CPUs), the frames shipped through the object store as on
+    a cluster without a shared filesystem: the same frames as one process, and a task whose
     worker is killed is retried by Ray."""
     src, style, _, seq_frames = shots
+    monkeypatch.setenv("NSTVIDEO_RAY_SHIP_FRAMES", "1")
     killed = []
 
     def on_event(kind, unit, where, pid):
