@@ -214,11 +214,13 @@ class SourceSpec:
             return FrameFolder(self.path, self.fps, self.files, self.max_pixels)
         return VideoFile(self.path, self.max_pixels)
 
-    def frames(self, source: Source | None = None, hw=None):
-        """(output position, RGB frame at `hw` or as decoded, time) from position 0."""
+    def frames(self, source: Source | None = None, hw=None, decode_from=0):
+        """(output position, RGB frame at `hw` or as decoded, time) from position 0; frames
+        before `decode_from` (a number, or a callable asked at each frame) come as None."""
         source = source or self.open()
-        for k, (_, frame, t) in enumerate(source.frames(self.first, self.stop, self.every)):
-            yield k, (frame if hw is None else resize(frame, hw)), t
+        for k, (_, frame, t) in enumerate(source.frames(self.first, self.stop, self.every,
+                                                        decode_from)):
+            yield k, (frame if hw is None or frame is None else resize(frame, hw)), t
 
 
 @dataclass
@@ -259,7 +261,8 @@ class UnitRunner:
     def __init__(self, job: Job):
         self.job = job
         self.stylizer = build_stylizer(job.styles, job.settings)
-        self._cursor = Cursor(lambda: job.source.frames(hw=job.hw), job.video.overlap + 1)
+        self._cursor = Cursor(lambda want: job.source.frames(hw=job.hw, decode_from=want),
+                              job.video.overlap + 1)
 
     def run(self, unit: Unit, store: UnitStore, on_frame=None, frames=None) -> dict:
         """Render what `store` lacks of `unit`: its frames, saved as they finish, encoded into

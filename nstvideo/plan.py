@@ -126,12 +126,16 @@ def fade(a: np.ndarray, b: np.ndarray, i: int, n: int) -> np.ndarray:
 class Cursor:
     """Output frames of a source, read forward once for units taken in order: a unit that
     starts a little before the previous one ended (its head) is served from the frames just
-    read; going further back opens the source again."""
+    read; frames before a unit are skipped without being decoded (only demuxed); going further
+    back opens the source again."""
 
     def __init__(self, open_frames, keep: int):
-        self._open = open_frames  # () -> iterator of (position, frame, time), from position 0
+        # open_frames(want) -> iterator of (position, frame or None, time) from position 0,
+        # with None for positions before want() (asked at each frame)
+        self._open = open_frames
         self._it: Iterator | None = None
         self._next = 0  # position the iterator yields next
+        self._want = 0  # first position the current unit needs decoded
         self._recent: deque = deque(maxlen=keep)  # (position, frame) just read
 
     def take(self, begin: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -139,17 +143,19 @@ class Cursor:
         recent = [(k, f) for k, f in self._recent if begin <= k < stop]
         if self._it is None or begin < self._next - len(self._recent) or (
                 begin < self._next and not recent):
-            self._it, self._next = self._open(), 0
+            self._it, self._next = self._open(lambda: self._want), 0
             self._recent.clear()
             recent = []
+        self._want = max(begin, self._next - self._recent.maxlen)  # keep the overlap's worth
         yield from recent
-        k = max(begin, self._next)
         while self._next < stop:
             item = next(self._it, None)
             if item is None:
                 return
             pos, frame = self._next, item[1]
             self._next += 1
+            if frame is None:  # skipped: before this unit
+                continue
             self._recent.append((pos, frame))
-            if pos >= k:
+            if pos >= begin:
                 yield pos, frame

@@ -314,7 +314,8 @@ class RayEngine:
             job = dataclasses.replace(job, settings=job.settings.replace(device="cpu"))
         token, job_ref = os.urandom(8).hex(), ray.put(job)
         progress = Queue(actor_options={"num_cpus": 0})
-        cursor = Cursor(lambda: job.source.frames(hw=job.hw), job.video.overlap + 1)
+        cursor = Cursor(lambda want: job.source.frames(hw=job.hw, decode_from=want),
+                        job.video.overlap + 1)
         todo, pending = deque((u, False) for u in units), {}
         try:
             while todo or pending:

@@ -47,16 +47,20 @@ def test_fade_goes_from_the_earlier_piece_to_the_later():
 
 
 def test_cursor_reads_forward_once_and_serves_overlaps_from_memory():
-    opened = []
+    opened, decoded = [], []
 
-    def open_frames():
+    def open_frames(want):
         opened.append(1)
-        return ((k, np.full((1, 1, 3), k, np.uint8), k / 10) for k in range(100))
+        for k in range(100):
+            if k >= want():
+                decoded.append(k)
+            yield k, (np.full((1, 1, 3), k, np.uint8) if k >= want() else None), k / 10
 
     c = Cursor(open_frames, keep=5)
     got = lambda a, b: [int(f[0, 0, 0]) for _, f in c.take(a, b)]  # noqa: E731
     assert got(0, 10) == list(range(10))
     assert got(6, 20) == list(range(6, 20)) and len(opened) == 1  # overlap from memory
     assert got(30, 33) == [30, 31, 32] and len(opened) == 1  # forward: skipped, not reopened
+    assert not set(range(20, 25)) & set(decoded)  # ... and the frames between not decoded
     assert got(5, 7) == [5, 6] and len(opened) == 2  # backwards beyond memory: reopened
     assert got(98, 200) == [98, 99]  # the source ends first

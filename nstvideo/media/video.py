@@ -52,11 +52,12 @@ class Source:
     info: "Probe | None" = None  # timeline, audio tracks, colour (video files)
 
     def frames(self, start: int = 0, stop: int | None = None, step: int = 1,
-               decode_from: int = 0) -> Iterator[tuple[int, np.ndarray | None, float]]:
+               decode_from=0) -> Iterator[tuple[int, np.ndarray | None, float]]:
         """Yield (index, RGB frame, time) for index in range(start, stop, step); time is the
         frame's presentation time in seconds from the stream's first frame (variable frame
         rates included); frames of output position < decode_from are skipped cheaply and
-        yielded as None (for resuming)."""
+        yielded as None (for resuming). `decode_from` may be a callable, asked at each frame
+        (a reader that jumps ahead as it goes)."""
         raise NotImplementedError
 
     def fingerprint(self) -> str:
@@ -162,12 +163,13 @@ class VideoFile(Source):
 
     def frames(self, start=0, stop=None, step=1, decode_from=0):
         cap = cv2.VideoCapture(str(self.path))
+        first = decode_from if callable(decode_from) else lambda: decode_from
         try:
             index = 0
             position = 0  # output position: index of the yielded frame in the result
             while stop is None or index < stop:
                 wanted = index >= start and (index - start) % step == 0
-                if wanted and position >= decode_from:
+                if wanted and position >= first():
                     ok, frame = cap.read()
                     if not ok:
                         return
@@ -227,11 +229,12 @@ class FrameFolder(Source):
                          w, h, len(files), False)
 
     def frames(self, start=0, stop=None, step=1, decode_from=0):
+        first = decode_from if callable(decode_from) else lambda: decode_from
         for position, index in enumerate(range(start, min(stop or len(self.files),
                                                           len(self.files)), step)):
             yield index, (read_image(self.files[index], what="frame",
-                                     max_pixels=self.max_pixels)[..., :3] if position >= decode_from
-                          else None), float(index / self.fps)
+                                     max_pixels=self.max_pixels)[..., :3]
+                          if position >= first() else None), float(index / self.fps)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
