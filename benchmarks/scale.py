@@ -26,15 +26,32 @@ from nstvideo.plan import MAX_PIECE, make_units
 from nstvideo.settings import StyleSettings, VideoSettings
 
 
-def render(clip: Path, out: Path, args, **engine) -> tuple[float, object]:
+def render(clip: Path, out: Path, args, events=None, **engine) -> tuple[float, object]:
     import torch
 
     torch.set_num_threads(1)  # one thread in every worker, the one-process run included
+
+    def on_event(kind, unit, where, detail):
+        if events is not None:
+            events.append((time.perf_counter(), kind, unit))
+
     t0 = time.perf_counter()
     rep = stylize_video(clip, [DATA / "starry_night.jpg"], out, overwrite=True, restart=True,
                         settings=StyleSettings(size=args.size, seed=0),
-                        video=VideoSettings(iterations=args.iterations), **engine)
+                        video=VideoSettings(iterations=args.iterations), on_event=on_event,
+                        **engine)
     return time.perf_counter() - t0, rep
+
+
+def unit_costs(events: list) -> tuple[float, float]:
+    """(seconds a later frame takes, extra seconds a unit costs over its frames: its first
+    frame's larger budget, its segment encodes...) from the events of a one-process render."""
+    frames = [t for t, kind, _ in events if kind == "frame"]
+    steps = [b - a for a, b in zip(frames, frames[1:])]
+    firsts = [b - a for (a, ka, ua), (b, kb, ub) in zip(events, events[1:])
+              if kb == "frame" and ka == "unit"]  # from the end of one unit to the next's 1st
+    frame_s = statistics.median(steps)
+    return frame_s, max(0.0, statistics.mean(firsts) - frame_s) if firsts else 0.0
 
 
 def simulate(units: list[int], workers: int, frame_s: float, unit_s: float) -> tuple[float, float]:
@@ -67,22 +84,22 @@ def main() -> None:
     runs = [("1 process", {}), ("2 workers", {"workers": 2})]
     if not args.no_ray:
         runs.append(("Ray local, 2 CPUs", {"ray": "local"}))
-    base = None
-    per_frame = []
-    for name, engine in runs:
-        seconds, rep = render(clip, tmp / f"{len(per_frame)}.mp4", args, **engine)
+    base, events = None, []
+    for i, (name, engine) in enumerate(runs):
+        seconds, rep = render(clip, tmp / f"{i}.mp4", args, events if i == 0 else None,
+                              **engine)
         base = base or seconds
-        per_frame.append(seconds / rep.frames)
         where = ", ".join(f"{n} on {w}" for w, n in sorted(rep.where.items()))
         print(f"{name:<20} {seconds:7.1f} s  {seconds / base:5.2f}x  {rep.units} units ({where})")
     # the projection: a two-hour film at 24 fps, shots log-normal around 5 s
-    frame_s = per_frame[0]
-    fixed = max(0.0, base - frame_s * args.frames) / len(lengths)  # per unit: scan, encode...
+    frame_s, extra = unit_costs(events)
     film_lengths = shot_lengths(2 * 3600 * 24, 24, mean_s=5.0, seed=0)
     print(f"\nprojection: a 2-hour film at 24 fps, {len(film_lengths)} shots (mean "
           f"{statistics.mean(film_lengths) / 24:.1f} s, median "
           f"{statistics.median(film_lengths) / 24:.1f} s, longest "
-          f"{max(film_lengths) / 24:.0f} s); per-unit overhead {fixed:.2f} s measured here")
+          f"{max(film_lengths) / 24:.0f} s); measured here: a later frame {frame_s:.2f} s, a "
+          f"unit {extra:.2f} s more (= {extra / frame_s:.1f} frames: the first frame's budget, "
+          f"the segment encode), so a unit costs (frames + {extra / frame_s:.1f}) x s/frame")
     print(f"{'GPUs':>5} {'units':>6} {'s/frame':>8} {'makespan h':>11} {'idle':>6} "
           f"{'speed-up':>9}")
     total = sum(film_lengths)
@@ -90,6 +107,7 @@ def main() -> None:
     for n in film_lengths[:-1]:
         cuts.append(cuts[-1] + n)
     for fs in (float(x) for x in args.film_frame_seconds.split(",")):
+        fixed = fs * extra / frame_s  # the unit's extra, in frames, at the film's frame cost
         one = total * fs + len(film_lengths) * fixed
         for gpus in (1, 8, 64):
             units = make_units(total, cuts, workers=gpus)

@@ -398,14 +398,14 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                   segment_ext(output) if is_video else None, video.segment_frames, keep_frames)
         report = VideoReport(output=output, fps=float(fps), units=len(plan.units),
                              scene_cuts=list(plan.cuts[1:]))
-        _render(report, ckpt, plan, job, engine, progress, on_event)
+        stores = _render(report, ckpt, plan, job, engine, progress, on_event)
         report.frames = plan.total
         expected = None if source.frame_count is None else _expected(source, first, stop, video)
         if expected is not None and 0 < plan.total < expected * 0.9:
             warnings.warn(f"{src.name} ended after {plan.total} of the {expected} frames its "
                           "header announces (truncated?); the result has those frames",
                           stacklevel=2)
-        _finish(report, ckpt, plan, job, source, is_video)
+        _finish(report, ckpt, plan, job, source, is_video, stores)
     return report
 
 
@@ -457,8 +457,9 @@ def _plan(ckpt: Checkpoint, spec: SourceSpec, source: Source, video: VideoSettin
 
 
 def _render(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job, engine, progress,
-            on_event) -> None:
-    """Render the units not yet finished, with one progress bar over all of them."""
+            on_event) -> list[UnitStore]:
+    """Render the units not yet finished, with one progress bar over all of them; return
+    every unit's store, checked complete."""
     stores = [ckpt.unit(u.index, job.keep_frames) for u in plan.units]
     done = [s.open() for s in stores]
     report.resumed = sum(min(d, u.frames) for d, u in zip(done, plan.units))
@@ -488,15 +489,13 @@ def _render(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job, engine,
         if not s.complete:
             raise RenderError(f"unit {s.folder.name} did not finish (a worker failed?): run the "
                               "same command again to resume")
+    return stores
 
 
 def _finish(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job, source: Source,
-            is_video: bool) -> None:
+            is_video: bool, stores: list[UnitStore]) -> None:
     """Join the segments (video), or gather the frames (GIF, folder, --keep-frames)."""
-    output, stores = report.output, [ckpt.unit(u.index) for u in plan.units]
-    for s in stores:
-        s.open()
-    info, times = source.info, plan.times
+    output, info, times = report.output, source.info, plan.times
     # the audio that plays with the first rendered frame: its time on the file's timeline
     audio = dict(audio_from=source.path if source.has_audio else None,
                  audio_start=max(0.0, (info.video_start - info.start if info else 0.0) + times[0]),

@@ -126,8 +126,8 @@ def fade(a: np.ndarray, b: np.ndarray, i: int, n: int) -> np.ndarray:
 class Cursor:
     """Output frames of a source, read forward once for units taken in order: a unit that
     starts a little before the previous one ended (its head) is served from the frames just
-    read; frames before a unit are skipped without being decoded (only demuxed); going further
-    back opens the source again."""
+    read; frames before a unit are skipped cheaply (grabbed, not converted or resized); going
+    further back opens the source again."""
 
     def __init__(self, open_frames, keep: int):
         # open_frames(want) -> iterator of (position, frame or None, time) from position 0,

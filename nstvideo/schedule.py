@@ -258,6 +258,7 @@ def _ray_unit(token: str, job, unit, frames, progress) -> dict:
         store = UnitStore(Path(tmp), job.keep_frames)
         report = runner.run(unit, store, frames=frames, on_frame=lambda k: progress.put(
             ("frame", unit.index, where, os.getpid())))
+        report["input"] = "read" if frames is None else "shipped"
         return {"files": store.files(), "report": report, "where": where}
 
 
