@@ -160,6 +160,17 @@ def test_a_killed_driver_resumes_with_its_finished_units(tmp_path, style_png):
     assert probe(out)["frames"] == 24 and not checkpoint_dir(out).exists()
 
 
+def test_ray_not_installed_is_said_before_any_work(tmp_path, style_png, monkeypatch):
+    from nstvideo.errors import InputError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as without the extra
+    src = make_clip(tmp_path / "c.mp4", frames=3)
+    out = tmp_path / "o.mp4"
+    with pytest.raises(InputError, match=r"pip install 'nstvideo\[ray\]'"):
+        stylize_video(src, style_png, out, settings=S, video=V, ray="local")
+    assert not out.exists() and not checkpoint_dir(out).exists()
+
+
 @pytest.mark.ray
 def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
     """Through a real Ray instance (2 CPUs), the frames shipped through the object store as on
