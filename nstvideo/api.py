@@ -4,6 +4,7 @@ is (image, folder of photos, ...), where the result goes, and refuses to overwri
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,10 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                             progress=progress, files=frames, workers=workers, ray=ray)
         return RunReport(output=rep.output, written=[rep.output], video=rep)
     out = out or default_output(src, styles)
+    if workers != 1 or ray is not None:
+        warnings.warn("--workers and --ray spread the shots of a video; photos are rendered "
+                      "in this process (on a GPU, --batch renders several at once)",
+                      stacklevel=2)
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress)
