@@ -484,7 +484,8 @@ def _render(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job, engine,
             engine.run(job, todo, ckpt.folder, event)
     report.scene_cuts.sort()
     report.seconds_per_frame = (time.perf_counter() - t0) / max(1, rendered)
-    for s in stores:
+    for u in todo:  # written by this run, maybe by other processes: read back and checked
+        s = stores[u.index]
         s.open()
         if not s.complete:
             raise RenderError(f"unit {s.folder.name} did not finish (a worker failed?): run the "
