@@ -7,7 +7,9 @@
    the GPU's busy fraction (nvidia-smi sampled every 100 ms): the frame loop alone (later
    frames), and `stylize_video` end to end (decode, flow and checkpoint writes overlapped
    with the optimization, first frame and H.264 encode included);
-4. peak GPU memory and peak RSS for a 10 s and a 60 s clip (benchmarks/memory.py).
+4. the keyframe method's network (--method keyframes): training steps per second and the time
+   of the default training, and frames per second of its batched inference at 720p;
+5. peak GPU memory and peak RSS for a 10 s and a 60 s clip (benchmarks/memory.py).
 
 Clips are made with ffmpeg's testsrc2 (moving pattern) so that nothing is needed on disk.
 """
@@ -156,6 +158,33 @@ def video_end_to_end(device: str, w: int, h: int, frames: int, video: VideoSetti
     return rep.frames / dt, busy.busy
 
 
+def keyframe_net(device: str, w: int, h: int, steps: int, frames: int) -> tuple:
+    """(training steps/s, seconds of `steps`, inference frames/s at w x h) of the keyframe
+    method's network, trained on two keyframes of the test clip."""
+    from nstvideo.keyframes import train_net
+    from nstvideo.net import Training, batch_size, paint
+
+    dev = torch.device(device)
+    src = VideoFile(clip(w, h, frames / 25 + 0.5))
+    content = [f for _, f, _ in src.frames(0, frames)]
+    style = resize(style_image(), (h, w))
+    pairs = [(content[0], style), (content[-1], style[::-1].copy())]
+    train_net(pairs, Training(steps=5), 0, dev)  # warm-up (cuDNN autotuning)
+    sync(dev)
+    t = time.perf_counter()
+    net, _ = train_net(pairs, Training(steps=steps), 0, dev)
+    sync(dev)
+    train_s = time.perf_counter() - t
+    n = batch_size((h, w), dev)
+    paint(net, content[:n])  # warm-up
+    sync(dev)
+    t = time.perf_counter()
+    for i in range(0, len(content), n):
+        paint(net, content[i:i + n])
+    sync(dev)
+    return steps / train_s, train_s, len(content) / (time.perf_counter() - t)
+
+
 class Budget:
     """Rows that would start after `seconds` are skipped (and listed as such), so that the run
     ends inside the device's 10-minute call."""
@@ -196,6 +225,13 @@ def main() -> None:
             print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | - ({type(e).__name__}) | - |")
             continue
         print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | {b16:.4f} | {f32 / b16:.2f}x |", flush=True)
+    from nstvideo.settings import TRAIN_STEPS
+    steps, (w, h) = (TRAIN_STEPS, (1280, 720)) if not args.quick else (5, (64, 36))
+    print(f"\n| keyframe network, {w}x{h} | training steps/s | {steps} steps | inference "
+          "frames/s |\n|---|---|---|---|")
+    if budget.left("keyframe network"):
+        rate, secs, fps = keyframe_net(dev, w, h, steps, 100 if not args.quick else 4)
+        print(f"| | {rate:.1f} | {secs:.1f} s | {fps:.1f} |", flush=True)
     hw, its_b = ((384, 512), 20) if not args.quick else ((48, 64), 2)
     print(f"\n| {hw[1]}x{hw[0]} photos, {its_b} its | batch | photos/s | vs batch 1 |\n|---|---|---|---|")
     one = None

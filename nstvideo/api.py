@@ -80,6 +80,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
         warnings.warn("--workers and --ray spread the shots of a video; photos are rendered "
                       "in this process (on a GPU, --batch renders several at once)",
                       stacklevel=2)
+    if video is not None and video.method != "optimize":
+        warnings.warn(f"--method {video.method} is for videos and frame sequences; photos are "
+                      "optimized one by one", stacklevel=2)
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress)

@@ -45,8 +45,10 @@ UNIT = "u{:05d}"
 FORMAT = 3  # bump when the checkpoint layout changes (2: records, lock; 3: units, segments)
 # Our own files: anything else in the folder is the user's, and the folder is not touched.
 _PARTIAL = r"\..*\.partial.*"
+KEYS = "keys"  # the keyframe method's painted keyframes (a unit store of their own)
+NET = "net.pt"  # ... and the network it trains on them, with its training state
 OURS = re.compile(rf"^(state\.json|plan\.json|lock|frames\.ffconcat|segments\.ffconcat|"
-                  rf"frame_\d{{6}}\.png|u\d{{5}}|{_PARTIAL})$")
+                  rf"frame_\d{{6}}\.png|u\d{{5}}|{KEYS}|net\.pt|{_PARTIAL})$")
 OURS_IN_UNIT = re.compile(rf"^(frames\.jsonl|frames\.ffconcat|frame_\d{{6}}\.png|"
                           rf"seg_\d{{4}}\.(mp4|webm)|fade\.(mp4|webm)|{_PARTIAL})$")
 
@@ -364,8 +366,19 @@ class Checkpoint:
         write_file(self.folder / PLAN, json.dumps(plan).encode(), durable=True)
 
     def drop_units(self) -> None:
-        for p in self.folder.glob("u" + "[0-9]" * 5):
-            shutil.rmtree(p)
+        """Forget everything rendered to a plan (units, keyframes, the network trained on them)."""
+        for p in [*self.folder.glob("u" + "[0-9]" * 5), self.folder / KEYS]:
+            if p.is_dir():
+                shutil.rmtree(p)
+        (self.folder / NET).unlink(missing_ok=True)
+
+    def keys(self) -> UnitStore:
+        """The keyframe method's painted keyframes, frame k the k-th keyframe."""
+        return UnitStore(self.folder / KEYS, keep_frames=True)
+
+    @property
+    def net_path(self) -> Path:
+        return self.folder / NET
 
     def unit(self, index: int, keep_frames: bool = True) -> UnitStore:
         return UnitStore(self.folder / UNIT.format(index), keep_frames)
@@ -375,7 +388,10 @@ class Checkpoint:
         return self.folder / FRAME.format(k)
 
     def has_frames(self) -> bool:
-        return any(p.stat().st_size > 0 for p in self.folder.glob("u*/" + RECORDS))
+        """Whether anything was finished: a frame, a keyframe, a network's training."""
+        return (self.net_path.exists() or
+                any(p.stat().st_size > 0 for p in [*self.folder.glob("u*/" + RECORDS),
+                                                   *self.folder.glob(f"{KEYS}/{RECORDS}")]))
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:

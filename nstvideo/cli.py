@@ -42,6 +42,11 @@ class Warp(str, Enum):
     bicubic = "bicubic"
 
 
+class Method(str, Enum):
+    optimize = "optimize"
+    keyframes = "keyframes"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -93,7 +98,9 @@ V = VideoSettings()
              "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors\n\n"
              "  nstvideo stylize clip.mp4 monet.jpg                   -> clip_monet.mp4, with sound\n\n"
              "  nstvideo stylize clip.mp4 monet.jpg --start 1:10 --duration 5 --every 2 -o preview.mp4\n\n"
-             "  nstvideo stylize frames/ monet.jpg --fps 24 -o out.mp4   numbered frames to a video")
+             "  nstvideo stylize frames/ monet.jpg --fps 24 -o out.mp4   numbered frames to a video\n\n"
+             "  nstvideo stylize clip.mp4 monet.jpg --method keyframes --save-net monet.pt   fast\n\n"
+             "  nstvideo stylize other.mp4 monet.jpg --method keyframes --net monet.pt   no training")
 def stylize_cmd(
     input: Annotated[Path, typer.Argument(
         help="An image, a folder of photos, a folder of numbered frames, or a video file "
@@ -152,6 +159,27 @@ def stylize_cmd(
              "'auto' finds the one started here with 'ray start', 'local' starts a private "
              "one for this run. Needs: pip install 'nstvideo[ray]'.", metavar="ADDRESS",
         show_default=False)] = None,
+    method: Annotated[Method, typer.Option(
+        help="Video: optimize = every frame optimized (the reference look, slow); keyframes "
+             "= keyframes optimized and a small network trained on them paints every frame "
+             "(20-50x faster, steady).")] = Method(V.method),
+    keyframes: Annotated[str, typer.Option(
+        help="--method keyframes: 'auto' (each shot's first frame, then wherever the content "
+             "has moved on) or K (every K frames).", metavar="auto|K")] = V.keyframes,
+    train_steps: Annotated[int, typer.Option(
+        min=1, help="--method keyframes: training steps of the network.")] = V.train_steps,
+    train_seconds: Annotated[Optional[float], typer.Option(
+        min=0.001, help="--method keyframes: stop training after this many seconds (or "
+        "--train-steps, whichever comes first).", show_default=False)] = None,
+    train_perceptual: Annotated[float, typer.Option(
+        min=0, help="--method keyframes: weight of a VGG feature term in the training (sharper "
+        "strokes, ~3x the training time on a CPU); 0: pixel L1 only.")] = V.train_perceptual,
+    net: Annotated[Optional[Path], typer.Option(
+        help="--method keyframes: paint with this network (saved by --save-net) instead of "
+             "painting keyframes and training one.", show_default=False)] = None,
+    save_net: Annotated[Optional[Path], typer.Option(
+        help="--method keyframes: save the trained network to this file (reuse it with "
+             "--net).", show_default=False)] = None,
     content_weight: Annotated[Optional[float], typer.Option(
         min=0, help="α, weight of the content cost. Default: the weight source's own (1).")] = None,
     style_weight: Annotated[Optional[float], typer.Option(
@@ -237,7 +265,8 @@ def _run(verbose: bool, call):
 
 def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
              temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
-             workers, ray,
+             workers, ray, method, keyframes, train_steps, train_seconds, train_perceptual, net,
+             save_net,
              content_weight, style_weight, tv_weight, content_layer, style_layers, style_scale,
              style_weights, preserve_colors, optimizer, init, seed, device, precision, batch,
              weights, max_megapixels, overwrite, verbose, quiet):
@@ -253,7 +282,10 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
     video = VideoSettings(
         temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
         iterations_first=iterations_first, iterations=iterations or V.iterations,
-        start=start, duration=duration, every=every, fps=fps, sequence=sequence)
+        start=start, duration=duration, every=every, fps=fps, sequence=sequence,
+        method=method.value, keyframes=keyframes, train_steps=train_steps,
+        train_seconds=train_seconds, train_perceptual=train_perceptual, net=None if net is None else str(net),
+        save_net=None if save_net is None else str(save_net))
     return stylize(input, styles, output, settings=settings, video=video,
                    overwrite=overwrite, restart=restart, keep_frames=keep_frames,
                    progress=not quiet, workers=workers, ray=ray)
@@ -267,6 +299,9 @@ def summary(report) -> str:
             extra.append(f"{v.resumed} resumed from an earlier run")
         if v.scene_cuts:
             extra.append(f"{len(v.scene_cuts)} scene cut(s)")
+        if v.keyframes:
+            extra.append(f"{len(v.keyframes)} keyframe(s), network trained "
+                         f"{v.training.get('steps', 0)} steps")
         if v.where and (len(v.where) > 1 or v.units > 1):
             extra.append(f"{v.units} units: " + ", ".join(
                 f"{n} on {w}" for w, n in sorted(v.where.items())))

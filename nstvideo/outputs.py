@@ -48,7 +48,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None]) -> None:
+def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None], flag: str = "-o") -> None:
     """Refuse any output that is one of the inputs (content, style, init, weights), whether
     or not `overwrite` is given: an input is never replaced."""
     inputs = [Path(p) for p in inputs if p is not None]
@@ -56,22 +56,32 @@ def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None]) -> Non
         for p in inputs:
             if _same_file(Path(out), p) or Path(out).resolve() == p.resolve():
                 raise OutputError(f"output {out} is an input of this run ({p}): choose another "
-                                  "name with -o")
+                                  f"name with {flag}")
 
 
-def _check_parent(output: Path) -> None:
+def _check_parent(output: Path, flag: str = "-o") -> None:
     parent = output.parent
     if not parent.is_dir():
         raise OutputError(f"output folder {parent} does not exist: create it or choose another "
-                          "with -o")
+                          f"with {flag}")
     if not os.access(parent, os.W_OK):
-        raise OutputError(f"output folder {parent} is not writable: choose another with -o")
+        raise OutputError(f"output folder {parent} is not writable: choose another with {flag}")
 
 
-def _refuse_existing(output: Path, overwrite: bool) -> None:
+def _refuse_existing(output: Path, overwrite: bool, flag: str = "-o") -> None:
     if output.exists() and not overwrite:
-        raise OutputError(f"{output} already exists: pass --overwrite to replace it or -o to "
-                          "choose another name")
+        raise OutputError(f"{output} already exists: pass --overwrite to replace it or {flag} "
+                          "to choose another name")
+
+
+def check_net_output(output: Path, inputs: Sequence[Path | None], overwrite: bool) -> None:
+    """Where --save-net writes the trained network."""
+    flag = "--save-net"
+    refuse_inputs([output], inputs, flag)
+    if output.is_dir():
+        raise OutputError(f"{flag} {output} is a folder: give a file name, e.g. monet.pt")
+    _refuse_existing(output, overwrite, flag)
+    _check_parent(output, flag)
 
 
 def check_image_output(output: Path, inputs: Sequence[Path | None], overwrite: bool) -> None:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from nstvideo.background import BackgroundWriter, prefetch
 from nstvideo.checkpoint import FRAME, Checkpoint, UnitStore, checkpoint_dir
+from nstvideo.device import configure, resolve_device
 from nstvideo.errors import InputError, NstVideoError, RenderError
 from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
@@ -29,11 +30,13 @@ from nstvideo.media.reader import MAX_PIXELS
 from nstvideo.media.video import Colour, FrameFolder, Source, VideoFile, file_fingerprint
 from nstvideo.media.writer import (encode_video, is_constant_rate, join_segments, segment_ext,
                                    write_image)
-from nstvideo.outputs import check_video_output, default_output, input_paths
+from nstvideo.keyframes import KeyframeChooser, NetTraining
+from nstvideo.net import Training, batch_size, load_net, net_bytes, net_from_bytes, paint, save_net
+from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
 from nstvideo.optimize import EarlyStop
 from nstvideo.plan import (Cursor, Plan, Unit, fade, find_cuts, make_units, scan_size,
                            shrink)
-from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings
+from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings, parse_keyframes
 from nstvideo.stylizer import Stylizer, Temporal
 from nstvideo.tensors import fit_checked, resize, to_image, to_tensor
 from nstvideo.vgg import min_side
@@ -50,6 +53,8 @@ class VideoReport:
     fps: float = 0.0  # the result's frame rate
     units: int = 0  # shots and pieces of shots the render was planned in
     where: dict[str, int] = field(default_factory=dict)  # units rendered by this run, by worker
+    keyframes: list[int] = field(default_factory=list)  # keyframe method: output positions
+    training: dict = field(default_factory=dict)  # ... and its network's training (steps, loss)
 
 
 def parse_position(text: str | float | None, fps, what: str) -> int | None:
@@ -100,7 +105,12 @@ def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, s
     style.pop("max_megapixels")  # a limit on inputs, not a setting of the result
     vid = dataclasses.asdict(video)
     vid.pop("segment_frames")  # how the result is stored on the way, not what it is
-    files = {"init": settings.init, "weights": settings.weights}
+    vid.pop("save_net")  # a copy of the network, not the result
+    if vid["method"] == "optimize":  # as before the keyframe method: earlier renders resume
+        for name in ("method", "keyframes", "train_steps", "train_seconds", "train_perceptual",
+                     "net"):
+            vid.pop(name)
+    files = {"init": settings.init, "weights": settings.weights, "net": video.net or ""}
     return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
             # by content: a style image replaced under the same name is another render
             "styles": [_fingerprint(s) for s in styles],
@@ -142,9 +152,11 @@ class FrameRenderer:
         return None
 
     def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
-               compared: FramePair | float | None = None):
+               compared: FramePair | float | None = None, guess=None):
         """Stylize one content frame (RGB uint8 at the processing size); `compared` is
-        `compare(previous content, content)` where already computed.
+        `compare(previous content, content)` where already computed. `guess`: where the chain
+        restarts, a callable giving an image to start from instead of the content (the
+        keyframe method's network: what it learned so far), with the later frames' budget.
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
         s, v, dev = self.stylizer, self.video, self.stylizer.device
@@ -170,11 +182,13 @@ class FrameRenderer:
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else to_tensor(self.prev_result, dev)
+        guessed = start is None and guess is not None
         if start is None:
-            start = s.initial(content_t, init)
+            start = to_tensor(guess(), dev) if guessed else s.initial(content_t, init)
         # a chain's first frame starts from the content and gets the larger budget; with
         # temporal none every frame is independent and gets `iterations`, as asked
-        iterations = self.first_iterations if restart and v.temporal != "none" else v.iterations
+        iterations = (self.first_iterations if restart and v.temporal != "none" and not guessed
+                      else v.iterations)
         x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
                           early_stop=self.early_stop, on_step=on_step)
         result = to_image(x)
@@ -240,6 +254,7 @@ class Job:
     segment_ext: str | None  # None: no segments (GIF and folder outputs keep PNGs)
     segment_frames: int
     keep_frames: bool
+    net: bytes | None = None  # keyframe method: the trained network (nstvideo.net file bytes)
 
     @property
     def step(self) -> float:
@@ -260,9 +275,24 @@ class UnitRunner:
 
     def __init__(self, job: Job):
         self.job = job
-        self.stylizer = build_stylizer(job.styles, job.settings)
+        self.device = resolve_device(job.settings.device)
+        self._stylizer: Stylizer | None = None
+        self._net = None
         self._cursor = Cursor(lambda want: job.source.frames(hw=job.hw, decode_from=want),
                               job.video.overlap + 1)
+
+    @property
+    def stylizer(self) -> Stylizer:  # loaded at first use: the keyframe method's units need none
+        if self._stylizer is None:
+            self._stylizer = build_stylizer(self.job.styles, self.job.settings)
+        return self._stylizer
+
+    @property
+    def net(self):
+        if self._net is None:
+            configure(self.device, self.job.settings.seed)
+            self._net = net_from_bytes(self.job.net, self.device)[0]
+        return self._net
 
     def run(self, unit: Unit, store: UnitStore, on_frame=None, frames=None) -> dict:
         """Render what `store` lacks of `unit`: its frames, saved as they finish, encoded into
@@ -270,7 +300,7 @@ class UnitRunner:
         join cross-fades). `frames`: the unit's content frames at the processing size where
         they were shipped (else read from the source). Returns {rendered, seconds, cuts
         (output positions)}."""
-        job, video = self.job, self.job.video
+        job = self.job
         done = store.open()
         report = {"rendered": 0, "seconds": 0.0, "cuts": []}
         if store.complete:
@@ -279,12 +309,34 @@ class UnitRunner:
             self._segments(unit, store, done)
             store.finish()
             return report
-        renderer = FrameRenderer(self.stylizer, video)
         t0 = time.perf_counter()
-
-        begin = unit.begin + max(0, done - 1)
+        begin = unit.begin + max(0, done - (job.net is None))  # a chain restarts from the last
         content = (self._cursor.take(begin, unit.stop) if frames is None else
                    ((unit.begin + i, frames[i]) for i in range(begin - unit.begin, len(frames))))
+        with BackgroundWriter() as writer:
+            def finished(k: int, result: np.ndarray) -> None:
+                writer.submit(store.save, k, result, job.times[unit.begin + k])
+                writer.submit(self._segments, unit, store, k + 1)
+                report["rendered"] += 1
+                if on_frame is not None:
+                    on_frame(k)
+
+            if job.net is None:
+                self._optimize(unit, store, done, content, finished, report)
+            else:
+                self._paint(unit, content, finished)
+        if store.done() < unit.frames:
+            raise RenderError(f"{job.source.path.name} ended at frame {unit.begin + store.done()}"
+                              f" of the {len(job.times)} its first pass found (changed or "
+                              "unreadable since?): check the file, then pass --restart")
+        self._segments(unit, store, unit.frames)
+        store.finish()
+        report["seconds"] = time.perf_counter() - t0
+        return report
+
+    def _optimize(self, unit: Unit, store: UnitStore, done: int, content, finished, report):
+        """Optimize the frames one after the other, each from the previous result."""
+        renderer = FrameRenderer(self.stylizer, self.job.video)
 
         def ahead():  # runs in a thread: decode, resize and compare with the previous frame
             prev = None
@@ -294,31 +346,30 @@ class UnitRunner:
                                  else renderer.compare(prev, frame))
                 prev = frame
 
-        with BackgroundWriter() as writer:
-            for k, frame, compared in prefetch(ahead()):
-                if k < done:
-                    renderer.restore(frame, store.load(k))
-                    continue
-                try:
-                    result, _, cut = renderer.render(frame, job.init, compared=compared)
-                except cv2.error as e:
-                    raise RenderError(f"OpenCV failed on frame {unit.begin + k} ({reason(e)}): "
-                                      "check the input plays, or report it") from e
-                writer.submit(store.save, k, result, job.times[unit.begin + k])
-                writer.submit(self._segments, unit, store, k + 1)
-                if cut:
-                    report["cuts"].append(unit.begin + k)
-                report["rendered"] += 1
-                if on_frame is not None:
-                    on_frame(k)
-        if store.done() < unit.frames:
-            raise RenderError(f"{job.source.path.name} ended at frame {unit.begin + store.done()}"
-                              f" of the {len(job.times)} its first pass found (changed or "
-                              "unreadable since?): check the file, then pass --restart")
-        self._segments(unit, store, unit.frames)
-        store.finish()
-        report["seconds"] = time.perf_counter() - t0
-        return report
+        for k, frame, compared in prefetch(ahead()):
+            if k < done:
+                renderer.restore(frame, store.load(k))
+                continue
+            try:
+                result, _, cut = renderer.render(frame, self.job.init, compared=compared)
+            except cv2.error as e:
+                raise RenderError(f"OpenCV failed on frame {unit.begin + k} ({reason(e)}): "
+                                  "check the input plays, or report it") from e
+            if cut:
+                report["cuts"].append(unit.begin + k)
+            finished(k, result)
+
+    def _paint(self, unit: Unit, content, finished) -> None:
+        """Paint the frames with the keyframe method's network, a batch at a time."""
+        n, batch = batch_size(self.job.hw, self.device), []
+        for pos, frame in prefetch(content):
+            batch.append((pos - unit.begin, frame))
+            if len(batch) == n:
+                for (k, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
+                    finished(k, result)
+                batch = []
+        for (k, _), result in zip(batch, paint(self.net, [f for _, f in batch]) if batch else []):
+            finished(k, result)
 
     def _segments(self, unit: Unit, store: UnitStore, done: int) -> None:
         """Encode the finished frames not yet in a segment, every `segment_frames` of them
@@ -371,7 +422,9 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     source = open_source(src, video, files, settings.max_pixels)
     output = Path(output) if output is not None else default_output(src, styles, video=True)
     content = source.files if isinstance(source, FrameFolder) else [src]
-    is_video = check_video_output(output, input_paths(content, styles, settings), overwrite)
+    inputs = input_paths(content, styles, settings) + ([Path(video.net)] if video.net else [])
+    is_video = check_video_output(output, inputs, overwrite)
+    given_net = _check_method(video, inputs, overwrite)
     first = parse_position(video.start, source.fps, "--start") or 0
     length = parse_position(video.duration, source.fps, "--duration")
     if length == 0:
@@ -387,7 +440,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, source, (first, stop, video.every, *hw), styles))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
-        plan = _plan(ckpt, spec, source, video, hw, engine.slots, progress)
+        plan = _plan(ckpt, spec, source, video, hw, engine.slots, progress, given_net is None)
         if plan.total == 0:
             raise InputError(f"{src} yielded no frames in the range asked for: check --start "
                              "and --duration")
@@ -398,6 +451,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                   segment_ext(output) if is_video else None, video.segment_frames, keep_frames)
         report = VideoReport(output=output, fps=float(fps), units=len(plan.units),
                              scene_cuts=list(plan.cuts[1:]))
+        if video.method == "keyframes":
+            job.net = given_net or _keyframe_net(report, ckpt, plan, job, progress)
         stores = _render(report, ckpt, plan, job, engine, progress, on_event)
         report.frames = plan.total
         expected = None if source.frame_count is None else _expected(source, first, stop, video)
@@ -407,6 +462,88 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                           stacklevel=2)
         _finish(report, ckpt, plan, job, source, is_video, stores)
     return report
+
+
+def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> bytes | None:
+    """Before any work: the keyframe method's --net file (returned) and --save-net target."""
+    if video.method != "keyframes":
+        if video.net or video.save_net:
+            raise InputError("--net and --save-net are for --method keyframes: add it, or "
+                             "leave them out")
+        return None
+    if video.save_net:
+        check_net_output(Path(video.save_net), inputs, overwrite)
+    if video.net:
+        load_net(Path(video.net))  # refused here, in one line, if it is not one
+        return Path(video.net).read_bytes()
+    return None
+
+
+def _keyframe_net(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
+                  progress: bool) -> bytes:
+    """The keyframe method's first two stages, both resumable: paint the plan's keyframes
+    with the optimizer and train the network on them. Each shot's keyframes are one chain
+    (each from the last one warped along the flow, where the flow can carry it); where it
+    cannot (the first of a shot, or one too far from the last), a keyframe starts from the
+    network's guess, trained on the keyframes before it for its share of the steps, so that
+    it needs the later frames' budget, not the first frame's, and paints in the strokes
+    the earlier ones set. Returns the network (file bytes)."""
+    keys, store = plan.keys, ckpt.keys()
+    done = store.open()
+    contents: list[np.ndarray] = []
+    next_key = lambda: keys[len(contents)]  # noqa: E731 - frames before it are only grabbed
+    for k, frame, _ in job.source.frames(hw=job.hw, decode_from=next_key):
+        if k == keys[len(contents)]:
+            contents.append(frame)
+            if len(contents) == len(keys):
+                break
+    if len(contents) < len(keys):
+        raise RenderError(f"{job.source.path.name} ended before keyframe {len(contents)} "
+                          "(changed since the render began?): check the file, then pass "
+                          "--restart")
+    video, n = job.video, len(keys)
+    device = resolve_device(job.settings.device)
+    configure(device, job.settings.seed)
+    info = {"keyframes": n, "size": list(job.hw), "styles": len(job.styles)}
+    training = NetTraining(Training(steps=video.train_steps,
+                                    perceptual=video.train_perceptual),
+                           job.settings.seed, device, ckpt.net_path, info, job.settings.weights)
+
+    def train(share: float, on_step=None) -> None:  # to this share of the steps (and time)
+        secs = video.train_seconds
+        training.train_to(round(video.train_steps * share), on_step,
+                          None if secs is None else max(0.0, secs * share - training.seconds))
+
+    with tqdm(total=n, initial=done, unit="keyframe", desc="painting keyframes",
+              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        stylizer = build_stylizer(job.styles, job.settings) if done < n else None
+        renderer, shot = None, None
+        for i, (k, content) in enumerate(zip(keys, contents)):
+            if plan.shot_of(k) != shot:  # a new shot: a new chain
+                renderer, shot = FrameRenderer(stylizer, video), plan.shot_of(k)
+            if i < done:
+                painted = store.load(i)
+                renderer.restore(content, painted)
+            else:
+                # where the flow cannot carry the last keyframe here (a new shot, or too far),
+                # the keyframe starts from the network's guess, trained on the ones before
+                if i > 0:
+                    train(i / n)
+                result, _, _ = renderer.render(
+                    content, job.init, guess=None if i == 0 else lambda c=content: training.guess(c))
+                store.save(i, result, plan.times[k])
+                bar.update(1)
+                painted = result
+            training.add(content, painted)
+    store.finish()
+    with tqdm(total=video.train_steps, initial=training.trainer.step, unit="step",
+              desc="training", disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        train(1.0, on_step=lambda i, loss: bar.update(1))
+    net, trained = training.net, training.report()
+    report.keyframes, report.training = list(keys), trained
+    if video.save_net:
+        save_net(Path(video.save_net), net, info)
+    return net_bytes(net, info)
 
 
 def _expected(source: Source, first: int, stop: int | None, video: VideoSettings) -> int:
@@ -423,9 +560,10 @@ def _engine(workers: int, ray: str | None):
 
 
 def _plan(ckpt: Checkpoint, spec: SourceSpec, source: Source, video: VideoSettings, hw,
-          slots: int, progress: bool) -> Plan:
+          slots: int, progress: bool, keyframes: bool = False) -> Plan:
     """The plan this render was started with, or a new one: one pass over the frames for
-    their times and the shots (cuts by the renderer's own test, on small copies)."""
+    their times and the shots (cuts by the renderer's own test, on small copies), and where
+    `keyframes` (the keyframe method, training a network) the keyframes."""
     saved = ckpt.plan()
     if saved is not None:
         with contextlib.suppress(KeyError, TypeError, ValueError):
@@ -436,6 +574,17 @@ def _plan(ckpt: Checkpoint, spec: SourceSpec, source: Source, video: VideoSettin
     bar = tqdm(total=source.frame_count and _expected(source, spec.first, spec.stop, video),
                unit="frame", desc="finding shots", disable=not progress, dynamic_ncols=True,
                leave=False)
+    # the keyframe method's frames are independent: no chain, no overlap; but its keyframes
+    # start each shot (found with the flow test)
+    chained = video.temporal != "none" and video.method == "optimize"
+    find = video.scene_cuts and (chained or video.method == "keyframes")
+    chooser = (KeyframeChooser(parse_keyframes(video.keyframes), float(source.fps) / video.every)
+               if keyframes else None)
+
+    def seen(k: int, frame: np.ndarray, cut: bool) -> None:
+        bar.update(1)
+        if chooser is not None:
+            chooser.see(k, frame, cut)
 
     def frames():
         for _, frame, t in spec.frames(source):
@@ -443,15 +592,15 @@ def _plan(ckpt: Checkpoint, spec: SourceSpec, source: Source, video: VideoSettin
             yield shrink(frame, small)
 
     with bar:
-        chained = video.temporal != "none"
-        cuts = (find_cuts(prefetch(frames()), video.temporal, video.flow_preset,
-                          on_frame=lambda: bar.update(1))
-                if chained and video.scene_cuts else [0])
-        if not (chained and video.scene_cuts):
-            for _ in frames():
-                bar.update(1)
+        test = video.temporal if video.method == "optimize" else "flow"
+        cuts = (find_cuts(prefetch(frames()), test, video.flow_preset, on_frame=seen)
+                if find else [0])
+        if not find:
+            for k, frame in enumerate(frames()):
+                seen(k, frame, k == 0)
     plan = Plan(times, cuts if times else [], make_units(len(times), cuts, slots, chained,
-                                                         video.overlap))
+                                                         video.overlap),
+                chooser.keys if chooser is not None and times else [])
     ckpt.save_plan(plan.to_json())
     return plan
 

@@ -11,10 +11,11 @@ cross-faded at the join (two optimization chains never paint the same strokes, a
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
@@ -50,18 +51,24 @@ class Plan:
     times: list[float]  # each output frame's time in the source, seconds
     cuts: list[int]  # output positions where a shot begins (the first is 0)
     units: list[Unit]
+    keys: list[int] = field(default_factory=list)  # keyframe method: the keyframes' positions
 
     @property
     def total(self) -> int:
         return len(self.times)
 
     def to_json(self) -> dict:
-        return {"times": self.times, "cuts": self.cuts, "units": [asdict(u) for u in self.units]}
+        return {"times": self.times, "cuts": self.cuts, "units": [asdict(u) for u in self.units],
+                "keys": self.keys}
 
     @classmethod
     def from_json(cls, data: dict) -> "Plan":
         return cls([float(t) for t in data["times"]], [int(c) for c in data["cuts"]],
-                   [Unit(**u) for u in data["units"]])
+                   [Unit(**u) for u in data["units"]], [int(k) for k in data.get("keys", [])])
+
+    def shot_of(self, k: int) -> int:
+        """The shot output position k belongs to."""
+        return bisect.bisect_right(self.cuts, k) - 1
 
 
 def scan_size(hw: tuple[int, int]) -> tuple[int, int]:
@@ -73,7 +80,8 @@ def scan_size(hw: tuple[int, int]) -> tuple[int, int]:
 def find_cuts(frames: Iterator[np.ndarray], temporal: str, flow_preset: str = "medium",
               on_frame=None) -> list[int]:
     """Positions where a new shot begins, by the renderer's own test (flow coverage and warped
-    difference for `flow`, plain difference otherwise) on small copies of the frames."""
+    difference for `flow`, plain difference otherwise) on small copies of the frames.
+    `on_frame(k, frame, cut)` hears of each frame once it is judged."""
     cuts, prev = [0], None
     flow = FlowEstimator(flow_preset) if temporal == "flow" else None
     for k, frame in enumerate(frames):
@@ -84,7 +92,7 @@ def find_cuts(frames: Iterator[np.ndarray], temporal: str, flow_preset: str = "m
                 cuts.append(k)
         prev = frame
         if on_frame is not None:
-            on_frame()
+            on_frame(k, frame, cuts[-1] == k)
     return cuts
 
 

@@ -51,7 +51,7 @@ class InProcess:
 
     def run(self, job, units, folder, event) -> None:
         runner = _runner(job)
-        where = f"this process ({runner.stylizer.device})"
+        where = f"this process ({runner.device})"
         for u in units:
             report = runner.run(u, _store(folder, u, job),
                                 on_frame=lambda k, u=u: event("frame", u.index, where, os.getpid()))
@@ -109,7 +109,7 @@ def _worker(wid: int, job, threads: int, folder: Path, tasks, events) -> None:
     unit = None
     try:
         runner = _runner(job)
-        where = f"worker {wid} ({runner.stylizer.device})"
+        where = f"worker {wid} ({runner.device})"
         while (unit := tasks.recv()) is not None:
             report = runner.run(unit, _store(folder, unit, job),
                                 on_frame=lambda k: events.send(("frame", unit.index, where,
@@ -253,7 +253,7 @@ def _ray_unit(token: str, job, unit, frames, progress) -> dict:
     runner = _RUNNERS[token]
     import ray
 
-    where = f"{ray.util.get_node_ip_address()} ({runner.stylizer.device})"
+    where = f"{ray.util.get_node_ip_address()} ({runner.device})"
     with tempfile.TemporaryDirectory(prefix="nstvideo-unit-") as tmp:
         store = UnitStore(Path(tmp), job.keep_frames)
         report = runner.run(unit, store, frames=frames, on_frame=lambda k: progress.put(

@@ -119,7 +119,24 @@ def loss_weights(settings: StyleSettings) -> tuple[float, float, float]:
             pick(settings.tv_weight, g))
 
 
+def parse_keyframes(value: str | int) -> int | None:
+    """'auto' -> None; 'K' (a whole number >= 1) -> K."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return None
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise InputError(f"--keyframes {value}: give 'auto' or a whole number of frames "
+                         "between keyframes, 1 or more")
+    return k
+
+
 TEMPORAL_MODES = ("flow", "previous", "none")
+METHODS = ("optimize", "keyframes")
+TRAIN_STEPS = 2500  # the keyframe network's default training (benchmarks/keyframes.py)
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,16 @@ class VideoSettings:
                                # many (their PNGs then go): disk stays near the output's size
     hold_static: bool = True  # flow: keep pixels whose content has not changed since they were
                               # painted exactly as painted, so still backgrounds cannot drift
+    # optimize: every frame optimized (the reference look); keyframes: keyframes optimized, a
+    # network trained on them paints every frame (nstvideo/keyframes.py; ~20-50x faster)
+    method: str = "optimize"
+    keyframes: str = "auto"  # keyframes: 'auto' (where the content moved on) or every K frames
+    train_steps: int = TRAIN_STEPS  # keyframes: the network's training steps ...
+    train_seconds: float | None = None  # ... or fewer, when this much time has passed
+    train_perceptual: float = 0.0  # keyframes: weight of the training's VGG feature term (0:
+                                   # pixel L1 only; see benchmarks/RESULTS.md, "Keyframes")
+    net: str | None = None  # keyframes: a network saved by an earlier render (no training)
+    save_net: str | None = None  # keyframes: save the trained network here (reuse with `net`)
 
     def __post_init__(self):
         check_number(self.temporal_weight, "--temporal-weight")
@@ -156,7 +183,13 @@ class VideoSettings:
             check_number(self.fps, "--fps", positive=True)
         if int(self.overlap) != self.overlap or self.overlap < 1:
             raise InputError(f"overlap {self.overlap}: give a whole number of frames, 1 or more")
-        for name in ("every", "segment_frames"):
+        if self.method not in METHODS:
+            raise InputError(f"unknown method '{self.method}': use optimize or keyframes")
+        parse_keyframes(self.keyframes)
+        if self.train_seconds is not None:
+            check_number(self.train_seconds, "--train-seconds", positive=True)
+        check_number(self.train_perceptual, "--train-perceptual")
+        for name in ("every", "segment_frames", "train_steps"):
             n = getattr(self, name)
             if int(n) != n or n < 1:
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")

@@ -46,6 +46,24 @@ def bad_weights(kind):
     return build
 
 
+def bad_net(kind):
+    """--net files that are not a network saved by nstvideo."""
+    def build(t):
+        path = t / f"n_{kind}.pt"
+        if kind == "other torch file":
+            torch.save({"a": torch.zeros(3)}, path)
+        elif kind == "truncated":
+            from nstvideo.net import TranslationNet, net_bytes
+            path.write_bytes(net_bytes(TranslationNet())[:5000])
+        elif kind == "text":
+            path.write_text("not a network")
+        else:
+            with open(path, "wb") as f:
+                pickle.dump(Hostile(str(t / "pwned")), f)
+        return [t / "clip.mp4", t / "style.png", "--method", "keyframes", "--net", path]
+    return build
+
+
 def flat_clip(t):
     path = t / "wide.mp4"  # 1280x272: at --size 64 the short side would be 14 px
     subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -101,6 +119,20 @@ CASES = {
     "workers 0": (["{t}/clip.mp4", "{t}/style.png", "--workers", "0"], 2, "--workers"),
     "no Ray cluster running": (["{t}/clip.mp4", "{t}/style.png", "--ray", "auto"], 2,
                                "ray start --head"),
+    "net missing": (["{t}/clip.mp4", "{t}/style.png", "--method", "keyframes", "--net",
+                     "{t}/nope.pt"], 2, "no such file"),
+    "net a text file": (bad_net("text"), 2, "not a network saved by nstvideo"),
+    "net another torch file": (bad_net("other torch file"), 2, "not a network saved"),
+    "net truncated": (bad_net("truncated"), 2, "not a network saved"),
+    "net hostile pickle": (bad_net("hostile"), 2, "not a network saved"),
+    "net without keyframes": (["{t}/clip.mp4", "{t}/style.png", "--net", "{t}/exists.png"], 2,
+                              "--method keyframes"),
+    "keyframes 0": (["{t}/clip.mp4", "{t}/style.png", "--method", "keyframes", "--keyframes",
+                     "0"], 2, "--keyframes"),
+    "save-net over the style": (["{t}/clip.mp4", "{t}/style.png", "--method", "keyframes",
+                                 "--save-net", "{t}/style.png", "--overwrite"], 4, "is an input"),
+    "save-net exists": (["{t}/clip.mp4", "{t}/style.png", "--method", "keyframes",
+                         "--save-net", "{t}/exists.png"], 4, "--save-net"),
     "fps 0 on frames": (["{t}/empty", "{t}/style.png", "--fps", "0"], 2, "--fps"),
     "weights of the wrong shapes": (bad_weights("shapes"), 3, "(64, 3, 3, 3)"),
     "random weights file": (bad_weights("random"), 3, "not a torch.save'd VGG-19"),

@@ -1,0 +1,262 @@
+"""The keyframe method's image-to-image network: a small U-Net-like appearance translation
+network (after Texler et al. 2020, "Interactive Video Stylization Using Few-Shot Patch-Based
+Training") trained from scratch on random patches of (content keyframe, stylized keyframe)
+pairs, then applied to whole frames in batches. Also its file format (save, load with
+`weights_only`). Knows nothing of videos, keyframe choice or scheduling.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nstvideo.errors import InputError
+from nstvideo.media.writer import write_file
+from nstvideo.settings import TRAIN_STEPS
+
+NET_FORMAT = "nstvideo-net"
+NET_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NetShape:
+    """The network's architecture (saved with its weights)."""
+
+    width: int = 16  # channels at full resolution; x2 at each level down
+    levels: int = 3  # stride-2 downsamplings (receptive field and cost grow with these)
+    blocks: int = 2  # residual blocks at the coarsest level
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the network learns the keyframes' look."""
+
+    steps: int = TRAIN_STEPS  # Adam steps; on 2 CPU cores ~0.15 s each (benchmarks/keyframes.py)
+    seconds: float | None = None  # stop earlier when this much time has passed
+    patch: int = 64  # px: side of the random training patches
+    batch: int = 16  # patches per step
+    learning_rate: float = 1e-3
+    noise: float = 0.02  # std of the noise added to the input patches (0-1 scale): the net
+                         # must not copy sensor noise into strokes, frame by frame (flicker)
+    perceptual: float = 0.0  # weight of a feature term (L1 between VGG features of the
+                             # network's patch and the painted one, Texler et al.): sharper
+                             # strokes, ~3x a step's cost on a CPU; 0: pixel L1 only
+
+
+class _Block(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.a = nn.Conv2d(c, c, 3, padding=1, padding_mode="reflect")
+        self.b = nn.Conv2d(c, c, 3, padding=1, padding_mode="reflect")
+
+    def forward(self, x):
+        return x + self.b(F.leaky_relu(self.a(x), 0.2))
+
+
+class TranslationNet(nn.Module):
+    """Content RGB (B, 3, H, W) in pixels 0-255 -> stylized RGB, same size, 0-255.
+
+    Encoder (a conv per level, stride 2 down), residual blocks at the coarsest level, decoder
+    (bilinear up, conv, skip connection from the encoder), sigmoid out. No normalization
+    layers: it is trained on patches and applied to whole frames, and batch or instance
+    statistics differ between the two."""
+
+    def __init__(self, shape: NetShape = NetShape()):
+        super().__init__()
+        self.shape = shape
+        w, act = shape.width, lambda: nn.LeakyReLU(0.2)
+        conv = lambda a, b, s=1: nn.Conv2d(a, b, 3, stride=s, padding=1,  # noqa: E731
+                                           padding_mode="reflect")
+        self.inp = nn.Sequential(conv(3, w), act(), conv(w, w), act())
+        self.down = nn.ModuleList(nn.Sequential(conv(w << i, w << (i + 1), 2), act())
+                                  for i in range(shape.levels))
+        c = w << shape.levels
+        self.middle = nn.Sequential(*(_Block(c) for _ in range(shape.blocks)))
+        self.up = nn.ModuleList(nn.Sequential(conv(w << (i + 1), w << i), act())
+                                for i in reversed(range(shape.levels)))
+        self.merge = nn.ModuleList(nn.Sequential(conv(w << (i + 1), w << i), act())
+                                   for i in reversed(range(shape.levels)))
+        self.out = nn.Conv2d(w, 3, 3, padding=1, padding_mode="reflect")
+
+    @property
+    def multiple(self) -> int:
+        return 1 << self.shape.levels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m  # any size: reflect-padded to a multiple, cropped after
+        x = F.pad(x / 127.5 - 1.0, (0, pw, 0, ph), mode="reflect") if ph or pw else x / 127.5 - 1
+        skips = [self.inp(x)]
+        for d in self.down:
+            skips.append(d(skips[-1]))
+        y = self.middle(skips.pop())
+        for up, merge in zip(self.up, self.merge):
+            skip = skips.pop()
+            y = up(F.interpolate(y, size=skip.shape[2:], mode="bilinear", align_corners=False))
+            y = merge(torch.cat([y, skip], dim=1))
+        return (torch.sigmoid(self.out(y)) * 255.0)[:, :, :h, :w]
+
+
+def _batch_tensor(frames: list[np.ndarray], device, as_float: bool = True) -> torch.Tensor:
+    """RGB uint8 frames (H, W, 3) -> (B, 3, H, W) on `device`, float pixels (or uint8)."""
+    x = torch.from_numpy(np.ascontiguousarray(np.stack(frames)[..., :3])).to(device)
+    x = x.permute(0, 3, 1, 2)
+    return x.float() if as_float else x
+
+
+class Trainer:
+    """Trains a net on (content, stylized) keyframe pairs (RGB uint8, same size per pair) by
+    L1 on random patches; can stop and continue (`state`/`restore`)."""
+
+    def __init__(self, net: TranslationNet, pairs: list[tuple[np.ndarray, np.ndarray]],
+                 training: Training = Training(), seed: int | None = None,
+                 device: torch.device | str = "cpu", features=None):
+        self.net, self.training, self.device = net.to(device), training, torch.device(device)
+        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for c, s in pairs:
+            self.add(c, s)
+        self.opt = torch.optim.Adam(net.parameters(), lr=training.learning_rate)
+        self.features = features  # rgb255 (B, 3, H, W) -> {layer: features}, for `perceptual`
+        self.step = 0
+        self.losses: list[float] = []
+        self.rng = np.random.default_rng(seed)
+        self.noise = torch.Generator(device="cpu")
+        self.noise.manual_seed(int(self.rng.integers(2 ** 62)))
+
+    def add(self, content: np.ndarray, painted: np.ndarray) -> None:
+        """One more (content, painted) pair to learn from."""
+        # kept as uint8 (a quarter of float32's memory: many keyframes of a long film)
+        self.pairs.append((_batch_tensor([content], self.device, False)[0],
+                           _batch_tensor([painted], self.device, False)[0]))
+
+    def _patches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.training
+        xs, ys = [], []
+        for i in self.rng.integers(len(self.pairs), size=t.batch):
+            c, s = self.pairs[i]
+            h, w = c.shape[1:]
+            p = min(t.patch, h, w)
+            y0, x0 = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
+            xs.append(c[:, y0:y0 + p, x0:x0 + p])
+            ys.append(s[:, y0:y0 + p, x0:x0 + p])
+        x, y = torch.stack(xs).float(), torch.stack(ys).float()
+        if t.noise:
+            x = x + torch.randn(x.shape, generator=self.noise).to(x) * (255.0 * t.noise)
+        return x, y
+
+    def run(self, steps: int | None = None, on_step=None, seconds: float | None = None) -> float:
+        """Train up to `steps` in total (the training's own by default) or until `seconds`
+        have passed; returns the mean L1 (0-255) of the last steps."""
+        if not self.pairs:
+            raise InputError("no keyframes to train the network on")
+        steps = self.training.steps if steps is None else steps
+        seconds = self.training.seconds if seconds is None else seconds
+        t0 = time.perf_counter()
+        self.net.train()
+        while self.step < steps:
+            if seconds is not None and time.perf_counter() - t0 >= seconds:
+                break
+            x, y = self._patches()
+            out = self.net(x)
+            loss = F.l1_loss(out, y)
+            if self.training.perceptual and self.features is not None:
+                fo, fy = self.features(out), self.features(y)
+                loss = loss + self.training.perceptual * sum(
+                    F.l1_loss(fo[n], fy[n].detach()) for n in fo)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.step += 1
+            self.losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(self.step, self.losses[-1])
+        self.net.eval()
+        return float(np.mean(self.losses[-20:])) if self.losses else float("nan")
+
+    def state(self) -> dict:
+        return {"step": self.step, "optimizer": self.opt.state_dict(),
+                "rng": self.rng.bit_generator.state, "noise": self.noise.get_state(),
+                "losses": self.losses}
+
+    def restore(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.noise.set_state(state["noise"])
+        self.losses = list(state["losses"])
+
+
+@torch.no_grad()
+def paint(net: TranslationNet, frames: list[np.ndarray], device=None) -> list[np.ndarray]:
+    """Stylize frames (RGB uint8, one size) in one batch; RGB uint8 out."""
+    device = device or next(net.parameters()).device
+    net.eval()
+    y = net(_batch_tensor(frames, device))
+    return list(y.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+
+
+def batch_size(hw: tuple[int, int], device: torch.device) -> int:
+    """Frames per inference batch: ~1 megapixel a batch on a CPU, ~16 on a GPU (activations
+    are ~200 floats a pixel at width 32: 0.8 GB a megapixel)."""
+    budget = 16e6 if torch.device(device).type == "cuda" else 1e6
+    return max(1, int(budget // (hw[0] * hw[1])))
+
+
+def net_bytes(net: TranslationNet, info: dict | None = None, trainer: Trainer | None = None) -> bytes:
+    """The network as a file: format, shape, weights, what it was trained on (`info`) and,
+    while training is unfinished, the trainer's state."""
+    data = {"format": NET_FORMAT, "version": NET_VERSION, "shape": asdict(net.shape),
+            "weights": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+            "info": info or {}}
+    if trainer is not None:
+        data["trainer"] = trainer.state()
+    buf = io.BytesIO()
+    torch.save(data, buf)
+    return buf.getvalue()
+
+
+def save_net(path: Path, net: TranslationNet, info: dict | None = None,
+             trainer: Trainer | None = None, durable: bool = False) -> None:
+    write_file(Path(path), net_bytes(net, info, trainer), durable=durable)
+
+
+def load_net(path: Path, device: torch.device | str = "cpu") -> tuple[TranslationNet, dict]:
+    """A network saved by `save_net` (weights_only: a file cannot run code) -> (net, data);
+    anything else is refused in one line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--net {path}: no such file: give a network saved with --save-net")
+    return net_from_bytes(path.read_bytes(), device, f"--net {path}")
+
+
+def net_from_bytes(data: bytes, device: torch.device | str = "cpu",
+                   what: str = "the network") -> tuple[TranslationNet, dict]:
+    try:
+        with warnings.catch_warnings():  # torch's own notes on a foreign pickle: ours is one line
+            warnings.simplefilter("ignore")
+            saved = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise InputError(f"{what} is not a network saved by nstvideo (unreadable: "
+                         f"{type(e).__name__}): give a file written by --save-net") from e
+    if not isinstance(saved, dict) or saved.get("format") != NET_FORMAT:
+        raise InputError(f"{what} is not a network saved by nstvideo: give a file written by "
+                         "--save-net")
+    if saved.get("version") != NET_VERSION:
+        raise InputError(f"{what} was saved by another version of nstvideo (format "
+                         f"{saved.get('version')}, this one reads {NET_VERSION}): train it again")
+    try:
+        net = TranslationNet(NetShape(**saved["shape"]))
+        net.load_state_dict(saved["weights"])
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise InputError(f"{what} is damaged (its weights do not fit its shape): give a file "
+                         "written by --save-net") from e
+    return net.to(device).eval(), saved

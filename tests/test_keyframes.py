@@ -1,0 +1,197 @@
+"""The keyframe method: keyframes at every shot, a network that learns their look (its loss
+falls), deterministic with a seed, saved and reloaded to the same frames, resumable, and a
+video out like the other method's (frame count, rate, audio), also from worker processes."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import content_array, style_array, write_rgb
+from test_video import Interrupt
+from videokit import probe, psnr, read_frames, shots_clip
+
+from nstvideo import keyframes, stylize
+from nstvideo.checkpoint import checkpoint_dir
+from nstvideo.keyframes import KeyframeChooser, train_net
+from nstvideo.net import (NetShape, Trainer, Training, TranslationNet, load_net, paint,
+                          save_net)
+from nstvideo.plan import find_cuts
+from nstvideo.settings import StyleSettings, VideoSettings
+
+S = StyleSettings(size=48, iterations=3, seed=0)
+V = VideoSettings(iterations=3, iterations_first=3, method="keyframes", train_steps=12)
+SHOTS = (8, 7, 9)
+
+
+def pairs(n=2, h=48, w=64):
+    """(content, 'stylized') pairs: moved content, and a fixed transform of it to learn (an
+    inverted, blurred, recoloured copy: as far from the identity as a painting)."""
+    out = []
+    for i in range(n):
+        c = np.roll(content_array(h, w), 5 * i, axis=1)
+        s = cv2.GaussianBlur(255 - c[..., ::-1], (5, 5), 0)
+        out.append((c, np.ascontiguousarray(s)))
+    return out
+
+
+def test_training_lowers_the_loss_and_learns_the_look():
+    torch.manual_seed(0)
+    data = pairs()
+    net = TranslationNet(NetShape(width=16))
+    trainer = Trainer(net, data, Training(steps=80, patch=32, batch=8), seed=0)
+    before = float(np.abs(paint(net, [data[0][0]])[0].astype(float) - data[0][1]).mean())
+    trainer.run()
+    after = float(np.abs(paint(net, [data[0][0]])[0].astype(float) - data[0][1]).mean())
+    first, last = np.mean(trainer.losses[:10]), np.mean(trainer.losses[-10:])
+    assert last < 0.6 * first, (first, last)
+    assert after < 0.6 * before, (before, after)  # on the whole frame, not just the patches
+
+
+def test_seeded_training_is_repeatable_and_a_saved_net_paints_the_same(tmp_path):
+    data = pairs()
+    frame = np.roll(content_array(), 2, axis=0)  # not one it was trained on
+    runs = []
+    for _ in range(2):
+        net, rep = train_net(data, Training(steps=15, patch=32, batch=4), seed=3,
+                             device=torch.device("cpu"))
+        runs.append(paint(net, [frame])[0])
+    assert np.array_equal(runs[0], runs[1])
+    other, _ = train_net(data, Training(steps=15, patch=32, batch=4), seed=4,
+                         device=torch.device("cpu"))
+    assert not np.array_equal(paint(other, [frame])[0], runs[0])  # the seed matters
+    save_net(tmp_path / "n.pt", net, {"keyframes": 2})
+    again, data_ = load_net(tmp_path / "n.pt")
+    assert np.array_equal(paint(again, [frame])[0], runs[1])
+    assert data_["info"] == {"keyframes": 2}
+    # painted alone or in a batch: the same frame
+    assert np.array_equal(paint(again, [frame, frame[::-1].copy()])[0], runs[1])
+
+
+def test_training_continues_from_its_checkpoint(tmp_path, monkeypatch):
+    data, ckpt = pairs(), tmp_path / "net.pt"
+    calls = []
+
+    def stop_at_6(i, loss):
+        calls.append(i)
+        if i == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_net(data, Training(steps=10, patch=32, batch=4), 1, torch.device("cpu"), ckpt,
+                  on_step=stop_at_6)
+    assert ckpt.exists()  # kept at the interruption
+    net, rep = train_net(data, Training(steps=10, patch=32, batch=4), 1, torch.device("cpu"),
+                         ckpt, on_step=lambda i, loss: calls.append(i))
+    assert rep["resumed"] == 6 and rep["steps"] == 10 and calls[-4:] == [7, 8, 9, 10]
+
+
+def test_a_keyframe_starts_every_shot_and_auto_follows_new_colours(tmp_path):
+    src = shots_clip(tmp_path / "s.mp4", SHOTS, audio=False)
+    frames = read_frames(src)
+    chooser = KeyframeChooser(None, fps=4)  # auto: 1 s = 4 frames at least between keys
+    cuts = find_cuts(iter(frames), "flow", on_frame=chooser.see)
+    assert cuts == [0, 8, 15]
+    assert set(cuts) <= set(chooser.keys)
+    every = KeyframeChooser(3, fps=12)
+    find_cuts(iter(frames), "flow", on_frame=every.see)
+    assert every.keys == [0, 3, 6, 8, 11, 14, 15, 18, 21]
+    # a shot that turns to colours its keyframe never showed gets a new keyframe there
+    green = np.zeros((40, 40, 3), np.uint8)
+    green[..., 1] = 200
+    red = np.zeros((40, 40, 3), np.uint8)
+    red[..., 0] = 200
+    seq = [green] * 6 + [red] * 6
+    auto = KeyframeChooser(None, fps=2)
+    for k, f in enumerate(seq):
+        auto.see(k, f, k == 0)
+    assert auto.keys == [0, 6]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """A three-shot clip with audio, rendered by the keyframe method, frames kept."""
+    tmp = tmp_path_factory.mktemp("kf")
+    src = shots_clip(tmp / "shots.mp4", SHOTS, rate=12)
+    style = write_rgb(tmp / "style.png", style_array())
+    out = tmp / "out.mp4"
+    rep = stylize(src, style, out, settings=S, video=V.replace(save_net=str(tmp / "n.pt")),
+                  keep_frames=True).video
+    return tmp, src, style, out, rep, kept(out)
+
+
+def kept(out):
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
+            for p in sorted(checkpoint_dir(out).glob("frame_*.png"))]
+
+
+def test_the_video_keeps_frames_rate_audio_and_has_a_keyframe_per_shot(rendered):
+    tmp, src, style, out, rep, frames = rendered
+    info, source = probe(out), probe(src)
+    assert info["frames"] == sum(SHOTS) == len(frames) == rep.frames
+    assert info["fps_text"] == source["fps_text"] == "12" and info["audio"] and rep.audio
+    assert abs(info["a_duration"] - source["a_duration"]) < 0.1
+    assert {0, 8, 15} <= set(rep.keyframes) and rep.training["steps"] == V.train_steps
+    assert rep.scene_cuts == [8, 15]
+    content = read_frames(src)
+    # painted: far from the content, and not one flat colour
+    assert all(psnr(f, cv2.resize(c, f.shape[1::-1])) < 20 for f, c in zip(frames, content))
+    assert all(f.std() > 5 for f in frames)
+    assert not (checkpoint_dir(out) / "keys").exists()  # the checkpoint went with the render
+
+
+def test_a_saved_net_paints_the_same_frames_without_training(rendered, tmp_path, monkeypatch):
+    _, src, style, out, rep, frames = rendered
+    monkeypatch.setattr(keyframes.Trainer, "run", lambda *a, **k: pytest.fail("trained"))
+    again = tmp_path / "again.mp4"
+    rep2 = stylize(src, style, again, settings=S,
+                   video=V.replace(net=str(out.parent / "n.pt")), keep_frames=True).video
+    assert rep2.keyframes == [] and rep2.training == {}
+    assert all(np.array_equal(a, b) for a, b in zip(kept(again), frames))
+
+
+def test_workers_paint_what_one_process_paints(rendered, tmp_path):
+    _, src, style, out, rep, frames = rendered
+    par = tmp_path / "par.mp4"
+    rep2 = stylize(src, style, par, settings=S, video=V, keep_frames=True, workers=2).video
+    assert len(rep2.where) == 2  # both workers painted
+    assert all(psnr(a, b) > 40 for a, b in zip(kept(par), frames))
+
+
+def test_an_interrupted_keyframe_render_resumes(tmp_path, style_png, monkeypatch):
+    src = shots_clip(tmp_path / "s.mp4", (6, 6), audio=False)
+    out = tmp_path / "o.mp4"
+    video = V.replace(keyframes="3", train_steps=8)
+    counter = Interrupt(monkeypatch, at=3)  # the third keyframe
+    with pytest.raises(KeyboardInterrupt):
+        stylize(src, style_png, out, settings=S, video=video)
+    assert len(list((checkpoint_dir(out) / "keys").glob("frame_*.png"))) == 2
+    counter.calls, counter.at = 0, None
+    rep = stylize(src, style_png, out, settings=S, video=video).video
+    assert counter.calls == 2  # only the two keyframes not painted before
+    assert rep.keyframes == [0, 3, 6, 9] and probe(out)["frames"] == 12
+
+
+def test_start_duration_every_with_keyframes(tmp_path, style_png):
+    src = shots_clip(tmp_path / "s.mp4", (10, 10), rate=10)
+    out = tmp_path / "o.mp4"
+    rep = stylize(src, style_png, out, settings=S,
+                  video=V.replace(start="0.4", duration="1.2", every=2)).video
+    info = probe(out)
+    assert rep.frames == info["frames"] == 6 and abs(info["fps"] - 5) < 1e-6
+    assert rep.keyframes[0] == 0 and 3 in rep.keyframes  # the cut at source frame 10
+
+
+def test_cli_keyframes_end_to_end(tmp_path):
+    src = shots_clip(tmp_path / "s.mp4", (6, 5), rate=12)
+    style = write_rgb(tmp_path / "style.png", style_array())
+    r = subprocess.run([sys.executable, "-m", "nstvideo", "stylize", str(src), style,
+                        "--method", "keyframes", "--size", "48", "--iterations", "2",
+                        "--train-steps", "5", "--save-net", str(tmp_path / "n.pt"), "--quiet"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "s_style.mp4"
+    assert probe(out)["frames"] == 11 and (tmp_path / "n.pt").exists()
+    load_net(tmp_path / "n.pt")
