@@ -162,7 +162,8 @@ def stylize_cmd(
     method: Annotated[Method, typer.Option(
         help="Video: optimize = every frame optimized (the reference look, slow); keyframes "
              "= keyframes optimized and a small network trained on them paints every frame "
-             "(20-50x faster, steady).")] = Method(V.method),
+             "(~20x faster on a CPU, steady, softer strokes; see the README).")]
+    = Method(V.method),
     keyframes: Annotated[str, typer.Option(
         help="--method keyframes: 'auto' (each shot's first frame, then wherever the content "
              "has moved on) or K (every K frames).", metavar="auto|K")] = V.keyframes,
@@ -302,6 +303,8 @@ def summary(report) -> str:
         if v.keyframes:
             extra.append(f"{len(v.keyframes)} keyframe(s), network trained "
                          f"{v.training.get('steps', 0)} steps")
+        elif v.net:
+            extra.append(f"painted by the network {v.net}")
         if v.where and (len(v.where) > 1 or v.units > 1):
             extra.append(f"{v.units} units: " + ", ".join(
                 f"{n} on {w}" for w, n in sorted(v.where.items())))

@@ -39,7 +39,8 @@ class NetShape:
 class Training:
     """How the network learns the keyframes' look."""
 
-    steps: int = TRAIN_STEPS  # Adam steps; on 2 CPU cores ~0.15 s each (benchmarks/keyframes.py)
+    steps: int = TRAIN_STEPS  # Adam steps: on 2 CPU cores 0.14 s each, 0.39 s with the
+                              # feature term (benchmarks/keyframes.py)
     seconds: float | None = None  # stop earlier when this much time has passed
     patch: int = 64  # px: side of the random training patches
     batch: int = 16  # patches per step

@@ -55,6 +55,7 @@ class VideoReport:
     where: dict[str, int] = field(default_factory=dict)  # units rendered by this run, by worker
     keyframes: list[int] = field(default_factory=list)  # keyframe method: output positions
     training: dict = field(default_factory=dict)  # ... and its network's training (steps, loss)
+    net: str | None = None  # keyframe method: the network file it painted with (--net)
 
 
 def parse_position(text: str | float | None, fps, what: str) -> int | None:
@@ -453,6 +454,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                              scene_cuts=list(plan.cuts[1:]))
         if video.method == "keyframes":
             job.net = given_net or _keyframe_net(report, ckpt, plan, job, progress)
+            report.net = video.net
         stores = _render(report, ckpt, plan, job, engine, progress, on_event)
         report.frames = plan.total
         expected = None if source.frame_count is None else _expected(source, first, stop, video)

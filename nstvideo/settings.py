@@ -136,7 +136,8 @@ def parse_keyframes(value: str | int) -> int | None:
 
 TEMPORAL_MODES = ("flow", "previous", "none")
 METHODS = ("optimize", "keyframes")
-TRAIN_STEPS = 2500  # the keyframe network's default training (benchmarks/keyframes.py)
+TRAIN_STEPS = 850  # the keyframe network's default training: ~5.5 min on 2 CPU cores with
+# the feature term (benchmarks/keyframes.py); a GPU affords many more (--train-steps)
 
 
 @dataclass(frozen=True)
@@ -172,8 +173,8 @@ class VideoSettings:
     keyframes: str = "auto"  # keyframes: 'auto' (where the content moved on) or every K frames
     train_steps: int = TRAIN_STEPS  # keyframes: the network's training steps ...
     train_seconds: float | None = None  # ... or fewer, when this much time has passed
-    train_perceptual: float = 0.0  # keyframes: weight of the training's VGG feature term (0:
-                                   # pixel L1 only; see benchmarks/RESULTS.md, "Keyframes")
+    train_perceptual: float = 5.0  # keyframes: weight of the training's VGG feature term (0:
+                                   # pixel L1 only): sharper strokes at equal time (RESULTS.md)
     net: str | None = None  # keyframes: a network saved by an earlier render (no training)
     save_net: str | None = None  # keyframes: save the trained network here (reuse with `net`)
 

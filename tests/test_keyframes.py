@@ -148,7 +148,7 @@ def test_a_saved_net_paints_the_same_frames_without_training(rendered, tmp_path,
     again = tmp_path / "again.mp4"
     rep2 = stylize(src, style, again, settings=S,
                    video=V.replace(net=str(out.parent / "n.pt")), keep_frames=True).video
-    assert rep2.keyframes == [] and rep2.training == {}
+    assert rep2.keyframes == [] and rep2.training == {} and rep2.net == str(out.parent / "n.pt")
     assert all(np.array_equal(a, b) for a, b in zip(kept(again), frames))
 
 
