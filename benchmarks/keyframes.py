@@ -11,7 +11,8 @@
               renderer's DIS flow); a PNG grid content | optimize | keyframes to look at.
 
 Run:  python benchmarks/keyframes.py [--video ../shared/data/cockatoo.mp4] [--size 384]
-          [--style ../shared/data/starry_night.jpg] [--part 100:6] [--phases optimize,keyframes,report]
+          [--style ../shared/data/starry_night.jpg] [--part 100:6]
+          [--phases optimize,keyframes,report] [--variant NAME --train-steps N --train-perceptual W]
 Each phase keeps its frames and figures under --out (default /tmp/nst_keyframes), so the
 phases can be run one at a time (a 384 px run is ~15 + ~25 minutes on 2 cores).
 """

@@ -285,7 +285,8 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         iterations_first=iterations_first, iterations=iterations or V.iterations,
         start=start, duration=duration, every=every, fps=fps, sequence=sequence,
         method=method.value, keyframes=keyframes, train_steps=train_steps,
-        train_seconds=train_seconds, train_perceptual=train_perceptual, net=None if net is None else str(net),
+        train_seconds=train_seconds, train_perceptual=train_perceptual,
+        net=None if net is None else str(net),
         save_net=None if save_net is None else str(save_net))
     return stylize(input, styles, output, settings=settings, video=video,
                    overwrite=overwrite, restart=restart, keep_frames=keep_frames,

@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 import torch
 
-from nstvideo.media.writer import write_file
 from nstvideo.errors import InputError
+from nstvideo.media.writer import write_file
 from nstvideo.net import NetShape, Trainer, Training, TranslationNet, net_bytes, paint
 from nstvideo.vgg import VGGFeatures
 

@@ -212,7 +212,8 @@ def batch_size(hw: tuple[int, int], device: torch.device) -> int:
     return max(1, int(budget // (hw[0] * hw[1])))
 
 
-def net_bytes(net: TranslationNet, info: dict | None = None, trainer: Trainer | None = None) -> bytes:
+def net_bytes(net: TranslationNet, info: dict | None = None,
+              trainer: Trainer | None = None) -> bytes:
     """The network as a file: format, shape, weights, what it was trained on (`info`) and,
     while training is unfinished, the trainer's state."""
     data = {"format": NET_FORMAT, "version": NET_VERSION, "shape": asdict(net.shape),

@@ -531,13 +531,14 @@ def _keyframe_net(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
                 # the keyframe starts from the network's guess, trained on the ones before
                 if i > 0:
                     train(i / n)
-                result, _, _ = renderer.render(
-                    content, job.init, guess=None if i == 0 else lambda c=content: training.guess(c))
+                guess = None if i == 0 else lambda c=content: training.guess(c)
+                result, _, _ = renderer.render(content, job.init, guess=guess)
                 store.save(i, result, plan.times[k])
                 bar.update(1)
                 painted = result
             training.add(content, painted)
-    store.finish()
+    if not store.complete:
+        store.finish()
     with tqdm(total=video.train_steps, initial=training.trainer.step, unit="step",
               desc="training", disable=not progress, dynamic_ncols=True, leave=False) as bar:
         train(1.0, on_step=lambda i, loss: bar.update(1))

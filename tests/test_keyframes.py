@@ -195,3 +195,18 @@ def test_cli_keyframes_end_to_end(tmp_path):
     out = tmp_path / "s_style.mp4"
     assert probe(out)["frames"] == 11 and (tmp_path / "n.pt").exists()
     load_net(tmp_path / "n.pt")
+
+
+@pytest.mark.ray
+def test_ray_tasks_paint_with_the_net(rendered, tmp_path, monkeypatch):
+    """A saved network applied by Ray tasks (a real local instance), the frames shipped
+    through the object store: the frames one process painted."""
+    _, src, style, out, rep, frames = rendered
+    monkeypatch.setenv("NSTVIDEO_RAY_SHIP_FRAMES", "1")
+    par = tmp_path / "ray.mp4"
+    rep2 = stylize(src, style, par, settings=S, video=V.replace(net=str(out.parent / "n.pt")),
+                   keep_frames=True, ray="local").video
+    assert sum(rep2.where.values()) == rep2.units >= 2
+    assert all("(cpu)" in w for w in rep2.where)
+    assert min(psnr(a, b) for a, b in zip(kept(par), frames)) >= 40
+    assert probe(par)["frames"] == sum(SHOTS)
