@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from seams import Farneback
+from seams import Farneback, kept
 
 from nstvideo.checkpoint import checkpoint_dir
 from nstvideo.flow import frame_warping_errors
@@ -40,11 +40,6 @@ from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.tensors import to_tensor
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def kept(out: Path) -> list[np.ndarray]:
-    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-            for p in sorted(checkpoint_dir(out).glob("frame_*.png"))]
 
 
 def content_frames(video: Path, hw: tuple[int, int], first: int, n: int) -> list[np.ndarray]:

@@ -108,13 +108,13 @@ class NetTraining:
     def train_to(self, steps: int, on_step=None, seconds: float | None = None) -> None:
         last_save, t0, start = time.perf_counter(), time.perf_counter(), self.trainer.step
 
-        def step(i, loss):
+        def step(i):
             nonlocal last_save
             if self.checkpoint is not None and time.perf_counter() - last_save > SAVE_EVERY_S:
                 self.save()
                 last_save = time.perf_counter()
             if on_step is not None:
-                on_step(i, loss)
+                on_step(i)
 
         try:
             self.trainer.run(steps, on_step=step, seconds=seconds)

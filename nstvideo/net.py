@@ -128,7 +128,7 @@ class Trainer:
         self.opt = torch.optim.Adam(net.parameters(), lr=training.learning_rate)
         self.features = features  # rgb255 (B, 3, H, W) -> {layer: features}, for `perceptual`
         self.step = 0
-        self.losses: list[float] = []
+        self._losses: list = []  # per step: a tensor until read (no device sync a step)
         self.rng = np.random.default_rng(seed)
         self.noise = torch.Generator(device="cpu")
         self.noise.manual_seed(int(self.rng.integers(2 ** 62)))
@@ -177,11 +177,17 @@ class Trainer:
             loss.backward()
             self.opt.step()
             self.step += 1
-            self.losses.append(float(loss.detach()))
+            self._losses.append(loss.detach())
             if on_step is not None:
-                on_step(self.step, self.losses[-1])
+                on_step(self.step)
         self.net.eval()
-        return float(np.mean(self.losses[-20:])) if self.losses else float("nan")
+        return float(np.mean(self.losses[-20:])) if self._losses else float("nan")
+
+    @property
+    def losses(self) -> list[float]:
+        """The training loss of every step so far."""
+        self._losses = [float(v) for v in self._losses]
+        return self._losses
 
     def state(self) -> dict:
         return {"step": self.step, "optimizer": self.opt.state_dict(),
@@ -193,7 +199,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
         self.noise.set_state(state["noise"])
-        self.losses = list(state["losses"])
+        self._losses = [float(v) for v in state["losses"]]
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import os
 import tempfile
 import time
@@ -362,15 +363,10 @@ class UnitRunner:
 
     def _paint(self, unit: Unit, content, finished) -> None:
         """Paint the frames with the keyframe method's network, a batch at a time."""
-        n, batch = batch_size(self.job.hw, self.device), []
-        for pos, frame in prefetch(content):
-            batch.append((pos - unit.begin, frame))
-            if len(batch) == n:
-                for (k, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
-                    finished(k, result)
-                batch = []
-        for (k, _), result in zip(batch, paint(self.net, [f for _, f in batch]) if batch else []):
-            finished(k, result)
+        frames, n = prefetch(content), batch_size(self.job.hw, self.device)
+        while batch := list(itertools.islice(frames, n)):
+            for (pos, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
+                finished(pos - unit.begin, result)
 
     def _segments(self, unit: Unit, store: UnitStore, done: int) -> None:
         """Encode the finished frames not yet in a segment, every `segment_frames` of them
@@ -541,7 +537,7 @@ def _keyframe_net(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
         store.finish()
     with tqdm(total=video.train_steps, initial=training.trainer.step, unit="step",
               desc="training", disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        train(1.0, on_step=lambda i, loss: bar.update(1))
+        train(1.0, on_step=lambda i: bar.update(1))
     net, trained = training.net, training.report()
     report.keyframes, report.training = list(keys), trained
     if video.save_net:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import content_array, style_array, write_rgb
+from test_parallel import kept
 from test_video import Interrupt
 from videokit import probe, psnr, read_frames, shots_clip
 
@@ -74,7 +75,7 @@ def test_training_continues_from_its_checkpoint(tmp_path, monkeypatch):
     data, ckpt = pairs(), tmp_path / "net.pt"
     calls = []
 
-    def stop_at_6(i, loss):
+    def stop_at_6(i):
         calls.append(i)
         if i == 6:
             raise KeyboardInterrupt
@@ -84,7 +85,7 @@ def test_training_continues_from_its_checkpoint(tmp_path, monkeypatch):
                   on_step=stop_at_6)
     assert ckpt.exists()  # kept at the interruption
     net, rep = train_net(data, Training(steps=10, patch=32, batch=4), 1, torch.device("cpu"),
-                         ckpt, on_step=lambda i, loss: calls.append(i))
+                         ckpt, on_step=calls.append)
     assert rep["resumed"] == 6 and rep["steps"] == 10 and calls[-4:] == [7, 8, 9, 10]
 
 
@@ -120,11 +121,6 @@ def rendered(tmp_path_factory):
     rep = stylize(src, style, out, settings=S, video=V.replace(save_net=str(tmp / "n.pt")),
                   keep_frames=True).video
     return tmp, src, style, out, rep, kept(out)
-
-
-def kept(out):
-    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-            for p in sorted(checkpoint_dir(out).glob("frame_*.png"))]
 
 
 def test_the_video_keeps_frames_rate_audio_and_has_a_keyframe_per_shot(rendered):
