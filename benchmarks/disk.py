@@ -20,8 +20,8 @@ from pathlib import Path
 
 from clips import DATA, film
 
-from nstvideo.checkpoint import checkpoint_dir
-from nstvideo.pipeline import stylize_video
+from nstvideo.video.checkpoint import checkpoint_dir
+from nstvideo.video.render import stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
 
 

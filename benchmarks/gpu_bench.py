@@ -29,11 +29,11 @@ import imageio_ffmpeg
 import numpy as np
 import torch
 
-from nstvideo.images import build_stylizer
+from nstvideo.photos import build_stylizer
 from nstvideo.media.video import VideoFile
-from nstvideo.pipeline import FrameRenderer, even_size
+from nstvideo.video.render import FrameRenderer, even_size
 from nstvideo.settings import StyleSettings, VideoSettings
-from nstvideo.tensors import resize, to_tensor
+from nstvideo.style.tensors import resize, to_tensor
 
 TMP = Path(tempfile.gettempdir()) / "nst_gpu_bench"
 
@@ -145,7 +145,7 @@ def video_fps(device: str, w: int, h: int, frames: int, video: VideoSettings) ->
 
 def video_end_to_end(device: str, w: int, h: int, frames: int, video: VideoSettings) -> tuple:
     """The whole command: stylize_video on the clip, first frame and encode included."""
-    from nstvideo.pipeline import stylize_video
+    from nstvideo.video.render import stylize_video
 
     path = clip(w, h, frames / 25 + 0.5)
     out = TMP / f"out_{w}x{h}.mp4"

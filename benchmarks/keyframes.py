@@ -32,12 +32,12 @@ import numpy as np
 import torch
 from seams import Farneback, kept
 
-from nstvideo.checkpoint import checkpoint_dir
-from nstvideo.flow import frame_warping_errors
-from nstvideo.images import build_stylizer, load
-from nstvideo.pipeline import stylize_video
+from nstvideo.video.checkpoint import checkpoint_dir
+from nstvideo.video.flow import frame_warping_errors
+from nstvideo.photos import build_stylizer, load
+from nstvideo.video.render import stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
-from nstvideo.tensors import to_tensor
+from nstvideo.style.tensors import to_tensor
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -36,7 +36,7 @@ def make_clip(seconds: float, w: int = 320, h: int = 240, fps: int = 20) -> Path
 def child(path: str, device: str, size: int) -> None:
     import torch
 
-    from nstvideo.pipeline import stylize_video
+    from nstvideo.video.render import stylize_video
     from nstvideo.settings import StyleSettings, VideoSettings
 
     style = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from clips import DATA, film, shot_lengths
 
-from nstvideo.pipeline import stylize_video
-from nstvideo.plan import MAX_PIECE, make_units
+from nstvideo.video.render import stylize_video
+from nstvideo.video.plan import MAX_PIECE, make_units
 from nstvideo.settings import StyleSettings, VideoSettings
 
 

@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 from clips import DATA
 
-from nstvideo.checkpoint import checkpoint_dir
-from nstvideo.flow import frame_warping_errors
-from nstvideo.pipeline import even_size, stylize_video
+from nstvideo.video.checkpoint import checkpoint_dir
+from nstvideo.video.flow import frame_warping_errors
+from nstvideo.video.render import even_size, stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
 
 
@@ -99,7 +99,7 @@ def main() -> None:
 
 def split_plan(total: int, overlap: int) -> list[tuple[int, int]]:
     """The cross-faded windows [a, b) of a two-worker render of one shot of `total` frames."""
-    from nstvideo.plan import make_units
+    from nstvideo.video.plan import make_units
 
     units = make_units(total, [0], workers=2, overlap=overlap)
     return [(u.begin, u.begin + u.head) for u in units if u.head]

@@ -22,14 +22,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from nstvideo.flow import warping_error
-from nstvideo.images import build_stylizer
+from nstvideo.video.flow import warping_error
+from nstvideo.photos import build_stylizer
 from nstvideo.media.reader import read_image
 from nstvideo.media.video import VideoFile
 from nstvideo.media.writer import write_image
-from nstvideo.pipeline import FrameRenderer, even_size
+from nstvideo.video.render import FrameRenderer, even_size
 from nstvideo.settings import StyleSettings, VideoSettings
-from nstvideo.tensors import resize
+from nstvideo.style.tensors import resize
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -23,8 +23,8 @@ import torch
 from nstvideo.media.reader import read_image
 from nstvideo.media.writer import write_image
 from nstvideo.settings import StyleSettings, loss_weights
-from nstvideo.stylizer import Stylizer
-from nstvideo.tensors import fit_longest, resize, to_image, to_tensor
+from nstvideo.style.stylizer import Stylizer
+from nstvideo.style.tensors import fit_longest, resize, to_image, to_tensor
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 from nstvideo.api import RunReport, stylize  # noqa: E402
 from nstvideo.errors import (InputError, ModelError, NstVideoError, OutputError,  # noqa: E402
                              RenderError)
-from nstvideo.images import FolderReport, stylize_folder, stylize_image  # noqa: E402
-from nstvideo.pipeline import VideoReport, stylize_video  # noqa: E402
+from nstvideo.photos import FolderReport, stylize_folder, stylize_image  # noqa: E402
+from nstvideo.video.render import VideoReport, stylize_video  # noqa: E402
 from nstvideo.settings import StyleSettings, VideoSettings  # noqa: E402
 
 __all__ = [

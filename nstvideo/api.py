@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nstvideo.errors import InputError
-from nstvideo.images import (FolderReport, ImageLike, _init_image, build_stylizer, load,
+from nstvideo.photos import (FolderReport, ImageLike, _init_image, build_stylizer, load,
                              make_settings, run_one, stylize_folder)
 from nstvideo.media.reader import list_images
 from nstvideo.media.video import VIDEO_EXTS
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import VIDEO_OUT_EXTS, check_image_output, default_output, input_paths
-from nstvideo.pipeline import VideoReport, stylize_video
+from nstvideo.video.render import VideoReport, stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
 
 

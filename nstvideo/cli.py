@@ -15,10 +15,10 @@ import typer
 from nstvideo import __version__
 from nstvideo.api import stylize
 from nstvideo.errors import InputError, NstVideoError
-from nstvideo.images import reason
+from nstvideo.photos import reason
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.terminal import Terminated, quiet_libraries, sigterm_as_interrupt
-from nstvideo.vgg import check_layer
+from nstvideo.style.vgg import check_layer
 
 app = typer.Typer(
     name="nstvideo", no_args_is_help=True, add_completion=False,

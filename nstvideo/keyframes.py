@@ -16,7 +16,7 @@ import torch
 from nstvideo.errors import InputError
 from nstvideo.media.writer import write_file
 from nstvideo.net import NetShape, Trainer, Training, TranslationNet, net_bytes, paint
-from nstvideo.vgg import VGGFeatures
+from nstvideo.style.vgg import VGGFeatures
 
 # auto: a new keyframe once more than this share of a frame's pixels have colours the shot's
 # keyframes do not show (the network learns local appearance: what it has not seen painted,

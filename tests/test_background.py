@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from nstvideo.background import BackgroundWriter, prefetch
+from nstvideo.video.background import BackgroundWriter, prefetch
 
 
 def counted(n, log):

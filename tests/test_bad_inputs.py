@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import content_array, style_array, write_rgb
-from nstvideo.checkpoint import checkpoint_dir
+from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.cli import main
 from test_photos import png_header_only
 from videokit import FFMPEG, make_clip

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from nstvideo import StyleSettings, VideoSettings, stylize
-from nstvideo.checkpoint import LOCK, RECORDS, STATE, checkpoint_dir
+from nstvideo.video.checkpoint import LOCK, RECORDS, STATE, checkpoint_dir
 from nstvideo.errors import InputError, OutputError
 from test_video import Interrupt
 from videokit import make_clip, probe
@@ -76,7 +76,7 @@ def test_restart_never_deletes_a_folder_of_the_users(tmp_path, style_png):
 
 
 def test_early_failure_leaves_no_checkpoint_folder(tmp_path, style_png, monkeypatch):
-    from nstvideo import pipeline
+    from nstvideo.video import render as pipeline
     from nstvideo.errors import ModelError
 
     src = make_clip(tmp_path / "c.mp4", frames=3)

@@ -162,7 +162,7 @@ def mkdir(path):
 
 
 def test_interrupt_leaves_no_output(tmp_path, content_png, style_png, monkeypatch):
-    import nstvideo.images
+    import nstvideo.photos
 
     def interrupting_bar(bar):
         def on_step(i, parts):
@@ -170,7 +170,7 @@ def test_interrupt_leaves_no_output(tmp_path, content_png, style_png, monkeypatc
                 raise KeyboardInterrupt
         return on_step
 
-    monkeypatch.setattr(nstvideo.images, "_step_bar", interrupting_bar)
+    monkeypatch.setattr(nstvideo.photos, "_step_bar", interrupting_bar)
     files_before = sorted(os.listdir(tmp_path))
     r = run(content_png, style_png, *FAST)
     assert r.exit_code == 130 and "interrupted" in r.stderr

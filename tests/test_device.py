@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nstvideo import device as D
+from nstvideo.style import device as D
 from nstvideo.errors import ModelError
 
 LAYERS = ("relu1_1", "relu5_1")
@@ -90,7 +90,7 @@ def test_out_of_memory_is_one_line_naming_a_size(monkeypatch):
 
 def test_oom_during_a_run_becomes_a_model_error(monkeypatch, tmp_path):
     """A torch.cuda.OutOfMemoryError inside the optimization reaches the user as one line."""
-    from nstvideo.images import build_stylizer
+    from nstvideo.photos import build_stylizer
     from nstvideo.settings import StyleSettings
     from conftest import content_array, style_array
 
@@ -151,7 +151,7 @@ def test_seed_makes_cuda_deterministic(monkeypatch):
 
 
 def test_local_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
-    from nstvideo import schedule
+    from nstvideo.video import engines as schedule
 
     FakeCuda(monkeypatch, count=2)
     assert schedule.placements("auto", 2) == [("cuda:0", 1), ("cuda:1", 1)]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nstvideo.flow import FlowEstimator, analyse, consistency_mask, warp
+from nstvideo.video.flow import FlowEstimator, analyse, consistency_mask, warp
 
 from videokit import moving_frames
 from nstvideo.media.reader import read_image

@@ -15,11 +15,11 @@ from test_video import Interrupt
 from videokit import probe, psnr, read_frames, shots_clip
 
 from nstvideo import keyframes, stylize
-from nstvideo.checkpoint import checkpoint_dir
+from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.keyframes import KeyframeChooser, train_net
 from nstvideo.net import (NetShape, Trainer, Training, TranslationNet, load_net, paint,
                           save_net)
-from nstvideo.plan import find_cuts
+from nstvideo.video.plan import find_cuts
 from nstvideo.settings import StyleSettings, VideoSettings
 
 S = StyleSettings(size=48, iterations=3, seed=0)

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from nstvideo import losses
+from nstvideo.style import losses
 
 
 def naive_gram(a):  # a: (C, H, W)

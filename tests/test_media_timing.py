@@ -122,7 +122,7 @@ def test_every_audio_track_kept_first_default_and_odd_names(tmp_path, style_png)
 
 
 def test_disk_full_during_the_encode_keeps_the_frames(tmp_path, style_png, monkeypatch):
-    from nstvideo.checkpoint import checkpoint_dir
+    from nstvideo.video.checkpoint import checkpoint_dir
     from nstvideo.errors import OutputError
     from nstvideo.media import writer
     from videokit import make_clip

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nstvideo.errors import RenderError
-from nstvideo.optimize import EarlyStop, optimize
+from nstvideo.style.optimize import EarlyStop, optimize
 
 
 def quadratic(target, scales):

@@ -18,9 +18,9 @@ from test_video import Interrupt
 from videokit import make_clip, probe, psnr, read_frames, shots_clip
 
 from nstvideo import stylize
-from nstvideo.checkpoint import checkpoint_dir
-from nstvideo.flow import frame_warping_errors
-from nstvideo.pipeline import stylize_video
+from nstvideo.video.checkpoint import checkpoint_dir
+from nstvideo.video.flow import frame_warping_errors
+from nstvideo.video.render import stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
 
 S = StyleSettings(size=48, iterations=3, seed=0)

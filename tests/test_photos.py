@@ -46,7 +46,7 @@ def test_a_camera_folder_is_photos(tmp_path, style_png, monkeypatch):
     """IMG_0001.JPG ... of one size: each photo on its own (no temporal warm start, its own
     --iterations), names and formats kept, a portrait upright, alpha kept, a broken photo
     reported alone."""
-    from nstvideo import images
+    from nstvideo import photos as images
 
     folder = tmp_path / "DCIM"
     folder.mkdir()

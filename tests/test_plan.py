@@ -3,7 +3,7 @@ reads a source forward once for units taken in order."""
 
 import numpy as np
 
-from nstvideo.plan import MAX_PIECE, Cursor, Plan, fade, make_units
+from nstvideo.video.plan import MAX_PIECE, Cursor, Plan, fade, make_units
 
 
 def test_one_process_renders_whole_shots():

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import nstvideo
-from nstvideo.images import build_stylizer, run_batch, run_one
+from nstvideo.photos import build_stylizer, run_batch, run_one
 from nstvideo.settings import StyleSettings
-from nstvideo.tensors import rgb_to_yiq, to_tensor
+from nstvideo.style.tensors import rgb_to_yiq, to_tensor
 
 from conftest import content_array, style_array
 
@@ -23,7 +23,7 @@ def test_optimization_paints_the_style():
     assert report.first["content"] == pytest.approx(0, abs=1e-3)  # init = content
     assert report.last["style"] < 0.2 * report.first["style"]  # the style cost fell by 5x+
     assert report.last["total"] < report.first["total"]
-    small = nstvideo.images.resize(content_array(), (36, 48))
+    small = nstvideo.photos.resize(content_array(), (36, 48))
     assert np.abs(out.astype(int) - small.astype(int)).mean() > 5  # visibly repainted
 
 
@@ -53,7 +53,7 @@ def test_preserve_colors_keeps_the_photos_chroma():
     style = np.zeros((64, 64, 3), np.uint8)
     style[::4] = (255, 0, 255)  # magenta stripes on black: far from the photo's colours
     def chroma_gap(out):
-        ref = to_tensor(nstvideo.images.resize(content, out.shape[:2]))
+        ref = to_tensor(nstvideo.photos.resize(content, out.shape[:2]))
         return (rgb_to_yiq(to_tensor(out))[:, 1:] - rgb_to_yiq(ref)[:, 1:]).abs().mean().item()
     plain = nstvideo.stylize_image(content, style, **TINY)
     kept = nstvideo.stylize_image(content, style, preserve_colors=True, **TINY)
@@ -73,7 +73,7 @@ def test_adam_and_init_file(tmp_path):
     init = write_rgb(tmp_path / "init.png", np.full((10, 10, 3), 128, np.uint8))
     s = StyleSettings(optimizer="adam", init=init, **TINY)
     stylizer = build_stylizer(style_array(), s)
-    out, rep = run_one(stylizer, content_array(), init=nstvideo.images.load(init, "init"))
+    out, rep = run_one(stylizer, content_array(), init=nstvideo.photos.load(init, "init"))
     assert rep.first["content"] > 1  # started from the grey init, not the content
     assert rep.last["total"] < 0.8 * rep.first["total"]
 

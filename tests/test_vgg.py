@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nstvideo import vgg
+from nstvideo.style import vgg
 from nstvideo.errors import InputError, ModelError
 
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import nstvideo.pipeline as pipeline
+import nstvideo.video.render as pipeline
 from nstvideo.api import stylize
-from nstvideo.checkpoint import checkpoint_dir
+from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.cli import app
 from nstvideo.errors import InputError
-from nstvideo.flow import FlowEstimator, consistency_mask, warp
+from nstvideo.video.flow import FlowEstimator, consistency_mask, warp
 from nstvideo.settings import StyleSettings, VideoSettings
 
 from conftest import style_array, write_rgb

@@ -20,13 +20,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nstvideo.background import BackgroundWriter, prefetch
-from nstvideo.checkpoint import FRAME, Checkpoint, UnitStore, checkpoint_dir
-from nstvideo.device import configure, resolve_device
+from nstvideo.video.background import BackgroundWriter, prefetch
+from nstvideo.video.checkpoint import FRAME, Checkpoint, UnitStore, checkpoint_dir
+from nstvideo.style.device import configure, resolve_device
 from nstvideo.errors import InputError, NstVideoError, RenderError
-from nstvideo.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
+from nstvideo.video.flow import (SCENE_CUT_DIFF, WARPS, FlowEstimator, FramePair, analyse,
                            frame_difference, static_pixels, warp)
-from nstvideo.images import ImageLike, _init_image, build_stylizer, load, reason, styles_list
+from nstvideo.photos import ImageLike, _init_image, build_stylizer, load, reason, styles_list
 from nstvideo.media.reader import MAX_PIXELS
 from nstvideo.media.video import Colour, FrameFolder, Source, VideoFile, file_fingerprint
 from nstvideo.media.writer import (encode_video, is_constant_rate, join_segments, segment_ext,
@@ -34,13 +34,13 @@ from nstvideo.media.writer import (encode_video, is_constant_rate, join_segments
 from nstvideo.keyframes import KeyframeChooser, NetTraining
 from nstvideo.net import Training, batch_size, load_net, net_bytes, net_from_bytes, paint, save_net
 from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
-from nstvideo.optimize import EarlyStop
-from nstvideo.plan import (Cursor, Plan, Unit, fade, find_cuts, make_units, scan_size,
+from nstvideo.style.optimize import EarlyStop
+from nstvideo.video.plan import (Cursor, Plan, Unit, fade, find_cuts, make_units, scan_size,
                            shrink)
 from nstvideo.settings import TEMPORAL_MODES, StyleSettings, VideoSettings, parse_keyframes
-from nstvideo.stylizer import Stylizer, Temporal
-from nstvideo.tensors import fit_checked, resize, to_image, to_tensor
-from nstvideo.vgg import min_side
+from nstvideo.style.stylizer import Stylizer, Temporal
+from nstvideo.style.tensors import fit_checked, resize, to_image, to_tensor
+from nstvideo.style.vgg import min_side
 
 
 @dataclass
@@ -551,7 +551,7 @@ def _expected(source: Source, first: int, stop: int | None, video: VideoSettings
 
 
 def _engine(workers: int, ray: str | None):
-    from nstvideo import schedule
+    from nstvideo.video import engines as schedule
 
     if ray is not None:
         return schedule.RayEngine(ray)

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import cv2
 import numpy as np
 
-from nstvideo.flow import SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference
+from nstvideo.video.flow import SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference
 from nstvideo.settings import VideoSettings
 
 SCAN_SIDE = 192  # px: the longest side frames are compared at in the cut pass

@@ -18,8 +18,8 @@ from nstvideo.media.video import image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.settings import StyleSettings
-from nstvideo.stylizer import Stylizer
-from nstvideo.tensors import fit_longest, resize, to_image
+from nstvideo.style.stylizer import Stylizer
+from nstvideo.style.tensors import fit_longest, resize, to_image
 
 ImageLike = str | os.PathLike | np.ndarray
 

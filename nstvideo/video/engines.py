@@ -33,13 +33,13 @@ def cpu_cores() -> int:
 
 
 def _store(folder: Path, unit, job):
-    from nstvideo.checkpoint import UNIT, UnitStore
+    from nstvideo.video.checkpoint import UNIT, UnitStore
 
     return UnitStore(Path(folder) / UNIT.format(unit.index), job.keep_frames)
 
 
 def _runner(job):
-    from nstvideo.pipeline import UnitRunner
+    from nstvideo.video.render import UnitRunner
 
     return UnitRunner(job)
 
@@ -69,7 +69,7 @@ def placements(device: str, workers: int) -> list[tuple[str, int]]:
     share them round-robin when there are more workers), else the CPU cores shared out."""
     import torch
 
-    from nstvideo.device import resolve_device
+    from nstvideo.style.device import resolve_device
 
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -91,7 +91,7 @@ def _portable(e: BaseException) -> BaseException:
     """An exception that survives pickling: ours as they are, any other as a RenderError."""
     if isinstance(e, NstVideoError):
         return e
-    from nstvideo.images import reason
+    from nstvideo.photos import reason
 
     return RenderError(f"a worker failed: {reason(e)} (run again with --verbose, and please "
                        "report it)")
@@ -237,7 +237,7 @@ def _ray_unit(token: str, job, unit, frames, progress) -> dict:
     import numpy as np
     import torch
 
-    from nstvideo.checkpoint import UnitStore
+    from nstvideo.video.checkpoint import UnitStore
 
     if frames is None and not job.source.readable():
         return {"need_frames": True}
@@ -303,7 +303,7 @@ class RayEngine:
         from ray.util.queue import Queue
 
         from nstvideo.media.writer import encode_image
-        from nstvideo.plan import Cursor
+        from nstvideo.video.plan import Cursor
 
         ray = self.ray
         task = ray.remote(_ray_unit).options(

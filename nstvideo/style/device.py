@@ -10,7 +10,7 @@ import warnings
 import torch
 
 from nstvideo.errors import InputError, ModelError
-from nstvideo.optimize import LBFGS_HISTORY
+from nstvideo.style.optimize import LBFGS_HISTORY
 
 MEMORY_SHARE = 0.9  # of the free memory a run plans to use: cuDNN workspaces need the rest
 
@@ -92,7 +92,7 @@ def estimate_bytes(hw: tuple[int, int], layers: tuple[str, ...], history: int = 
     """Rough device memory one optimization needs at size hw: VGG activations up to the deepest
     layer, kept for the backward pass and their gradients (x3, fp32), plus L-BFGS's history
     (2 x `history` images) and a few working images."""
-    from nstvideo.vgg import LAYER_NAMES, layer_channels
+    from nstvideo.style.vgg import LAYER_NAMES, layer_channels
 
     h, w = hw
     deepest = max(LAYER_NAMES.index(n) for n in layers)

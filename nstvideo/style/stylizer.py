@@ -9,15 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nstvideo import losses
+from nstvideo.style import losses
 from nstvideo.errors import InputError
-from nstvideo.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes, free_bytes,
+from nstvideo.style.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes, free_bytes,
                              out_of_memory, resolve_device, use_bf16)
-from nstvideo.optimize import EarlyStop, OptimizeReport, optimize
+from nstvideo.style.optimize import EarlyStop, OptimizeReport, optimize
 from nstvideo.settings import StyleSettings, loss_weights
-from nstvideo.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
+from nstvideo.style.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
                               to_tensor, with_colors_of)
-from nstvideo.vgg import VGGFeatures, min_side
+from nstvideo.style.vgg import VGGFeatures, min_side
 
 COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
 # Auto batching of same-size photos, CUDA only (on two CPU cores a batch of 4 small photos is
