@@ -16,7 +16,8 @@ import numpy as np
 from nstvideo.photos import build_stylizer
 from nstvideo.media.reader import read_image
 from nstvideo.media.video import VideoFile
-from nstvideo.video.render import FrameRenderer, even_size
+from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.job import even_size
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.tensors import resize
 

@@ -31,7 +31,8 @@ import torch
 
 from nstvideo.photos import build_stylizer
 from nstvideo.media.video import VideoFile
-from nstvideo.video.render import FrameRenderer, even_size
+from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.job import even_size
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.tensors import resize, to_tensor
 
@@ -161,7 +162,7 @@ def video_end_to_end(device: str, w: int, h: int, frames: int, video: VideoSetti
 def keyframe_net(device: str, w: int, h: int, steps: int, frames: int) -> tuple:
     """(training steps/s, seconds of `steps`, inference frames/s at w x h) of the keyframe
     method's network, trained on two keyframes of the test clip."""
-    from nstvideo.keyframes import train_net
+    from nstvideo.training import train_net
     from nstvideo.net import Training, batch_size, paint
 
     dev = torch.device(device)

@@ -27,7 +27,8 @@ from clips import DATA
 
 from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.video.flow import frame_warping_errors
-from nstvideo.video.render import even_size, stylize_video
+from nstvideo.video.job import even_size
+from nstvideo.video.render import stylize_video
 from nstvideo.settings import StyleSettings, VideoSettings
 
 

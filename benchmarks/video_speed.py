@@ -20,7 +20,8 @@ from nstvideo.photos import build_stylizer
 from nstvideo.media.reader import read_image
 from nstvideo.media.video import VideoFile
 from nstvideo.media.writer import write_image
-from nstvideo.video.render import FrameRenderer, even_size
+from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.job import even_size
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.tensors import resize
 

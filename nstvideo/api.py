@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nstvideo.errors import InputError
-from nstvideo.photos import (FolderReport, ImageLike, _init_image, build_stylizer, load,
+from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, load,
                              make_settings, run_one, stylize_folder)
-from nstvideo.media.reader import list_images
-from nstvideo.media.video import VIDEO_EXTS
+from nstvideo.media.reader import existing, list_images
+from nstvideo.media.video import is_video_path
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import VIDEO_OUT_EXTS, check_image_output, default_output, input_paths
 from nstvideo.video.render import VideoReport, stylize_video
@@ -65,12 +64,10 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
         styles = [styles]
-    src = Path(input_path)
-    if not src.exists():
-        raise InputError(f"input not found: {src}: check the path")
+    src = existing(input_path)
     out = Path(output) if output is not None else None
     frames = frame_sequence(src, out, video) if src.is_dir() else None
-    if frames is not None or (src.is_file() and src.suffix.lower() in VIDEO_EXTS):
+    if frames is not None or (src.is_file() and is_video_path(src)):
         rep = stylize_video(src, list(styles), out, settings=settings, video=video,
                             overwrite=overwrite, restart=restart, keep_frames=keep_frames,
                             progress=progress, files=frames, workers=workers, ray=ray)
@@ -89,7 +86,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
         return RunReport(output=out, written=rep.written, failed=rep.failed)
     check_image_output(out, input_paths([src], styles, settings), overwrite)
     image = load(src, "content image", settings.max_pixels)
-    init = _init_image(settings)
+    init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
     write_image(out, result)

@@ -14,11 +14,10 @@ import typer
 
 from nstvideo import __version__
 from nstvideo.api import stylize
-from nstvideo.errors import InputError, NstVideoError
-from nstvideo.photos import reason
-from nstvideo.settings import StyleSettings, VideoSettings
+from nstvideo.errors import InputError, NstVideoError, reason
+from nstvideo.settings import (METHODS, OPTIMIZERS, PRECISIONS, TEMPORAL_MODES, WARPS,
+                               StyleSettings, VideoSettings)
 from nstvideo.terminal import Terminated, quiet_libraries, sigterm_as_interrupt
-from nstvideo.style.vgg import check_layer
 
 app = typer.Typer(
     name="nstvideo", no_args_is_help=True, add_completion=False,
@@ -26,31 +25,16 @@ app = typer.Typer(
          "transfer on VGG-19).\n\nExample: nstvideo stylize photo.jpg monet.jpg")
 
 
-class Optimizer(str, Enum):
-    lbfgs = "lbfgs"
-    adam = "adam"
+def _choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str-Enum for Typer from one of the settings' tuples of choices."""
+    return Enum(name, {v: v for v in values}, type=str)
 
 
-class TemporalMode(str, Enum):
-    flow = "flow"
-    previous = "previous"
-    none = "none"
-
-
-class Warp(str, Enum):
-    bilinear = "bilinear"
-    bicubic = "bicubic"
-
-
-class Method(str, Enum):
-    optimize = "optimize"
-    keyframes = "keyframes"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
+Optimizer = _choices("Optimizer", OPTIMIZERS)
+TemporalMode = _choices("TemporalMode", TEMPORAL_MODES)
+Warp = _choices("Warp", WARPS)
+Method = _choices("Method", METHODS)
+Precision = _choices("Precision", PRECISIONS)
 
 
 def _version(value: bool):
@@ -74,16 +58,15 @@ def parse_floats(text: str, what: str) -> tuple[float, ...]:
 
 
 def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
-    """'relu1_1,relu2_1:0.5' -> (('relu1_1', 1.0), ('relu2_1', 0.5)); weight defaults to 1."""
+    """'relu1_1,relu2_1:0.5' -> (('relu1_1', 1.0), ('relu2_1', 0.5)); weight defaults to 1.
+    The layers and weights are checked by StyleSettings."""
     out = []
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, _, weight = item.partition(":")
         try:
-            out.append((check_layer(name.strip()), float(weight) if weight else 1.0))
+            out.append((name.strip(), float(weight) if weight else 1.0))
         except ValueError as e:
             raise InputError(f"--style-layers: weight '{weight}' of {name} is not a number") from e
-    if not out:
-        raise InputError("--style-layers is empty: give e.g. relu1_1,relu2_1,relu3_1")
     return tuple(out)
 
 
@@ -159,6 +142,12 @@ def stylize_cmd(
              "'auto' finds the one started here with 'ray start', 'local' starts a private "
              "one for this run. Needs: pip install 'nstvideo[ray]'.", metavar="ADDRESS",
         show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        min=1, max=1024, help="Video: CPU threads each unit renders with [default: the cores "
+        "shared among the workers]; recorded in the render, so a resumed one keeps them. "
+        "With --seed, renders with the same --threads paint the same frames, whatever "
+        "--workers or --ray; other thread counts give the same look, not the same bits.",
+        show_default=False)] = None,
     method: Annotated[Method, typer.Option(
         help="Video: optimize = every frame optimized (the reference look, slow); keyframes "
              "= keyframes optimized and a small network trained on them paints every frame "
@@ -210,7 +199,7 @@ def stylize_cmd(
                                         "auto picks CUDA, then Apple MPS, then CPU.")] = "auto",
     precision: Annotated[Precision, typer.Option(
         help="auto: bf16 convolutions on CUDA GPUs that support them (costs in fp32), fp32 "
-             "elsewhere.")] = Precision.auto,
+             "elsewhere.")] = Precision(D.precision),
     batch: Annotated[int, typer.Option(
         min=0, max=256, help="Folder of photos: how many photos of one size to optimize at "
         "once; 0 (auto): 1 on a CPU, on a CUDA GPU as many as fit up to ~1 megapixel per "
@@ -266,15 +255,15 @@ def _run(verbose: bool, call):
 
 def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
              temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
-             workers, ray, method, keyframes, train_steps, train_seconds, train_perceptual, net,
-             save_net,
-             content_weight, style_weight, tv_weight, content_layer, style_layers, style_scale,
-             style_weights, preserve_colors, optimizer, init, seed, device, precision, batch,
-             weights, max_megapixels, overwrite, verbose, quiet):
+             workers, ray, threads, method, keyframes, train_steps, train_seconds,
+             train_perceptual, net, save_net, content_weight, style_weight, tv_weight,
+             content_layer, style_layers, style_scale, style_weights, preserve_colors,
+             optimizer, init, seed, device, precision, batch, weights, max_megapixels,
+             overwrite, verbose, quiet):
     settings = StyleSettings(
         size=size, iterations=iterations or D.iterations, content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, content_layer=check_layer(
-            content_layer), style_layers=parse_style_layers(style_layers),
+        style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
+        style_layers=parse_style_layers(style_layers),
         style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
         if style_weights else None, preserve_colors=preserve_colors,
         optimizer=optimizer.value, init=init, seed=seed, device=device,
@@ -284,7 +273,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
         iterations_first=iterations_first, iterations=iterations or V.iterations,
         start=start, duration=duration, every=every, fps=fps, sequence=sequence,
-        method=method.value, keyframes=keyframes, train_steps=train_steps,
+        threads=threads, method=method.value, keyframes=keyframes, train_steps=train_steps,
         train_seconds=train_seconds, train_perceptual=train_perceptual,
         net=None if net is None else str(net),
         save_net=None if save_net is None else str(save_net))

@@ -33,3 +33,11 @@ class RenderError(NstVideoError):
     library failed on a frame); the message says what to change."""
 
     exit_code = 5
+
+
+def reason(e: BaseException) -> str:
+    """One line for a failure: our own errors say what to do; others name their type."""
+    if isinstance(e, NstVideoError):
+        return str(e)
+    text = " ".join(str(e).split())[:200] or "no message"
+    return f"{type(e).__name__}: {text}"

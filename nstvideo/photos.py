@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nstvideo.errors import InputError, NstVideoError
+from nstvideo.errors import InputError, NstVideoError, reason
 from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, read_image
 from nstvideo.media.video import image_size
 from nstvideo.media.writer import write_image
@@ -49,7 +49,7 @@ def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSetti
                     settings)
 
 
-def _init_image(settings: StyleSettings) -> np.ndarray | None:
+def init_image(settings: StyleSettings) -> np.ndarray | None:
     if settings.init in ("content", "noise"):
         return None
     return read_image(settings.init, what="--init image", max_pixels=settings.max_pixels)
@@ -105,7 +105,7 @@ def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *
     """
     settings = make_settings(settings, overrides)
     image = load(content, "content image", settings.max_pixels)
-    init = _init_image(settings)
+    init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     return run_one(stylizer, image, progress=progress, init=init)[0]
 
@@ -140,7 +140,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     created = not output_dir.exists()
     prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
                                                                 settings), overwrite)
-    init = _init_image(settings)
+    init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     report = FolderReport()
     errors = Exception  # any failure on one photo (cv2.error, a NaN loss...) fails that one
@@ -168,24 +168,8 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     work = list(zip(images, targets))
     if stylizer.batch_limit((settings.size, settings.size)) > 1:  # batches: same sizes together
         work.sort(key=lambda pair: _header_size(pair[0]))  # stable: name order within a size
-    batch: list[tuple[Path, Path, np.ndarray]] = []  # photos read, all of size `hw`
-    hw = None
     with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
-        for src, dst in work:
-            try:
-                image = read_image(src, what="photo", max_pixels=settings.max_pixels)
-            except NstVideoError as e:
-                report.failed.append((src, str(e)))
-                bar.update(1)
-                continue
-            size = fit_longest(*image.shape[:2], settings.size)
-            if batch and (size != hw or len(batch) >= stylizer.batch_limit(hw)):
-                run(batch)
-                bar.update(len(batch))
-                batch = []
-            batch.append((src, dst, image))
-            hw = size
-        if batch:
+        for batch in _batches(work, stylizer, report, bar):
             run(batch)
             bar.update(len(batch))
     if created and not report.written:  # every photo failed: leave no empty folder behind
@@ -194,12 +178,27 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     return report
 
 
-def reason(e: BaseException) -> str:
-    """One line for a failure: our own errors say what to do; others name their type."""
-    if isinstance(e, NstVideoError):
-        return str(e)
-    text = " ".join(str(e).split())[:200] or "no message"
-    return f"{type(e).__name__}: {text}"
+def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderReport, bar):
+    """The photos of `work` (source, target) read, in groups of one size that fit a batch;
+    one that cannot be read goes into the report (and the bar) instead."""
+    settings = stylizer.settings
+    batch: list[tuple[Path, Path, np.ndarray]] = []  # photos read, all of size `hw`
+    hw = None
+    for src, dst in work:
+        try:
+            image = read_image(src, what="photo", max_pixels=settings.max_pixels)
+        except NstVideoError as e:
+            report.failed.append((src, str(e)))
+            bar.update(1)
+            continue
+        size = fit_longest(*image.shape[:2], settings.size)
+        if batch and (size != hw or len(batch) >= stylizer.batch_limit(hw)):
+            yield batch
+            batch = []
+        batch.append((src, dst, image))
+        hw = size
+    if batch:
+        yield batch
 
 
 def _header_size(path: Path) -> tuple[int, int]:

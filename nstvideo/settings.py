@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from nstvideo.errors import InputError
+from nstvideo.style.vgg import check_layer
 
 
 def check_number(value: float, what: str, positive: bool = False) -> float:
@@ -30,7 +31,14 @@ DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = (
     ("relu1_1", 0.2), ("relu2_1", 0.2), ("relu3_1", 0.2), ("relu4_1", 0.2), ("relu5_1", 0.2))
 
 OPTIMIZERS = ("lbfgs", "adam")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {what} '{value}': use {', '.join(choices[:-1])} or "
+                         f"{choices[-1]}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -72,14 +80,20 @@ class StyleSettings:
             value = getattr(self, name)
             if value is not None:
                 check_number(value, "--" + name.replace("_", "-"))
+        check_layer(self.content_layer)
         if not self.style_layers:
             raise InputError("--style-layers is empty: give e.g. relu1_1,relu2_1,relu3_1")
         for layer, weight in self.style_layers:
+            check_layer(layer)
             check_number(weight, f"--style-layers weight of {layer}")
         if sum(w for _, w in self.style_layers) <= 0:
             raise InputError("--style-layers weights are all 0: give at least one above 0")
         for weight in self.style_blend or ():
             check_number(weight, "--style-weights")
+        if self.style_blend is not None and sum(self.style_blend) <= 0:
+            raise InputError("--style-weights are all 0: give at least one above 0")
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check_choice(self.precision, PRECISIONS, "precision")
         check_number(self.style_scale, "--style-scale", positive=True)
         check_number(self.learning_rate, "learning_rate", positive=True)
         check_number(self.max_megapixels, "--max-megapixels", positive=True)
@@ -135,6 +149,7 @@ def parse_keyframes(value: str | int) -> int | None:
 
 
 TEMPORAL_MODES = ("flow", "previous", "none")
+WARPS = ("bilinear", "bicubic")
 METHODS = ("optimize", "keyframes")
 TRAIN_STEPS = 850  # the keyframe network's default training: ~5.5 min on 2 CPU cores with
 # the feature term (benchmarks/keyframes.py); a GPU affords many more (--train-steps)
@@ -146,8 +161,9 @@ class VideoSettings:
 
     temporal: str = "flow"  # flow: warm start + temporal cost along optical flow (Ruder et al.)
     temporal_weight: float = 1e3  # τ on the masked squared difference to the warped previous
-    iterations_first: int | None = None  # first frame and frames after a scene cut; None: the
-                                         # StyleSettings' iterations
+    iterations_first: int | None = None  # a chain's first frame (the first of a shot, or after
+                                         # a scene cut), started from the content; None: 3x
+                                         # `iterations`
     iterations: int = 100  # later frames: they start from the warped previous result
     early_stop_tol: float = 1e-3  # stop a frame when its loss fell by less than this (relative)
     early_stop_window: int = 20  # ... over this many iterations
@@ -177,6 +193,10 @@ class VideoSettings:
                                    # pixel L1 only): sharper strokes at equal time (RESULTS.md)
     net: str | None = None  # keyframes: a network saved by an earlier render (no training)
     save_net: str | None = None  # keyframes: save the trained network here (reuse with `net`)
+    # torch threads every unit renders with, recorded in the plan (a resumed render keeps
+    # them); None: with a seed on a CPU, the cores shared among the workers (results can
+    # depend on the thread count on some CPUs: nstvideo.video.plan.unit_threads)
+    threads: int | None = None
 
     def __post_init__(self):
         check_number(self.temporal_weight, "--temporal-weight")
@@ -184,8 +204,9 @@ class VideoSettings:
             check_number(self.fps, "--fps", positive=True)
         if int(self.overlap) != self.overlap or self.overlap < 1:
             raise InputError(f"overlap {self.overlap}: give a whole number of frames, 1 or more")
-        if self.method not in METHODS:
-            raise InputError(f"unknown method '{self.method}': use optimize or keyframes")
+        check_choice(self.temporal, TEMPORAL_MODES, "temporal mode")
+        check_choice(self.warp, WARPS, "warp interpolation")
+        check_choice(self.method, METHODS, "method")
         parse_keyframes(self.keyframes)
         if self.train_seconds is not None:
             check_number(self.train_seconds, "--train-seconds", positive=True)
@@ -194,7 +215,7 @@ class VideoSettings:
             n = getattr(self, name)
             if int(n) != n or n < 1:
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
-        for name in ("iterations", "iterations_first"):
+        for name in ("iterations", "iterations_first", "threads"):
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")

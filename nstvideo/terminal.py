@@ -22,7 +22,7 @@ class Terminated(KeyboardInterrupt):
     the frames finished and queued for writing are kept and the render resumes."""
 
 
-def _on_sigterm(signum, frame):
+def on_sigterm(signum, frame):
     raise Terminated()
 
 
@@ -31,7 +31,7 @@ def sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield
     finally:

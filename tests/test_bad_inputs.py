@@ -119,6 +119,12 @@ CASES = {
     "workers 0": (["{t}/clip.mp4", "{t}/style.png", "--workers", "0"], 2, "--workers"),
     "no Ray cluster running": (["{t}/clip.mp4", "{t}/style.png", "--ray", "auto"], 2,
                                "ray start --head"),
+    # a mistyped address: at once (nothing listens there), not minutes of Ray's retries
+    "Ray cluster address wrong": (["{t}/clip.mp4", "{t}/style.png", "--ray", "127.0.0.1:1"], 3,
+                                  "ray start --head"),
+    "Ray address not one": (["{t}/clip.mp4", "{t}/style.png", "--ray", "head:port"], 2,
+                            "HOST:PORT"),
+    "threads 0": (["{t}/clip.mp4", "{t}/style.png", "--threads", "0"], 2, "--threads"),
     "net missing": (["{t}/clip.mp4", "{t}/style.png", "--method", "keyframes", "--net",
                      "{t}/nope.pt"], 2, "no such file"),
     "net a text file": (bad_net("text"), 2, "not a network saved by nstvideo"),

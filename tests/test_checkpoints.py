@@ -14,7 +14,8 @@ import time
 import pytest
 
 from nstvideo import StyleSettings, VideoSettings, stylize
-from nstvideo.video.checkpoint import LOCK, RECORDS, STATE, checkpoint_dir
+from nstvideo.video.checkpoint import checkpoint_dir
+from nstvideo.video.names import LOCK, RECORDS, STATE
 from nstvideo.errors import InputError, OutputError
 from test_video import Interrupt
 from videokit import make_clip, probe
@@ -76,7 +77,7 @@ def test_restart_never_deletes_a_folder_of_the_users(tmp_path, style_png):
 
 
 def test_early_failure_leaves_no_checkpoint_folder(tmp_path, style_png, monkeypatch):
-    from nstvideo.video import render as pipeline
+    from nstvideo.video import unit as pipeline
     from nstvideo.errors import ModelError
 
     src = make_clip(tmp_path / "c.mp4", frames=3)
@@ -84,7 +85,7 @@ def test_early_failure_leaves_no_checkpoint_folder(tmp_path, style_png, monkeypa
 
     def no_weights(*a, **k):
         raise ModelError("weights cannot be had")
-    monkeypatch.setattr(pipeline, "build_stylizer", no_weights)
+    monkeypatch.setattr(pipeline, "Stylizer", no_weights)
     with pytest.raises(ModelError):
         stylize(src, style_png, out, settings=S, video=V)
     assert not checkpoint_dir(out).exists() and not out.exists()

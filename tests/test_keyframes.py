@@ -14,16 +14,20 @@ from test_parallel import kept
 from test_video import Interrupt
 from videokit import probe, psnr, read_frames, shots_clip
 
-from nstvideo import keyframes, stylize
+from nstvideo import net as keyframes
+from nstvideo import stylize
 from nstvideo.video.checkpoint import checkpoint_dir
-from nstvideo.keyframes import KeyframeChooser, train_net
+from nstvideo.training import train_net
+from nstvideo.video.plan import KeyframeChooser
 from nstvideo.net import (NetShape, Trainer, Training, TranslationNet, load_net, paint,
                           save_net)
 from nstvideo.video.plan import find_cuts
 from nstvideo.settings import StyleSettings, VideoSettings
 
 S = StyleSettings(size=48, iterations=3, seed=0)
-V = VideoSettings(iterations=3, iterations_first=3, method="keyframes", train_steps=12)
+# one thread everywhere: the one-process render equals the workers' (see test_parallel.py)
+V = VideoSettings(iterations=3, iterations_first=3, method="keyframes", train_steps=12,
+                  threads=1)
 SHOTS = (8, 7, 9)
 
 

@@ -3,7 +3,9 @@ reads a source forward once for units taken in order."""
 
 import numpy as np
 
-from nstvideo.video.plan import MAX_PIECE, Cursor, Plan, fade, make_units
+from nstvideo.video.assemble import fade
+from nstvideo.video.job import Cursor
+from nstvideo.video.plan import MAX_PIECE, Plan, make_units
 
 
 def test_one_process_renders_whole_shots():

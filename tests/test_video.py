@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import nstvideo.video.render as pipeline
+import nstvideo.video.frames as frames_module
+from nstvideo.video.render import stylize_video
 from nstvideo.api import stylize
 from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.cli import app
@@ -93,7 +94,7 @@ class Interrupt:
 
     def __init__(self, monkeypatch, at=None):
         self.calls, self.at = 0, at
-        original = pipeline.FrameRenderer.render
+        original = frames_module.FrameRenderer.render
 
         def render(renderer, *a, **k):
             self.calls += 1
@@ -101,7 +102,7 @@ class Interrupt:
                 raise KeyboardInterrupt
             return original(renderer, *a, **k)
 
-        monkeypatch.setattr(pipeline.FrameRenderer, "render", render)
+        monkeypatch.setattr(frames_module.FrameRenderer, "render", render)
 
 
 def test_resume_continues_after_an_interruption(tmp_path, style_png, monkeypatch):
@@ -192,7 +193,7 @@ def test_bad_video_inputs(tmp_path, style_png):
     clean_error(run_cli(good, style_png, "--start", "soon"), "not a time")
     clean_error(run_cli(good, style_png, "--start", "999"), "past the end")
     with pytest.raises(InputError, match="use bilinear or bicubic"):
-        pipeline.stylize_video(good, style_png, tmp_path / "w.mp4",
+        stylize_video(good, style_png, tmp_path / "w.mp4",
                                video=VideoSettings(warp="lanczos"))
     assert run_cli(good, style_png, "--warp", "lanczos").exit_code == 2  # usage error
     (tmp_path / "good_monet.mp4").write_bytes(b"mine")

@@ -101,6 +101,14 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def existing(path: str | Path, what: str = "input") -> Path:
+    """`path` as a Path, refused in one line if nothing is there."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}: check the path")
+    return path
+
+
 def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to RGB or RGBA uint8, upright (EXIF orientation applied).
 
@@ -108,9 +116,7 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     An image over `max_pixels` is refused from its header, before anything is decoded.
     `what` names the input in error messages ("style image", "content image", ...).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{what} not found: {path}: check the path")
+    path = existing(path, what)
     if path.is_dir():
         raise InputError(f"{what} {path} is a folder: give an image file")
     head = header(path)

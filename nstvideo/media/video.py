@@ -19,7 +19,8 @@ import imageio_ffmpeg
 import numpy as np
 
 from nstvideo.errors import InputError
-from nstvideo.media.reader import MAX_PIXELS, check_pixels, header, list_images, read_image
+from nstvideo.media.reader import (MAX_PIXELS, check_pixels, existing, header, list_images,
+                                   read_image)
 
 VIDEO_EXTS = frozenset(".mp4 .mov .mkv .avi .webm .gif .m4v .mpg .mpeg .wmv .flv .ts .mts".split())
 MAX_FPS = 1000  # above this a container's rate is nonsense (some report 90000 = the timebase)
@@ -136,9 +137,7 @@ def file_fingerprint(path: Path) -> str:
 
 class VideoFile(Source):
     def __init__(self, path: Path, max_pixels: int = MAX_PIXELS):
-        path = Path(path)
-        if not path.exists():
-            raise InputError(f"video not found: {path}: check the path")
+        path = existing(path, "video")
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
             raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "
@@ -245,3 +244,13 @@ class FrameFolder(Source):
 
 def is_video_path(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS
+
+
+def open_source(path: Path, files: list[Path] | None = None, fps: float | None = None,
+                max_pixels: int = MAX_PIXELS) -> Source:
+    """A video file, or a folder of numbered frames (`files`: its frames, else every image in
+    it; `fps`: its rate, default 25)."""
+    path = Path(path)
+    if path.is_dir():
+        return FrameFolder(path, fps, files, max_pixels)
+    return VideoFile(path, max_pixels)

@@ -20,6 +20,8 @@ import numpy as np
 from nstvideo.errors import OutputError
 
 _JPEG_QUALITY = 95  # visually lossless for painted textures; the default 75 smears brush strokes
+PARTIAL_GLOB = ".*.partial*"  # the names of files on their way (atomic_path, scratch_path)
+FRAME_LIST = "frames.ffconcat"  # the list of frames and their durations (variable rates)
 
 
 @contextlib.contextmanager
@@ -42,6 +44,20 @@ def atomic_path(target: Path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def scratch_path(folder: Path, name: str) -> Path:
+    """A file of ours on its way in `folder`, named so that `remove_partials` removes it when a
+    run killed meanwhile left it behind."""
+    name = Path(name)
+    return Path(folder) / f".{name.stem}.partial{name.suffix}"
+
+
+def remove_partials(folder: Path) -> None:
+    """Remove what runs killed mid-write left in `folder` (atomic_path's and scratch_path's
+    files)."""
+    for p in Path(folder).glob(PARTIAL_GLOB):
+        p.unlink(missing_ok=True)
 
 
 def fsync_dir(folder: Path) -> None:
@@ -164,7 +180,7 @@ def _frames_input(folder: Path, names: list[str], fps: Fraction, times: list[flo
         # its time is not rounded to the image reader's default 1/25 s
         lines += [f"file '{name}'", "option framerate 90000", f"duration {max(d, 1e-3):.6f}"]
     lines.append(f"file '{names[-1]}'")  # the concat demuxer takes the last duration so
-    listing = folder / "frames.ffconcat"
+    listing = folder / FRAME_LIST
     listing.write_text("\n".join(lines) + "\n")
     return (["-f", "concat", "-safe", "0", "-i", str(listing)],
             ["-fps_mode", "vfr", "-frames:v", str(len(names))])
@@ -210,7 +226,7 @@ def join_segments(segments: list[tuple[Path, float]], output: Path, *,
     the time the ones before it span: exact, where a segment's own container would round its
     last frame's duration), with the audio as for `encode_video`. Returns whether audio was
     included."""
-    listing = Path(output).with_name(f".{Path(output).name}.segments.partial.ffconcat")
+    listing = scratch_path(Path(output).parent, f"{Path(output).name}.segments.ffconcat")
     lines = ["ffconcat version 1.0"]
     for path, seconds in segments:
         lines += ["file '{}'".format(str(Path(path).resolve()).replace("'", "'\\''")),

@@ -4,12 +4,13 @@ to say when the GPU runs out of memory anyway. Knows nothing of images or files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 
 import torch
 
-from nstvideo.errors import InputError, ModelError
+from nstvideo.errors import ModelError
 from nstvideo.style.optimize import LBFGS_HISTORY
 
 MEMORY_SHARE = 0.9  # of the free memory a run plans to use: cuDNN workspaces need the rest
@@ -48,8 +49,6 @@ def resolve_device(name: str) -> torch.device:
 def use_bf16(precision: str, device: torch.device) -> bool:
     """auto: bf16 convolutions where `device` computes bf16 natively (Ampere and later), else
     fp32. Emulated bf16 (older GPUs) is slower than fp32, so it never counts."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise InputError(f"unknown precision '{precision}': use auto, fp32 or bf16")
     if precision == "fp32":
         return False
     supported = False
@@ -79,6 +78,22 @@ def configure(device: torch.device, seed: int | None) -> None:
     torch.backends.cudnn.deterministic = True
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with `n` intra-op threads (None: as they are), as before afterwards. On
+    some CPUs the thread count changes a result's floats: a render that must repeat fixes it
+    (nstvideo.video.plan.unit_threads)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def free_bytes(device: torch.device) -> int:

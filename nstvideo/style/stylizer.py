@@ -62,8 +62,6 @@ class Stylizer:
         if len(blend) != len(styles):
             raise InputError(f"--style-weights has {len(blend)} values for {len(styles)} style "
                              "images: give one weight per style image")
-        if any(w < 0 for w in blend) or sum(blend) <= 0:
-            raise InputError("--style-weights must be non-negative and not all zero")
         self.blend = [w / sum(blend) for w in blend]
         self.device = resolve_device(s.device)
         layers = [s.content_layer] + [name for name, _ in s.style_layers]

@@ -1,56 +1,33 @@
-"""Checkpoints of a video render, in a folder beside the output: a state file with the
-settings and fingerprints of the inputs, the plan (shots and units), and one folder per unit
-with its finished frames (PNG) and the video segments they were encoded into. Re-running the
-same command continues: finished units are kept, a unit in progress continues after its last
-finished frame; a changed setting or input is refused.
+"""A render's folder beside its output (OUTPUT.frames/): the state file (the settings and the
+inputs' fingerprints), the plan, the lock, and the unit stores (nstvideo.video.store) it
+hands out. Re-running the same command continues: finished units are kept, a unit in
+progress continues after its last finished frame; a changed setting or input is refused.
 
-Made to survive what overnight renders meet:
-  * a frame counts as done only once its PNG is on disk (fsync'd, renamed into place) and its
-    size and SHA-256 are recorded in the unit's `frames.jsonl` (fsync'd too); so does a
-    segment. Resume checks every record against its file and renders again from the first
-    one that does not match (a power loss can truncate a file or lose its record);
-  * disk stays bounded: once a segment holds a run of frames their PNGs go, except the last
-    (the next frame starts from it);
   * a lock file holds the PID of the render in progress: a second render of the same output
     refuses at once; a lock left by a dead process is taken over;
-  * a folder that holds anything but our own files is never written into or deleted
-    (not with --restart either);
+  * a folder that holds anything but our own files (nstvideo.video.names) is never written
+    into or deleted (not with --restart either);
   * a run that fails before finishing a frame leaves no folder behind.
+
+Knows nothing of style transfer or of what is inside a unit's files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 from pathlib import Path
 
-import numpy as np
-
 from nstvideo.errors import InputError, OutputError
-from nstvideo.media.reader import read_image
-from nstvideo.media.writer import encode_image, fsync_dir, write_file
+from nstvideo.media.writer import remove_partials, write_file
+from nstvideo.video.names import (FRAME, IN_FOLDER, IN_UNIT, KEPT_FRAME, KEYS, LOCK, NET, PLAN,
+                                  RECORDS, RENDERED, STATE, UNIT_FOLDERS)
+from nstvideo.video.store import UnitStore, unit_store
 
-STATE = "state.json"
-PLAN = "plan.json"
-RECORDS = "frames.jsonl"
-LOCK = "lock"
-FRAME = "frame_{:06d}.png"
-SEGMENT = "seg_{:04d}{}"
-UNIT = "u{:05d}"
 FORMAT = 3  # bump when the checkpoint layout changes (2: records, lock; 3: units, segments)
-# Our own files: anything else in the folder is the user's, and the folder is not touched.
-_PARTIAL = r"\..*\.partial.*"
-KEYS = "keys"  # the keyframe method's painted keyframes (a unit store of their own)
-NET = "net.pt"  # ... and the network it trains on them, with its training state
-OURS = re.compile(rf"^(state\.json|plan\.json|lock|frames\.ffconcat|segments\.ffconcat|"
-                  rf"frame_\d{{6}}\.png|u\d{{5}}|{KEYS}|net\.pt|{_PARTIAL})$")
-OURS_IN_UNIT = re.compile(rf"^(frames\.jsonl|frames\.ffconcat|frame_\d{{6}}\.png|"
-                          rf"seg_\d{{4}}\.(mp4|webm)|fade\.(mp4|webm)|{_PARTIAL})$")
 
 
 def checkpoint_dir(output: Path) -> Path:
@@ -66,179 +43,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _append(path: Path, rec: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    fsync_dir(path.parent)
-
-
-class UnitStore:
-    """One unit's finished frames and segments. Frames are numbered from 0 within the unit."""
-
-    def __init__(self, folder: Path, keep_frames: bool = True):
-        self.folder = Path(folder)
-        self.keep_frames = keep_frames  # False: a segment's PNGs go once it is recorded
-        self.frames: list[dict] = []  # one record per finished frame, in order
-        self.segments: list[dict] = []  # {seg, k0, k1, bytes, sha256}, in order
-        self.complete = False
-
-    def open(self) -> int:
-        """Check the unit's records (its folder is made with its first frame); return how
-        many frames are done."""
-        for p in self.folder.glob(".*.partial*"):  # left by a run killed mid-write
-            p.unlink(missing_ok=True)
-        self._verify()
-        return len(self.frames)
-
-    def _verify(self) -> None:
-        """Keep the records from the first up to the first whose file is missing or does not
-        match (that one and all after it are done again). A frame whose PNG was dropped counts
-        when a verified segment holds it."""
-        path = self.folder / RECORDS
-        self.frames, self.segments, self.complete = [], [], False
-        if not path.exists():
-            return
-        lines = path.read_text(errors="replace").splitlines()
-        recs = []
-        for line in lines:
-            try:
-                recs.append(json.loads(line))
-            except ValueError:
-                break  # a record cut short by a crash
-        held = set()
-        for r in recs:
-            if isinstance(r, dict) and "seg" in r and self._matches(self.segment_path(r), r):
-                held.update(range(r["k0"], r["k1"]))
-        kept = 0
-        for r in recs:
-            try:
-                if "k" in r:
-                    ok = r["k"] == len(self.frames) and (
-                        r["k"] in held or self._matches(self.frame_path(r["k"]), r))
-                    if ok:
-                        self.frames.append(r)
-                elif "seg" in r:
-                    end = self.segments[-1]["k1"] if self.segments else r["k0"]
-                    ok = (r["seg"] == len(self.segments) and r["k0"] == end and
-                          r["k1"] <= len(self.frames) and set(range(r["k0"], r["k1"])) <= held)
-                    if ok:
-                        self.segments.append(r)
-                else:
-                    ok = r.get("done") == len(self.frames)
-                    self.complete = ok
-            except (KeyError, TypeError):
-                ok = False
-            if not ok:
-                break
-            kept += 1
-        if kept < len(lines):  # drop the records that failed, so appends follow the good ones
-            write_file(path, "".join(json.dumps(r) + "\n" for r in recs[:kept]).encode(),
-                       durable=True)
-
-    @staticmethod
-    def _matches(path: Path, rec: dict) -> bool:
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return False
-        return len(data) == rec["bytes"] and _sha(data) == rec["sha256"]
-
-    def done(self) -> int:
-        return len(self.frames)
-
-    def frame_path(self, k: int) -> Path:
-        return self.folder / FRAME.format(k)
-
-    def segment_path(self, rec_or_index, ext: str | None = None) -> Path:
-        if isinstance(rec_or_index, dict):
-            return self.folder / rec_or_index["name"]
-        return self.folder / SEGMENT.format(rec_or_index, ext)
-
-    def save(self, k: int, frame: np.ndarray, time: float | None = None) -> None:
-        """Write frame k durably, then record it (size, hash and its time in the source)."""
-        if k != len(self.frames):
-            raise RuntimeError(f"checkpoint frames out of order: {k} after {len(self.frames)}")
-        data = encode_image(frame, ".png")
-        target = self.frame_path(k)
-        rec = {"k": k, "bytes": len(data), "sha256": _sha(data)}
-        if time is not None:
-            rec["t"] = round(float(time), 6)
-        self._write(target, data, rec)
-        self.frames.append(rec)
-
-    def _write(self, target: Path, data: bytes | None, rec: dict) -> None:
-        try:
-            self.folder.mkdir(exist_ok=True)
-            if data is not None:
-                write_file(target, data, durable=True)
-            _append(self.folder / RECORDS, rec)
-        except OSError as e:
-            raise OutputError(f"cannot write checkpoint {target} ({e.strerror}): free "
-                              "space and run the same command again to resume") from e
-
-    def add_segment(self, path: Path, k0: int, k1: int) -> None:
-        """Record the segment file `path` (already in place) as holding frames k0..k1-1; then
-        their PNGs go, but for the last one (the next frame starts from it)."""
-        data = path.read_bytes()
-        rec = {"seg": len(self.segments), "name": path.name, "k0": k0, "k1": k1,
-               "bytes": len(data), "sha256": _sha(data)}
-        self._write(path, None, rec)
-        self.segments.append(rec)
-        if not self.keep_frames:
-            for k in range(max(0, k0 - 1), k1 - 1):
-                if k != k0 - 1 or any(s["k1"] == k0 for s in self.segments[:-1]):
-                    self.frame_path(k).unlink(missing_ok=True)
-
-    def finish(self) -> None:
-        self._write(self.folder / RECORDS, None, {"done": len(self.frames)})
-        self.complete = True
-
-    def times(self) -> list[float] | None:
-        """Each finished frame's time in the source (seconds), where recorded."""
-        times = [r.get("t") for r in self.frames]
-        return None if any(t is None for t in times) else times
-
-    def load(self, k: int) -> np.ndarray:
-        return read_image(self.frame_path(k), what="checkpoint frame")
-
-    def decoded(self, k: int) -> np.ndarray:
-        """Frame k as its segment holds it (for a PNG that went once it was encoded)."""
-        import cv2
-
-        rec = next(r for r in self.segments if r["k0"] <= k < r["k1"])
-        cap = cv2.VideoCapture(str(self.segment_path(rec)))
-        try:
-            for _ in range(k - rec["k0"] + 1):
-                ok, frame = cap.read()
-                if not ok:
-                    raise OutputError(f"{self.segment_path(rec)} is damaged: pass --restart")
-        finally:
-            cap.release()
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-
-    def files(self) -> dict[str, bytes]:
-        """Every file of the unit, by name (to carry a unit rendered elsewhere)."""
-        return {p.name: p.read_bytes() for p in sorted(self.folder.iterdir())
-                if OURS_IN_UNIT.match(p.name) and not p.name.startswith(".")}
-
-    def adopt(self, files: dict[str, bytes]) -> int:
-        """Take the files of this unit rendered elsewhere (records last); return frames done."""
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
-        for name, data in files.items():
-            if name != RECORDS and OURS_IN_UNIT.match(name):
-                write_file(self.folder / name, data, durable=True)
-        write_file(self.folder / RECORDS, files.get(RECORDS, b""), durable=True)
-        return self.open()
 
 
 class Checkpoint:
@@ -280,14 +84,14 @@ class Checkpoint:
         names = []
         for p in self.folder.iterdir():
             names.append(p.name)
-            if p.is_dir() and OURS.match(p.name):
+            if p.is_dir() and IN_FOLDER.match(p.name):
                 names += [f"{p.name}/{q.name}" for q in p.iterdir()
-                          if not OURS_IN_UNIT.match(q.name) or q.is_dir()]
+                          if not IN_UNIT.match(q.name) or q.is_dir()]
             elif p.is_dir():
                 names.append(p.name + "/")
-        foreign = [n for n in names if "/" in n or not OURS.match(n)]
+        foreign = [n for n in names if "/" in n or not IN_FOLDER.match(n)]
         if not (self.folder / STATE).exists():  # frames without our state: not provably ours
-            foreign += [n for n in names if n.startswith(("frame_", "u"))]
+            foreign += [n for n in names if RENDERED.match(n)]
         if foreign:
             raise OutputError(f"{self.folder} is not an nstvideo checkpoint folder (e.g. "
                               f"{foreign[0].rstrip('/')}): "
@@ -320,8 +124,7 @@ class Checkpoint:
         raise OutputError(f"cannot take the lock {path}: choose another output with -o")
 
     def _load(self, restart: bool) -> None:
-        for p in self.folder.glob(".*.partial*"):  # left by a run killed mid-write
-            p.unlink(missing_ok=True)
+        remove_partials(self.folder)  # left by a run killed mid-write
         saved = self._saved_state()
         if restart or (saved is None and any(p.name != LOCK for p in self.folder.iterdir())):
             self._clear()
@@ -367,7 +170,7 @@ class Checkpoint:
 
     def drop_units(self) -> None:
         """Forget everything rendered to a plan (units, keyframes, the network trained on them)."""
-        for p in [*self.folder.glob("u" + "[0-9]" * 5), self.folder / KEYS]:
+        for p in [q for pattern in UNIT_FOLDERS for q in self.folder.glob(pattern)]:
             if p.is_dir():
                 shutil.rmtree(p)
         (self.folder / NET).unlink(missing_ok=True)
@@ -381,7 +184,7 @@ class Checkpoint:
         return self.folder / NET
 
     def unit(self, index: int, keep_frames: bool = True) -> UnitStore:
-        return UnitStore(self.folder / UNIT.format(index), keep_frames)
+        return unit_store(self.folder, index, keep_frames)
 
     def frame_path(self, k: int) -> Path:
         """Where the finished output frame k goes when frames are kept (--keep-frames)."""
@@ -390,8 +193,8 @@ class Checkpoint:
     def has_frames(self) -> bool:
         """Whether anything was finished: a frame, a keyframe, a network's training."""
         return (self.net_path.exists() or
-                any(p.stat().st_size > 0 for p in [*self.folder.glob("u*/" + RECORDS),
-                                                   *self.folder.glob(f"{KEYS}/{RECORDS}")]))
+                any(p.stat().st_size > 0 for pattern in UNIT_FOLDERS
+                    for p in self.folder.glob(f"{pattern}/{RECORDS}")))
 
     # -- closing ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -417,7 +220,7 @@ class Checkpoint:
         for p in self.folder.iterdir():
             if p.is_dir():
                 shutil.rmtree(p)
-            elif not p.name.startswith("frame_") and p.name != LOCK:
+            elif not KEPT_FRAME.match(p.name) and p.name != LOCK:
                 p.unlink()
         self._locked = False
         (self.folder / LOCK).unlink(missing_ok=True)

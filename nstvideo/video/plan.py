@@ -1,27 +1,32 @@
-"""A render as a plan of units: the shots of a clip (scene cuts found in one quick pass over
-it) and the pieces long shots are split into, so that units can render in any order, in any
-process, and join into the same video.
+"""A render as a plan: one quick pass over the clip finds its frame times, its shots (scene
+cuts, by the renderer's own test on small copies of the frames) and, for the keyframe method,
+its keyframes; the shots become units (long ones split into pieces when several workers share
+them), so that units can render in any order, in any process, and join into the same video.
+The plan also fixes the thread count every unit renders with where results must repeat.
 
 A unit renders the output positions [begin, stop). A piece that continues a shot starts
 `head` frames before the previous piece ends; those frames are rendered by both and
 cross-faded at the join (two optimization chains never paint the same strokes, a fade over
 `head` frames spreads the difference thin enough not to show: benchmarks/RESULTS.md,
-"Seams"). Knows nothing of devices, engines or style transfer.
+"Seams"). Knows nothing of devices, engines, checkpoints or style transfer.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
+from nstvideo.media.video import Source
+from nstvideo.settings import VideoSettings, parse_keyframes
+from nstvideo.video.background import prefetch
 from nstvideo.video.flow import SCENE_CUT_DIFF, FlowEstimator, analyse, frame_difference
-from nstvideo.settings import VideoSettings
+from nstvideo.video.job import SourceSpec
 
 SCAN_SIDE = 192  # px: the longest side frames are compared at in the cut pass
 MAX_PIECE = 900  # frames: a piece no worker should hold longer (a lost worker loses at most this)
@@ -52,6 +57,7 @@ class Plan:
     cuts: list[int]  # output positions where a shot begins (the first is 0)
     units: list[Unit]
     keys: list[int] = field(default_factory=list)  # keyframe method: the keyframes' positions
+    threads: int | None = None  # torch threads every unit renders with (see unit_threads)
 
     @property
     def total(self) -> int:
@@ -59,12 +65,13 @@ class Plan:
 
     def to_json(self) -> dict:
         return {"times": self.times, "cuts": self.cuts, "units": [asdict(u) for u in self.units],
-                "keys": self.keys}
+                "keys": self.keys, "threads": self.threads}
 
     @classmethod
     def from_json(cls, data: dict) -> "Plan":
         return cls([float(t) for t in data["times"]], [int(c) for c in data["cuts"]],
-                   [Unit(**u) for u in data["units"]], [int(k) for k in data.get("keys", [])])
+                   [Unit(**u) for u in data["units"]], [int(k) for k in data.get("keys", [])],
+                   data.get("threads"))
 
     def shot_of(self, k: int) -> int:
         """The shot output position k belongs to."""
@@ -124,46 +131,106 @@ def make_units(total: int, cuts: list[int], workers: int = 1, chained: bool = Tr
     return units
 
 
-def fade(a: np.ndarray, b: np.ndarray, i: int, n: int) -> np.ndarray:
-    """Frame i of n of a cross-fade from a (the earlier piece) to b (the later one)."""
-    w = (i + 1) / (n + 1)
-    return np.clip(np.rint((1 - w) * a.astype(np.float32) + w * b.astype(np.float32)),
-                   0, 255).astype(np.uint8)
+def unit_threads(video: VideoSettings, seeded: bool, on_cpu: bool, share: int) -> int | None:
+    """The torch threads every unit of a render uses, fixed in its plan: on some CPUs (AVX-512
+    kernels) the thread count changes the floats a frame comes out with, and along a chain of
+    frames the difference grows (76 dB after one frame, 41 dB after 35: benchmarks/threads.py).
+    `--threads` if given; else, for a seeded render on the CPU, the engine's own `share` (the
+    cores of one of its slots: what it would use anyway), so that a resumed render, or one
+    whose units run elsewhere, paints what the first run would have. None: each process
+    uses its own share."""
+    if video.threads is not None:
+        return video.threads
+    return share if seeded and on_cpu else None
 
 
-class Cursor:
-    """Output frames of a source, read forward once for units taken in order: a unit that
-    starts a little before the previous one ended (its head) is served from the frames just
-    read; frames before a unit are skipped cheaply (grabbed, not converted or resized); going
-    further back opens the source again."""
+def scan(spec: SourceSpec, source: Source, video: VideoSettings, hw: tuple[int, int],
+         slots: int, threads: int | None = None, keyframes: bool = False,
+         progress: bool = False) -> Plan:
+    """The plan of a render, made in one pass over its frames: their times, the shots (cuts
+    by the renderer's own test, on small copies), the units for `slots` engines' slots and,
+    where `keyframes` (the keyframe method, training a network), the keyframes. `source`:
+    the spec's source, opened."""
+    times: list[float] = []
+    small = scan_size(hw)
+    # the keyframe method's frames are independent: no chain, no overlap; but its keyframes
+    # start each shot (found with the flow test)
+    chained = video.temporal != "none" and video.method == "optimize"
+    find = video.scene_cuts and (chained or video.method == "keyframes")
+    chooser = (KeyframeChooser(parse_keyframes(video.keyframes), float(source.fps) / video.every)
+               if keyframes else None)
+    bar = tqdm(total=spec.expected(source), unit="frame", desc="finding shots",
+               disable=not progress, dynamic_ncols=True, leave=False)
 
-    def __init__(self, open_frames, keep: int):
-        # open_frames(want) -> iterator of (position, frame or None, time) from position 0,
-        # with None for positions before want() (asked at each frame)
-        self._open = open_frames
-        self._it: Iterator | None = None
-        self._next = 0  # position the iterator yields next
-        self._want = 0  # first position the current unit needs decoded
-        self._recent: deque = deque(maxlen=keep)  # (position, frame) just read
+    def seen(k: int, frame: np.ndarray, cut: bool) -> None:
+        bar.update(1)
+        if chooser is not None:
+            chooser.see(k, frame, cut)
 
-    def take(self, begin: int, stop: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(position, frame) for begin <= position < stop (fewer where the source ends)."""
-        recent = [(k, f) for k, f in self._recent if begin <= k < stop]
-        if self._it is None or begin < self._next - len(self._recent) or (
-                begin < self._next and not recent):
-            self._it, self._next = self._open(lambda: self._want), 0
-            self._recent.clear()
-            recent = []
-        self._want = max(begin, self._next - self._recent.maxlen)  # keep the overlap's worth
-        yield from recent
-        while self._next < stop:
-            item = next(self._it, None)
-            if item is None:
-                return
-            pos, frame = self._next, item[1]
-            self._next += 1
-            if frame is None:  # skipped: before this unit
-                continue
-            self._recent.append((pos, frame))
-            if pos >= begin:
-                yield pos, frame
+    def frames():
+        for _, frame, t in spec.frames(source):
+            times.append(float(t))
+            yield shrink(frame, small)
+
+    with bar:
+        test = video.temporal if video.method == "optimize" else "flow"
+        cuts = (find_cuts(prefetch(frames()), test, video.flow_preset, on_frame=seen)
+                if find else [0])
+        if not find:
+            for k, frame in enumerate(frames()):
+                seen(k, frame, k == 0)
+    units = make_units(len(times), cuts, slots, chained, video.overlap)
+    return Plan(times, cuts if times else [], units,
+                chooser.keys if chooser is not None and times else [], threads)
+
+
+# auto: a new keyframe once more than this share of a frame's pixels have colours the shot's
+# keyframes do not show (the network learns local appearance: what it has not seen painted,
+# it guesses), ...
+KEY_NOVEL = 0.10
+COLOUR_LEVELS = 16  # per channel: 4096 colour bins (after a 3x3 blur: noise is not new)
+KNOWN_SHARE = 1e-4  # a colour is known once it covers this share of the keyframes' pixels
+KEY_MIN_SECONDS = 1.0  # ... but not sooner than this after the last (fast motion)
+KEY_MAX_SECONDS = 8.0  # and at least this often (slow drifts of shape the colours miss)
+
+
+class KeyframeChooser:
+    """Sees the (small) frames of a clip in order with the shot cuts, and keeps the output
+    positions of its keyframes: each shot's first frame, then every `every` frames (when
+    given), else (auto) where more than KEY_NOVEL of the frame is colours the shot's
+    keyframes so far do not show, KEY_MIN_SECONDS to KEY_MAX_SECONDS apart."""
+
+    def __init__(self, every: int | None, fps: float):
+        self.every, self.keys = every, []
+        self.min_gap = max(1, round(KEY_MIN_SECONDS * fps))
+        self.max_gap = max(self.min_gap, round(KEY_MAX_SECONDS * fps))
+        self._seen = np.zeros(COLOUR_LEVELS ** 3, np.int64)  # colour counts of the keyframes
+
+    def see(self, k: int, frame: np.ndarray, cut: bool) -> None:
+        if cut or not self.keys:
+            self._seen[:] = 0
+            return self._take(k, frame)
+        gap = k - self.keys[-1]
+        if self.every is not None:
+            if gap >= self.every:
+                self._take(k, frame)
+            return
+        if gap < self.min_gap:
+            return
+        if gap >= self.max_gap or self.novelty(frame) > KEY_NOVEL:
+            self._take(k, frame)
+
+    def novelty(self, frame: np.ndarray) -> float:
+        """The share of `frame`'s pixels whose colour the shot's keyframes do not show."""
+        known = self._seen >= max(1.0, self._seen.sum() * KNOWN_SHARE)
+        return float((~known[_colours(frame)]).mean())
+
+    def _take(self, k: int, frame: np.ndarray) -> None:
+        self.keys.append(k)
+        self._seen += np.bincount(_colours(frame).ravel(), minlength=self._seen.size)
+
+
+def _colours(frame: np.ndarray) -> np.ndarray:
+    """(H, W) colour bin of each pixel of an RGB uint8 frame."""
+    q = cv2.blur(frame[..., :3], (3, 3)).astype(np.int32) // (256 // COLOUR_LEVELS)
+    return (q[..., 0] * COLOUR_LEVELS + q[..., 1]) * COLOUR_LEVELS + q[..., 2]

@@ -1,0 +1,94 @@
+"""One shot's chain of frames: each frame optimized from the previous result warped along the
+optical flow (the first from the content, or from a guess), with the temporal cost where the
+flow is consistent, pixels that have not changed held as painted, and a restart at a scene
+cut (Ruder et al. 2016). Knows nothing of units, stores, files or where it runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from nstvideo.settings import VideoSettings
+from nstvideo.style.optimize import EarlyStop
+from nstvideo.style.stylizer import Stylizer, Temporal
+from nstvideo.style.tensors import to_image, to_tensor
+from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
+                                 frame_difference, static_pixels, warp)
+
+
+class FrameRenderer:
+    """Stylizes the frames of one sequence in order, carrying the previous result along."""
+
+    def __init__(self, stylizer: Stylizer, video: VideoSettings):
+        self.stylizer, self.video = stylizer, video
+        self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
+        self.prev_content: np.ndarray | None = None
+        self.prev_result: np.ndarray | None = None
+        self.reference: np.ndarray | None = None  # per pixel: content when last painted
+        self.first_iterations = video.iterations_first or 3 * video.iterations
+        self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
+
+    def restore(self, content: np.ndarray, result: np.ndarray) -> None:
+        """Continue after a frame finished by an earlier run."""
+        self.prev_content, self.prev_result = content, result
+        self.reference = content.astype(np.float32)
+
+    def compare(self, prev: np.ndarray, cur: np.ndarray) -> FramePair | float | None:
+        """What the temporal step needs from two consecutive content frames alone: the flow
+        analysis (flow mode), their difference (previous mode) or nothing. Depends on the
+        source only, so `stylize_video` computes it ahead, beside the optimization."""
+        if self.video.temporal == "flow":
+            return analyse(prev, cur, self.flow)
+        if self.video.temporal == "previous":
+            return frame_difference(prev, cur)
+        return None
+
+    def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
+               compared: FramePair | float | None = None, guess=None):
+        """Stylize one content frame (RGB uint8 at the processing size); `compared` is
+        `compare(previous content, content)` where already computed. `guess`: where the chain
+        restarts, a callable giving an image to start from instead of the content (the
+        keyframe method's network: what it learned so far), with the later frames' budget
+        (a chain's first frame from the content gets `iterations_first`, by default 3x).
+
+        Returns (result RGB uint8, report, whether the chain restarted here)."""
+        s, v, dev = self.stylizer, self.video, self.stylizer.device
+        had_previous = self.prev_result is not None
+        content_t = to_tensor(content, dev)
+        temporal, start, restart = None, None, self.prev_result is None or v.temporal == "none"
+        static = None
+        if not restart and compared is None:
+            compared = self.compare(self.prev_content, content)
+        if not restart and v.temporal == "flow":
+            pair: FramePair = compared
+            restart = v.scene_cuts and pair.scene_cut
+            if not restart:
+                warped = warp(self.prev_result, pair.backward, v.warp)
+                if v.hold_static:
+                    static = static_pixels(pair.backward, pair.mask, content, self.reference)
+                    warped[static] = self.prev_result[static]  # held as painted, not resampled
+                start = to_tensor(warped, dev)
+                mask = torch.from_numpy(pair.mask)[None, None].to(dev)
+                frozen = None if static is None or not static.any() else \
+                    torch.from_numpy(static)[None, None].to(dev)
+                temporal = Temporal(start, mask, v.temporal_weight, frozen)
+        elif not restart:  # previous: warm start from the unwarped result
+            restart = v.scene_cuts and compared > SCENE_CUT_DIFF
+            start = None if restart else to_tensor(self.prev_result, dev)
+        guessed = start is None and guess is not None
+        if start is None:
+            start = to_tensor(guess(), dev) if guessed else s.initial(content_t, init)
+        # a chain's first frame starts from the content and gets the larger budget; with
+        # temporal none every frame is independent and gets `iterations`, as asked
+        iterations = (self.first_iterations if restart and v.temporal != "none" and not guessed
+                      else v.iterations)
+        x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
+                          early_stop=self.early_stop, on_step=on_step)
+        result = to_image(x)
+        self.prev_content, self.prev_result = content, result
+        if static is None:
+            self.reference = content.astype(np.float32)
+        else:
+            self.reference[~static] = content[~static]
+        return result, report, restart and had_previous and v.temporal != "none"

@@ -1,0 +1,125 @@
+"""The keyframe method in a render (after Texler et al. 2020): the plan's keyframes painted by
+the optimizer and a network trained on them (both resumable), then every unit painted by that
+network (its unit runner). The training itself is nstvideo.training; the choice of keyframes
+is the plan's. Knows nothing of where units run.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from nstvideo.errors import RenderError
+from nstvideo.net import Training, batch_size, net_bytes, net_from_bytes, paint
+from nstvideo.style.device import configure, resolve_device, torch_threads
+from nstvideo.style.stylizer import Stylizer
+from nstvideo.training import NetTraining
+from nstvideo.video.background import prefetch
+from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.job import Job
+from nstvideo.video.plan import Plan
+from nstvideo.video.store import UnitStore
+from nstvideo.video.unit import UnitRunner
+
+
+class PaintRunner(UnitRunner):
+    """The keyframe method's units: every frame painted by the job's network, in batches.
+    Frames are independent: a resumed unit continues at its first missing frame."""
+
+    chained = False
+
+    def __init__(self, job: Job):
+        super().__init__(job)
+        self._net = None
+
+    @property
+    def net(self):
+        if self._net is None:
+            configure(self.device, self.job.settings.seed)
+            self._net = net_from_bytes(self.job.net, self.device)[0]
+        return self._net
+
+    def paint(self, unit, store, done, content, finished, report) -> None:
+        frames, n = prefetch(content), batch_size(self.job.hw, self.device)
+        while batch := list(itertools.islice(frames, n)):
+            for (pos, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
+                finished(pos - unit.begin, result)
+
+
+def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
+                 progress: bool = False) -> tuple[bytes, dict]:
+    """The keyframe method's first two stages, both resumable: paint the plan's keyframes with
+    the optimizer into `store`, and train the network on them (its state in `checkpoint`),
+    with the job's threads. Returns (the network as file bytes, the training's report)."""
+    with torch_threads(job.threads):
+        contents = _keyframe_contents(job, plan.keys)
+        device = resolve_device(job.settings.device)
+        configure(device, job.settings.seed)
+        info = {"keyframes": len(contents), "size": list(job.hw), "styles": len(job.styles)}
+        video = job.video
+        training = NetTraining(Training(steps=video.train_steps,
+                                        perceptual=video.train_perceptual),
+                               job.settings.seed, device, checkpoint, info, job.settings.weights)
+        _paint_keyframes(job, plan, contents, store, training, progress)
+        with tqdm(total=video.train_steps, initial=training.trainer.step, unit="step",
+                  desc="training", disable=not progress, dynamic_ncols=True,
+                  leave=False) as bar:
+            _train(training, video, 1.0, on_step=lambda i: bar.update(1))
+        return net_bytes(training.net, info), training.report()
+
+
+def _keyframe_contents(job: Job, keys: list[int]) -> list[np.ndarray]:
+    """The content of each keyframe at the processing size (frames between them are only
+    grabbed, not decoded)."""
+    contents: list[np.ndarray] = []
+    next_key = lambda: keys[len(contents)]  # noqa: E731 - frames before it are only grabbed
+    for k, frame, _ in job.source.frames(hw=job.hw, decode_from=next_key):
+        if k == keys[len(contents)]:
+            contents.append(frame)
+            if len(contents) == len(keys):
+                break
+    if len(contents) < len(keys):
+        raise RenderError(f"{job.source.path.name} ended before keyframe {len(contents)} "
+                          "(changed since the render began?): check the file, then pass "
+                          "--restart")
+    return contents
+
+
+def _train(training: NetTraining, video, share: float, on_step=None) -> None:
+    """Train to this share of the steps (and of --train-seconds)."""
+    secs = video.train_seconds
+    training.train_to(round(video.train_steps * share), on_step,
+                      None if secs is None else max(0.0, secs * share - training.seconds))
+
+
+def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: UnitStore,
+                     training: NetTraining, progress: bool) -> None:
+    """Each shot's keyframes are one chain (each from the last one warped along the flow,
+    where the flow can carry it); where it cannot (the first of a shot, or one too far from
+    the last), a keyframe starts from the network's guess, trained on the keyframes before it
+    for its share of the steps, so that it needs the later frames' budget, not the first
+    frame's, and paints in the strokes the earlier ones set. Each is fed to the training."""
+    keys, done, n = plan.keys, store.open(), len(contents)
+    with tqdm(total=n, initial=done, unit="keyframe", desc="painting keyframes",
+              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        stylizer = Stylizer(job.styles, job.settings) if done < n else None
+        renderer, shot = None, None
+        for i, (k, content) in enumerate(zip(keys, contents)):
+            if plan.shot_of(k) != shot:  # a new shot: a new chain
+                renderer, shot = FrameRenderer(stylizer, job.video), plan.shot_of(k)
+            if i < done:
+                painted = store.load(i)
+                renderer.restore(content, painted)
+            else:
+                if i > 0:
+                    _train(training, job.video, i / n)
+                guess = None if i == 0 else lambda c=content: training.guess(c)
+                painted, _, _ = renderer.render(content, job.init, guess=guess)
+                store.save(i, painted, plan.times[k])
+                bar.update(1)
+            training.add(content, painted)
+    if not store.complete:
+        store.finish()

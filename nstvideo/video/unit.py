@@ -1,0 +1,138 @@
+"""One unit into its store: the unit runner every engine calls, and the optimize method's
+runner (every frame optimized, each from the previous one: nstvideo.video.frames). A runner
+renders what the store lacks of its unit, saves each frame as it finishes and encodes the
+finished frames into segments as it goes; the keyframe method's runner
+(nstvideo.video.keyframes) differs only in how frames are painted. Knows nothing of where it
+runs (engines) or of the render folder around the store.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from nstvideo.errors import RenderError, reason
+from nstvideo.style.device import resolve_device, torch_threads
+from nstvideo.style.stylizer import Stylizer
+from nstvideo.video.background import BackgroundWriter, prefetch
+from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.job import Job
+from nstvideo.video.plan import Unit
+from nstvideo.video.store import UnitStore
+
+
+class UnitRunner:
+    """Renders units of one job in this process, with the job's thread count (the plan's),
+    the source read forward once across units taken in order. A method's runner gives
+    `paint(unit, store, done, content, finished, report)`; `chained`: a frame needs the one
+    before it (a resumed unit starts again from its last finished frame)."""
+
+    chained = True
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.device = resolve_device(job.settings.device)
+        self._cursor = job.cursor()
+
+    def run(self, unit: Unit, store: UnitStore, on_frame=None, frames=None) -> dict:
+        """Render what `store` lacks of `unit`: its frames, saved as they finish, encoded into
+        segments every `segment_frames` (but the frames it shares with a neighbour, which the
+        join cross-fades). `frames`: the unit's content frames at the processing size where
+        they were shipped (else read from the source). Returns {rendered, seconds, cuts
+        (output positions), threads (torch's, as it rendered)}."""
+        with torch_threads(self.job.threads):
+            return self._run(unit, store, on_frame, frames)
+
+    def _run(self, unit: Unit, store: UnitStore, on_frame, frames) -> dict:
+        done = store.open()
+        report = {"rendered": 0, "seconds": 0.0, "cuts": [], "threads": torch.get_num_threads()}
+        if store.complete:
+            return report
+        t0 = time.perf_counter()
+        if done < unit.frames:
+            begin = unit.begin + max(0, done - self.chained)
+            content = (self._cursor.take(begin, unit.stop) if frames is None else
+                       ((unit.begin + i, frames[i]) for i in range(begin - unit.begin,
+                                                                    len(frames))))
+            with BackgroundWriter() as writer:
+                def finished(k: int, result: np.ndarray) -> None:
+                    writer.submit(store.save, k, result, self.job.times[unit.begin + k])
+                    writer.submit(self._segments, unit, store, k + 1)
+                    report["rendered"] += 1
+                    if on_frame is not None:
+                        on_frame(k)
+
+                self.paint(unit, store, done, content, finished, report)
+            if store.done() < unit.frames:
+                raise RenderError(f"{self.job.source.path.name} ended at frame "
+                                  f"{unit.begin + store.done()} of the {len(self.job.times)} "
+                                  "its first pass found (changed or unreadable since?): check "
+                                  "the file, then pass --restart")
+        self._segments(unit, store, unit.frames)  # the last ones
+        store.finish()
+        report["seconds"] = time.perf_counter() - t0 if report["rendered"] else 0.0
+        return report
+
+    def paint(self, unit: Unit, store: UnitStore, done: int, content, finished,
+              report: dict) -> None:
+        raise NotImplementedError
+
+    def _segments(self, unit: Unit, store: UnitStore, done: int) -> None:
+        """Encode the finished frames not yet in a segment, every `segment_frames` of them
+        (and the last ones once the unit's own frames are all done)."""
+        job = self.job
+        if job.segment_ext is None:
+            return
+        a, b = unit.own[0] - unit.begin, unit.own[1] - unit.begin
+        while True:
+            k0 = store.segments[-1]["k1"] if store.segments else a
+            k1 = min(k0 + job.segment_frames, b)
+            if k0 >= b or done < k1:
+                return
+            path = store.segment_path(len(store.segments), job.segment_ext)
+            job.encode(store.folder, [store.frame_path(k).name for k in range(k0, k1)], path,
+                       unit.begin + k0, unit.begin + k1)
+            store.add_segment(path, k0, k1)
+
+
+class OptimizeRunner(UnitRunner):
+    """The optimize method: every frame optimized from the previous result (one stylizer per
+    process: VGG and the style targets built once)."""
+
+    def __init__(self, job: Job):
+        super().__init__(job)
+        self._stylizer: Stylizer | None = None
+
+    @property
+    def stylizer(self) -> Stylizer:
+        if self._stylizer is None:
+            self._stylizer = Stylizer(self.job.styles, self.job.settings)
+        return self._stylizer
+
+    def paint(self, unit, store, done, content, finished, report) -> None:
+        """Optimize the frames one after the other, each from the previous result."""
+        renderer = FrameRenderer(self.stylizer, self.job.video)
+
+        def ahead():  # runs in a thread: decode, resize and compare with the previous frame
+            prev = None
+            for pos, frame in content:
+                k = pos - unit.begin
+                yield k, frame, (None if prev is None or k < done
+                                 else renderer.compare(prev, frame))
+                prev = frame
+
+        for k, frame, compared in prefetch(ahead()):
+            if k < done:
+                renderer.restore(frame, store.load(k))
+                continue
+            try:
+                result, _, cut = renderer.render(frame, self.job.init, compared=compared)
+            except cv2.error as e:
+                raise RenderError(f"OpenCV failed on frame {unit.begin + k} ({reason(e)}): "
+                                  "check the input plays, or report it") from e
+            if cut:
+                report["cuts"].append(unit.begin + k)
+            finished(k, result)
