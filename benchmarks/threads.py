@@ -13,6 +13,7 @@ Run:  python benchmarks/threads.py [--video samples/clip.mp4] [--size 96] [--thr
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,7 +43,9 @@ def render(video: Path, style: Path, out: Path, size: int, iterations: int, thre
     rep = stylize_video(video, [style], out, settings=settings, video=v, keep_frames=True,
                         overwrite=True)
     kept = sorted(checkpoint_dir(out).glob("frame_*.png"))
-    return rep.seconds_per_frame, [cv2.imread(str(p)) for p in kept]
+    frames = [cv2.imread(str(p)) for p in kept]
+    shutil.rmtree(checkpoint_dir(out))
+    return rep.seconds_per_frame, frames
 
 
 def main() -> None:
@@ -54,6 +57,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=None, help="render only the first N")
     ap.add_argument("--threads", default="1,2,3")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--grid", type=Path, default=Path("/tmp/nst_threads.png"),
+                    help="the last frame of each thread count, side by side (PNG)")
     args = ap.parse_args()
     counts = [int(t) for t in args.threads.split(",")]
     print(f"CPU kernels: {torch.backends.cpu.get_cpu_capability()}, torch default threads: "
@@ -77,6 +82,10 @@ def main() -> None:
         print(f"{t:>7} {statistics.median(times[t]):>17.3f} "
               f"{statistics.median(times[t]) / best:>9.2f} "
               f"{p[0]:>14.1f} {min(p):>12.1f} {p[-1]:>12.1f}")
+    grid = np.hstack([frames[t][-1] for t in counts])
+    cv2.imwrite(str(args.grid), cv2.resize(grid, None, fx=3, fy=3,
+                                           interpolation=cv2.INTER_NEAREST))
+    print(f"last frames side by side ({', '.join(map(str, counts))} threads): {args.grid}")
 
 
 if __name__ == "__main__":

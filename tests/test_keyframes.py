@@ -75,6 +75,20 @@ def test_seeded_training_is_repeatable_and_a_saved_net_paints_the_same(tmp_path)
     assert np.array_equal(paint(again, [frame, frame[::-1].copy()])[0], runs[1])
 
 
+def test_the_training_is_callable_from_the_api_without_a_video(tmp_path):
+    import nstvideo
+
+    data = pairs()
+    net, rep = nstvideo.train_net(data, nstvideo.Training(steps=40, patch=32, batch=8), seed=0,
+                                  device="cpu")
+    assert rep["steps"] == 40 and rep["last_loss"] < rep["first_loss"]
+    out = nstvideo.paint(net, [data[0][0]])[0]
+    assert out.shape == data[0][1].shape and out.dtype == np.uint8
+    nstvideo.save_net(tmp_path / "n.pt", net)
+    assert np.array_equal(nstvideo.paint(nstvideo.load_net(tmp_path / "n.pt")[0], [data[0][0]])[0],
+                          out)
+
+
 def test_training_continues_from_its_checkpoint(tmp_path, monkeypatch):
     data, ckpt = pairs(), tmp_path / "net.pt"
     calls = []

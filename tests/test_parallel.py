@@ -164,8 +164,9 @@ def test_a_killed_driver_resumes_with_its_finished_units(tmp_path, style_png):
 
 def test_thread_counts_change_bits_not_the_look(tmp_path, shots):
     """Renders with other thread counts may differ in the last bits on some CPUs (AVX-512
-    kernels; 3 threads against 1 measured 76 dB after one frame, 41 dB after 35), and the
-    difference grows along a chain: the same look, held to 30 dB on every frame."""
+    kernels: at 48 px, 3 threads against 1 measured 76 dB after one frame, 41 dB after 35),
+    and the difference grows along a chain: the same look, held to 30 dB on these short
+    shots."""
     src, style, seq, seq_frames = shots
     out = tmp_path / "t3.mp4"
     rep = stylize(src, style, out, settings=S, video=V.replace(threads=3), keep_frames=True)

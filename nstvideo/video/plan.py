@@ -134,7 +134,8 @@ def make_units(total: int, cuts: list[int], workers: int = 1, chained: bool = Tr
 def unit_threads(video: VideoSettings, seeded: bool, on_cpu: bool, share: int) -> int | None:
     """The torch threads every unit of a render uses, fixed in its plan: on some CPUs (AVX-512
     kernels) the thread count changes the floats a frame comes out with, and along a chain of
-    frames the difference grows (76 dB after one frame, 41 dB after 35: benchmarks/threads.py).
+    frames the optimizer turns that into other strokes (57 dB on a first frame, 25 dB 36
+    frames on: benchmarks/threads.py).
     `--threads` if given; else, for a seeded render on the CPU, the engine's own `share` (the
     cores of one of its slots: what it would use anyway), so that a resumed render, or one
     whose units run elsewhere, paints what the first run would have. None: each process
