@@ -3,8 +3,8 @@
   optimize:   --method optimize --temporal flow on a part of the clip (--part A:N, output
               positions), timed; the whole clip extrapolated from it (each shot's first frame
               at the first-frame cost, the others at the later-frame median).
-  keyframes:  --method keyframes on the whole clip, end to end (plan, keyframes, training,
-              painting every frame, encoding), timed.
+  keyframes:  --method keyframes (or --method fast) on the whole clip, end to end (plan,
+              keyframes, training, painting or refining every frame, encoding), timed.
   report:     on the part's frames that are not keyframes: the project's own content and style
               costs (Stylizer.objective at the render's settings) of both methods, and the
               warping error (Lai et al. 2018) of both, measured with Farneback's flow (neither
@@ -64,6 +64,9 @@ def main() -> None:
     ap.add_argument("--keyframes", default="auto")
     ap.add_argument("--train-steps", type=int, default=VideoSettings.train_steps)
     ap.add_argument("--train-perceptual", type=float, default=VideoSettings.train_perceptual)
+    ap.add_argument("--method", default="keyframes", choices=["keyframes", "fast"],
+                    help="the fast method to run in the 'keyframes' phase")
+    ap.add_argument("--refine-iterations", type=int, default=VideoSettings.refine_iterations)
     ap.add_argument("--variant", default="", help="a name for this keyframes run (its frames "
                     "and figures are kept beside the others'; the report covers them all)")
     ap.add_argument("--phases", default="optimize,keyframes,report")
@@ -94,13 +97,14 @@ def main() -> None:
         fig["optimize"] = {"part": [a, n], "wall": time.perf_counter() - t0, "frame_s": times}
         figures.write_text(json.dumps(fig, indent=1))
 
-    name = "keyframes" + (f"_{args.variant}" if args.variant else "")
+    name = args.method + (f"_{args.variant}" if args.variant else "")
     if "keyframes" in phases:
         out = args.out / f"{name}.mp4"
         shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
         t0 = time.perf_counter()
         rep = stylize_video(args.video, [args.style], out, settings=settings,
-                            video=VideoSettings(method="keyframes", keyframes=args.keyframes,
+                            video=VideoSettings(method=args.method, keyframes=args.keyframes,
+                                                refine_iterations=args.refine_iterations,
                                                 train_steps=args.train_steps,
                                                 train_perceptual=args.train_perceptual,
                                                 save_net=str(args.out / f"{name}.pt")),
@@ -117,7 +121,7 @@ def main() -> None:
 
 def report(args, fig: dict, a: int, n: int, settings: StyleSettings) -> None:
     opt = fig["optimize"]
-    runs = {k: v for k, v in fig.items() if k.startswith("keyframes")}
+    runs = {k: v for k, v in fig.items() if k.startswith(("keyframes", "fast"))}
     o_frames = kept(args.out / "optimize.mp4")
     hw = o_frames[0].shape[:2]
     content = content_frames(args.video, hw, a, n)
@@ -147,7 +151,7 @@ def report(args, fig: dict, a: int, n: int, settings: StyleSettings) -> None:
     keys_all = sorted({k for r in runs.values() for k in r["keys"]})
     oc, os_ = costs(o_frames, keys_all)
     eo, ec = err(o_frames), err(content)
-    print("| run | keyframes | training | paint s/frame | end to end | speed-up | content "
+    print("| run | keyframes | training | s/frame | end to end | speed-up | content "
           "cost | style cost | warping error |\n|---|---|---|---|---|---|---|---|---|")
     print(f"| optimize --temporal flow | - | - | {later:.0f} (later frames) | "
           f"{extrapolated / 60:.0f} min (extrapolated) | 1x | {oc:.3g} | {os_:.3g} | {eo:.1f} |")

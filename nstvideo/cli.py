@@ -151,24 +151,28 @@ def stylize_cmd(
     method: Annotated[Method, typer.Option(
         help="Video: optimize = every frame optimized (the reference look, slow); keyframes "
              "= keyframes optimized and a small network trained on them paints every frame "
-             "(~20x faster on a CPU, steady, softer strokes; see the README).")]
+             "(~20x faster on a CPU, steady, softer strokes); fast = the same network's "
+             "painting refined by a few optimizer iterations a frame (see the README).")]
     = Method(V.method),
+    refine_iterations: Annotated[int, typer.Option(
+        min=1, help="--method fast: optimizer iterations on each frame.")]
+    = V.refine_iterations,
     keyframes: Annotated[str, typer.Option(
-        help="--method keyframes: 'auto' (each shot's first frame, then wherever the content "
+        help="--method keyframes/fast: 'auto' (each shot's first frame, then wherever the content "
              "has moved on) or K (every K frames).", metavar="auto|K")] = V.keyframes,
     train_steps: Annotated[int, typer.Option(
-        min=1, help="--method keyframes: training steps of the network.")] = V.train_steps,
+        min=1, help="--method keyframes/fast: training steps of the network.")] = V.train_steps,
     train_seconds: Annotated[Optional[float], typer.Option(
-        min=0.001, help="--method keyframes: stop training after this many seconds (or "
+        min=0.001, help="--method keyframes/fast: stop training after this many seconds (or "
         "--train-steps, whichever comes first).", show_default=False)] = None,
     train_perceptual: Annotated[float, typer.Option(
-        min=0, help="--method keyframes: weight of a VGG feature term in the training (sharper "
+        min=0, help="--method keyframes/fast: weight of a VGG feature term in the training (sharper "
         "strokes, ~3x the training time on a CPU); 0: pixel L1 only.")] = V.train_perceptual,
     net: Annotated[Optional[Path], typer.Option(
-        help="--method keyframes: paint with this network (saved by --save-net) instead of "
+        help="--method keyframes/fast: paint with this network (saved by --save-net) instead of "
              "painting keyframes and training one.", show_default=False)] = None,
     save_net: Annotated[Optional[Path], typer.Option(
-        help="--method keyframes: save the trained network to this file (reuse it with "
+        help="--method keyframes/fast: save the trained network to this file (reuse it with "
              "--net).", show_default=False)] = None,
     content_weight: Annotated[Optional[float], typer.Option(
         min=0, help="α, weight of the content cost. Default: the weight source's own (1).")] = None,
@@ -255,7 +259,7 @@ def _run(verbose: bool, call):
 
 def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
              temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
-             workers, ray, threads, method, keyframes, train_steps, train_seconds,
+             workers, ray, threads, method, refine_iterations, keyframes, train_steps, train_seconds,
              train_perceptual, net, save_net, content_weight, style_weight, tv_weight,
              content_layer, style_layers, style_scale, style_weights, preserve_colors,
              optimizer, init, seed, device, precision, batch, weights, max_megapixels,
@@ -273,7 +277,8 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
         iterations_first=iterations_first, iterations=iterations or V.iterations,
         start=start, duration=duration, every=every, fps=fps, sequence=sequence,
-        threads=threads, method=method.value, keyframes=keyframes, train_steps=train_steps,
+        threads=threads, method=method.value, refine_iterations=refine_iterations,
+        keyframes=keyframes, train_steps=train_steps,
         train_seconds=train_seconds, train_perceptual=train_perceptual,
         net=None if net is None else str(net),
         save_net=None if save_net is None else str(save_net))

@@ -150,7 +150,8 @@ def parse_keyframes(value: str | int) -> int | None:
 
 TEMPORAL_MODES = ("flow", "previous", "none")
 WARPS = ("bilinear", "bicubic")
-METHODS = ("optimize", "keyframes")
+METHODS = ("optimize", "keyframes", "fast")
+NET_METHODS = ("keyframes", "fast")  # the methods that paint keyframes and train a network
 TRAIN_STEPS = 850  # the keyframe network's default training: ~5.5 min on 2 CPU cores with
 # the feature term (benchmarks/keyframes.py); a GPU affords many more (--train-steps)
 
@@ -184,7 +185,9 @@ class VideoSettings:
     hold_static: bool = True  # flow: keep pixels whose content has not changed since they were
                               # painted exactly as painted, so still backgrounds cannot drift
     # optimize: every frame optimized (the reference look); keyframes: keyframes optimized, a
-    # network trained on them paints every frame (nstvideo/keyframes.py; ~20-50x faster)
+    # network trained on them paints every frame (nstvideo/video/keyframes.py; ~20-50x
+    # faster, softer); fast: as keyframes, then each frame refined by `refine_iterations`
+    # of the optimizer from the warped previous result and the network's painting
     method: str = "optimize"
     keyframes: str = "auto"  # keyframes: 'auto' (where the content moved on) or every K frames
     train_steps: int = TRAIN_STEPS  # keyframes: the network's training steps ...
@@ -197,6 +200,7 @@ class VideoSettings:
     # them); None: with a seed on a CPU, the cores shared among the workers (results can
     # depend on the thread count on some CPUs: nstvideo.video.plan.unit_threads)
     threads: int | None = None
+    refine_iterations: int = 10  # fast: the optimizer's iterations on each frame
 
     def __post_init__(self):
         check_number(self.temporal_weight, "--temporal-weight")
@@ -211,7 +215,7 @@ class VideoSettings:
         if self.train_seconds is not None:
             check_number(self.train_seconds, "--train-seconds", positive=True)
         check_number(self.train_perceptual, "--train-perceptual")
-        for name in ("every", "segment_frames", "train_steps"):
+        for name in ("every", "segment_frames", "train_steps", "refine_iterations"):
             n = getattr(self, name)
             if int(n) != n or n < 1:
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
@@ -219,6 +223,16 @@ class VideoSettings:
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
+
+    @property
+    def trains_net(self) -> bool:
+        """Whether the method paints keyframes and trains a network on them."""
+        return self.method in NET_METHODS
+
+    @property
+    def chained(self) -> bool:
+        """Whether each frame is optimized from the previous one (a chain per shot)."""
+        return self.temporal != "none" and self.method != "keyframes"
 
     def replace(self, **changes) -> "VideoSettings":
         return dataclasses.replace(self, **changes)

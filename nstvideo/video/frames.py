@@ -45,12 +45,14 @@ class FrameRenderer:
         return None
 
     def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
-               compared: FramePair | float | None = None, guess=None):
+               compared: FramePair | float | None = None, guess=None, fill=None):
         """Stylize one content frame (RGB uint8 at the processing size); `compared` is
         `compare(previous content, content)` where already computed. `guess`: where the chain
         restarts, a callable giving an image to start from instead of the content (the
         keyframe method's network: what it learned so far), with the later frames' budget
         (a chain's first frame from the content gets `iterations_first`, by default 3x).
+        `fill`: a callable giving an image to start from where the flow cannot carry the
+        previous result (occluded or new pixels), instead of the warped previous result.
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
         s, v, dev = self.stylizer, self.video, self.stylizer.device
@@ -68,6 +70,9 @@ class FrameRenderer:
                 if v.hold_static:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
                     warped[static] = self.prev_result[static]  # held as painted, not resampled
+                if fill is not None:  # the cost ignores these pixels (mask 0)
+                    holes = pair.mask < 0.5
+                    warped[holes] = fill()[holes]
                 start = to_tensor(warped, dev)
                 mask = torch.from_numpy(pair.mask)[None, None].to(dev)
                 frozen = None if static is None or not static.any() else \

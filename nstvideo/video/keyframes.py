@@ -22,18 +22,13 @@ from nstvideo.video.frames import FrameRenderer
 from nstvideo.video.job import Job
 from nstvideo.video.plan import Plan
 from nstvideo.video.store import UnitStore
-from nstvideo.video.unit import UnitRunner
+from nstvideo.video.unit import OptimizeRunner, UnitRunner
 
 
-class PaintRunner(UnitRunner):
-    """The keyframe method's units: every frame painted by the job's network, in batches.
-    Frames are independent: a resumed unit continues at its first missing frame."""
+class _WithNet:
+    """A runner that paints with the job's network (loaded once per process)."""
 
-    chained = False
-
-    def __init__(self, job: Job):
-        super().__init__(job)
-        self._net = None
+    _net = None
 
     @property
     def net(self):
@@ -42,11 +37,42 @@ class PaintRunner(UnitRunner):
             self._net = net_from_bytes(self.job.net, self.device)[0]
         return self._net
 
+
+class PaintRunner(_WithNet, UnitRunner):
+    """The keyframe method's units: every frame painted by the job's network, in batches.
+    Frames are independent: a resumed unit continues at its first missing frame."""
+
+    chained = False
+
     def paint(self, unit, store, done, content, finished, report) -> None:
         frames, n = prefetch(content), batch_size(self.job.hw, self.device)
         while batch := list(itertools.islice(frames, n)):
             for (pos, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
                 finished(pos - unit.begin, result)
+
+
+class RefineRunner(_WithNet, OptimizeRunner):
+    """The fast method's units: a chain as the optimize method's, each frame starting from the
+    previous result warped along the flow where the flow carries it and from the network's
+    painting where it does not (new or uncovered pixels, a chain's first frame), refined by
+    `refine_iterations` of the optimizer with the temporal cost: the network gives the
+    painting's colours and large shapes at once, the few iterations its brushwork."""
+
+    @property
+    def frame_settings(self):
+        v = self.job.video
+        return v.replace(iterations=v.refine_iterations)
+
+    def render(self, renderer, frame, compared):
+        painted = []
+
+        def guess():  # painted at most once a frame, only where asked
+            if not painted:
+                painted.append(paint(self.net, [frame])[0])
+            return painted[0]
+
+        return renderer.render(frame, self.job.init, compared=compared, guess=guess,
+                               fill=guess)
 
 
 def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,

@@ -156,8 +156,8 @@ def scan(spec: SourceSpec, source: Source, video: VideoSettings, hw: tuple[int, 
     small = scan_size(hw)
     # the keyframe method's frames are independent: no chain, no overlap; but its keyframes
     # start each shot (found with the flow test)
-    chained = video.temporal != "none" and video.method == "optimize"
-    find = video.scene_cuts and (chained or video.method == "keyframes")
+    chained = video.chained
+    find = video.scene_cuts and (chained or video.trains_net)
     chooser = (KeyframeChooser(parse_keyframes(video.keyframes), float(source.fps) / video.every)
                if keyframes else None)
     bar = tqdm(total=spec.expected(source), unit="frame", desc="finding shots",
@@ -174,7 +174,7 @@ def scan(spec: SourceSpec, source: Source, video: VideoSettings, hw: tuple[int, 
             yield shrink(frame, small)
 
     with bar:
-        test = video.temporal if video.method == "optimize" else "flow"
+        test = video.temporal if video.chained else "flow"
         cuts = (find_cuts(prefetch(frames()), test, video.flow_preset, on_frame=seen)
                 if find else [0])
         if not find:

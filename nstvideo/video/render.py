@@ -33,10 +33,13 @@ from nstvideo.video.assemble import finish
 from nstvideo.video.checkpoint import Checkpoint, checkpoint_dir
 from nstvideo.video.engines import Engine, Event, InProcess, LocalPool
 from nstvideo.video.job import Job, SourceSpec, even_size, parse_position
-from nstvideo.video.keyframes import PaintRunner, keyframe_net
+from nstvideo.video.keyframes import PaintRunner, RefineRunner, keyframe_net
 from nstvideo.video.plan import Plan, scan, unit_threads
 from nstvideo.video.store import UnitStore
 from nstvideo.video.unit import OptimizeRunner
+
+
+RUNNERS = {"optimize": OptimizeRunner, "keyframes": PaintRunner, "fast": RefineRunner}
 
 
 @dataclass
@@ -86,12 +89,12 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
         settings, video, source, (spec.first, spec.stop, video.every, *hw), styles))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
         plan = _plan(ckpt, spec, source, settings, video, hw, engine, progress,
-                     keyframes=given_net is None)
+                     keyframes=video.trains_net and given_net is None)
         job = _job(settings, video, style_images, hw, spec, source, plan,
                    segment_ext(output) if is_video else None, keep_frames)
         report = VideoReport(output=output, fps=float(job.fps), units=len(plan.units),
                              scene_cuts=list(plan.cuts[1:]), threads=plan.threads)
-        if video.method == "keyframes":
+        if video.trains_net:
             job.net = given_net or _keyframes(report, ckpt, plan, job, progress)
             report.net = video.net
         stores = _render(report, ckpt, plan, job, engine, progress, on_event)
@@ -131,10 +134,10 @@ def _check(input_path, styles: list, output, settings: StyleSettings, video: Vid
 
 def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> bytes | None:
     """Before any work: the keyframe method's --net file (returned) and --save-net target."""
-    if video.method != "keyframes":
+    if not video.trains_net:
         if video.net or video.save_net:
-            raise InputError("--net and --save-net are for --method keyframes: add it, or "
-                             "leave them out")
+            raise InputError("--net and --save-net are for --method keyframes or fast: add "
+                             "one, or leave them out")
         return None
     if video.save_net:
         check_net_output(Path(video.save_net), inputs, overwrite)
@@ -157,6 +160,8 @@ def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, s
         for name in ("method", "keyframes", "train_steps", "train_seconds", "train_perceptual",
                      "net"):
             vid.pop(name)
+    if vid.get("method") != "fast":  # as before the fast method
+        vid.pop("refine_iterations")
     files = {"init": settings.init, "weights": settings.weights, "net": video.net or ""}
     return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
             # by content: a style image replaced under the same name is another render
@@ -206,8 +211,7 @@ def _job(settings: StyleSettings, video: VideoSettings, styles: list[np.ndarray]
     return Job(settings, video, styles, init_image(settings), hw, spec, plan.times, fps,
                not is_constant_rate(plan.times, 1 / float(fps)),
                source.info.colour if source.info else Colour(), ext, video.segment_frames,
-               keep_frames, PaintRunner if video.method == "keyframes" else OptimizeRunner,
-               plan.threads)
+               keep_frames, RUNNERS[video.method], plan.threads)
 
 
 def _keyframes(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,

@@ -112,9 +112,18 @@ class OptimizeRunner(UnitRunner):
             self._stylizer = Stylizer(self.job.styles, self.job.settings)
         return self._stylizer
 
+    @property
+    def frame_settings(self):
+        """The video settings each frame's chain runs with."""
+        return self.job.video
+
+    def render(self, renderer: FrameRenderer, frame: np.ndarray, compared):
+        """One frame of the chain: (result, report, whether the chain restarted)."""
+        return renderer.render(frame, self.job.init, compared=compared)
+
     def paint(self, unit, store, done, content, finished, report) -> None:
         """Optimize the frames one after the other, each from the previous result."""
-        renderer = FrameRenderer(self.stylizer, self.job.video)
+        renderer = FrameRenderer(self.stylizer, self.frame_settings)
 
         def ahead():  # runs in a thread: decode, resize and compare with the previous frame
             prev = None
@@ -129,7 +138,7 @@ class OptimizeRunner(UnitRunner):
                 renderer.restore(frame, store.load(k))
                 continue
             try:
-                result, _, cut = renderer.render(frame, self.job.init, compared=compared)
+                result, _, cut = self.render(renderer, frame, compared)
             except cv2.error as e:
                 raise RenderError(f"OpenCV failed on frame {unit.begin + k} ({reason(e)}): "
                                   "check the input plays, or report it") from e

@@ -1,0 +1,94 @@
+"""The fast method (--method fast): the keyframe method's network paints each frame's start (a
+chain's first frame, and wherever the flow cannot carry the previous result), a few optimizer
+iterations refine it. Against the network alone it must lower the style cost; it keeps the
+frames, rate and audio; it resumes; it repeats with --seed; workers paint what one process
+paints."""
+
+import cv2
+import numpy as np
+import pytest
+from conftest import style_array, write_rgb
+from test_parallel import kept
+from test_video import Interrupt
+from videokit import probe, psnr, read_frames, shots_clip
+
+from nstvideo import stylize
+from nstvideo.photos import build_stylizer
+from nstvideo.settings import StyleSettings, VideoSettings
+from nstvideo.style.tensors import to_tensor
+
+S = StyleSettings(size=48, iterations=3, seed=0)
+V = VideoSettings(iterations=3, iterations_first=3, method="fast", train_steps=12,
+                  refine_iterations=4, keyframes="4", threads=1)
+SHOTS = (7, 6)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fast")
+    src = shots_clip(tmp / "shots.mp4", SHOTS, rate=12)
+    style = write_rgb(tmp / "style.png", style_array())
+    out = tmp / "fast.mp4"
+    rep = stylize(src, style, out, settings=S, video=V.replace(save_net=str(tmp / "n.pt")),
+                  keep_frames=True).video
+    return tmp, src, style, out, rep, kept(out)
+
+
+def style_costs(frames, content, style, positions):
+    stylizer = build_stylizer([style], S)
+    out = []
+    for k in positions:
+        c = cv2.resize(content[k], frames[k].shape[1::-1], interpolation=cv2.INTER_AREA)
+        f = stylizer.objective(to_tensor(c, stylizer.device))
+        out.append(float(f(to_tensor(frames[k], stylizer.device))[1]["style"]))
+    return np.array(out)
+
+
+def test_refining_lowers_the_style_cost_of_the_networks_frames(rendered, tmp_path):
+    tmp, src, style, out, rep, frames = rendered
+    alone = tmp_path / "net.mp4"  # the same network, painting alone (--method keyframes)
+    stylize(src, style, alone, settings=S, keep_frames=True,
+            video=V.replace(method="keyframes", net=str(tmp / "n.pt")))
+    net_frames = kept(alone)
+    between = [k for k in range(sum(SHOTS)) if k not in rep.keyframes]
+    content = read_frames(src)
+    ours = style_costs(frames, content, style, between)
+    theirs = style_costs(net_frames, content, style, between)
+    assert len(between) >= 8 and np.median(ours) < 0.8 * np.median(theirs), (ours, theirs)
+    assert (ours < theirs).mean() >= 0.75, (ours, theirs)
+
+
+def test_the_video_keeps_frames_rate_and_audio(rendered):
+    tmp, src, style, out, rep, frames = rendered
+    info, source = probe(out), probe(src)
+    assert info["frames"] == sum(SHOTS) == len(frames) == rep.frames
+    assert info["fps_text"] == source["fps_text"] == "12" and info["audio"] and rep.audio
+    assert abs(info["a_duration"] - source["a_duration"]) < 0.1
+    assert rep.keyframes == [0, 4, 7, 11] and rep.scene_cuts == [7]
+    assert rep.training["steps"] == V.train_steps
+
+
+def test_seeded_renders_repeat_and_workers_paint_the_same(rendered, tmp_path):
+    tmp, src, style, out, rep, frames = rendered
+    again = tmp_path / "again.mp4"
+    stylize(src, style, again, settings=S, video=V, keep_frames=True)
+    assert all(np.array_equal(a, b) for a, b in zip(kept(again), frames))
+    par = tmp_path / "par.mp4"
+    rep2 = stylize(src, style, par, settings=S, video=V, keep_frames=True, workers=2).video
+    assert len(rep2.where) == 2 and len(kept(par)) == len(frames)
+    assert min(psnr(a, b) for a, b in zip(kept(par), frames)) >= 40
+
+
+def test_an_interrupted_fast_render_resumes(tmp_path, style_png, monkeypatch):
+    src = shots_clip(tmp_path / "s.mp4", (6, 6), audio=False)
+    out = tmp_path / "o.mp4"
+    video = V.replace(keyframes="3")  # keyframes 0, 3, 6, 9: four renders, then the frames
+    counter = Interrupt(monkeypatch, at=9)  # the fifth frame of the first unit
+    with pytest.raises(KeyboardInterrupt):
+        stylize(src, style_png, out, settings=S, video=video)
+    counter.calls, counter.at = 0, None
+    rep = stylize(src, style_png, out, settings=S, video=video).video
+    # no keyframe again; unit 0 continues after its 4 finished frames (frames 4, 5), unit 1
+    # renders its 6
+    assert rep.resumed == 4 and counter.calls == 2 + 6
+    assert probe(out)["frames"] == 12
