@@ -82,7 +82,9 @@ V = VideoSettings()
              "  nstvideo stylize clip.mp4 monet.jpg                   -> clip_monet.mp4, with sound\n\n"
              "  nstvideo stylize clip.mp4 monet.jpg --start 1:10 --duration 5 --every 2 -o preview.mp4\n\n"
              "  nstvideo stylize frames/ monet.jpg --fps 24 -o out.mp4   numbered frames to a video\n\n"
-             "  nstvideo stylize clip.mp4 monet.jpg --method keyframes --save-net monet.pt   fast\n\n"
+             "  nstvideo stylize clip.mp4 monet.jpg --method fast   painted, several times faster\n\n"
+             "  nstvideo stylize clip.mp4 monet.jpg --method keyframes --save-net monet.pt"
+             "   fastest\n\n"
              "  nstvideo stylize other.mp4 monet.jpg --method keyframes --net monet.pt   no training")
 def stylize_cmd(
     input: Annotated[Path, typer.Argument(
@@ -166,10 +168,12 @@ def stylize_cmd(
         min=0.001, help="--method keyframes/fast: stop training after this many seconds (or "
         "--train-steps, whichever comes first).", show_default=False)] = None,
     train_perceptual: Annotated[float, typer.Option(
-        min=0, help="--method keyframes/fast: weight of a VGG feature term in the training (sharper "
-        "strokes, ~3x the training time on a CPU); 0: pixel L1 only.")] = V.train_perceptual,
+        min=0, help="--method keyframes/fast: weight of a VGG feature term in the training "
+        "(sharper strokes, ~3x the training time on a CPU); 0: pixel L1 only.")]
+    = V.train_perceptual,
     net: Annotated[Optional[Path], typer.Option(
-        help="--method keyframes/fast: paint with this network (saved by --save-net) instead of "
+        help="--method keyframes/fast: paint with this network (saved by --save-net) instead "
+             "of "
              "painting keyframes and training one.", show_default=False)] = None,
     save_net: Annotated[Optional[Path], typer.Option(
         help="--method keyframes/fast: save the trained network to this file (reuse it with "
@@ -259,11 +263,11 @@ def _run(verbose: bool, call):
 
 def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
              temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
-             workers, ray, threads, method, refine_iterations, keyframes, train_steps, train_seconds,
-             train_perceptual, net, save_net, content_weight, style_weight, tv_weight,
-             content_layer, style_layers, style_scale, style_weights, preserve_colors,
-             optimizer, init, seed, device, precision, batch, weights, max_megapixels,
-             overwrite, verbose, quiet):
+             workers, ray, threads, method, refine_iterations, keyframes, train_steps,
+             train_seconds, train_perceptual, net, save_net, content_weight, style_weight,
+             tv_weight, content_layer, style_layers, style_scale, style_weights,
+             preserve_colors, optimizer, init, seed, device, precision, batch, weights,
+             max_megapixels, overwrite, verbose, quiet):
     settings = StyleSettings(
         size=size, iterations=iterations or D.iterations, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,

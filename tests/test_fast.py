@@ -7,7 +7,7 @@ paints."""
 import cv2
 import numpy as np
 import pytest
-from conftest import style_array, write_rgb
+from test_keyframes import assert_like_its_source, render_shots
 from test_parallel import kept
 from test_video import Interrupt
 from videokit import probe, psnr, read_frames, shots_clip
@@ -25,13 +25,7 @@ SHOTS = (7, 6)
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fast")
-    src = shots_clip(tmp / "shots.mp4", SHOTS, rate=12)
-    style = write_rgb(tmp / "style.png", style_array())
-    out = tmp / "fast.mp4"
-    rep = stylize(src, style, out, settings=S, video=V.replace(save_net=str(tmp / "n.pt")),
-                  keep_frames=True).video
-    return tmp, src, style, out, rep, kept(out)
+    return render_shots(tmp_path_factory.mktemp("fast"), SHOTS, S, V)
 
 
 def style_costs(frames, content, style, positions):
@@ -59,11 +53,8 @@ def test_refining_lowers_the_style_cost_of_the_networks_frames(rendered, tmp_pat
 
 
 def test_the_video_keeps_frames_rate_and_audio(rendered):
-    tmp, src, style, out, rep, frames = rendered
-    info, source = probe(out), probe(src)
-    assert info["frames"] == sum(SHOTS) == len(frames) == rep.frames
-    assert info["fps_text"] == source["fps_text"] == "12" and info["audio"] and rep.audio
-    assert abs(info["a_duration"] - source["a_duration"]) < 0.1
+    rep = rendered[4]
+    assert_like_its_source(rendered, SHOTS)
     assert rep.keyframes == [0, 4, 7, 11] and rep.scene_cuts == [7]
     assert rep.training["steps"] == V.train_steps
 

@@ -129,24 +129,35 @@ def test_a_keyframe_starts_every_shot_and_auto_follows_new_colours(tmp_path):
     assert auto.keys == [0, 6]
 
 
+def render_shots(tmp, shots, settings, video):
+    """A clip of `shots` (12 fps, with audio) rendered with its network saved (tmp/n.pt) and
+    its frames kept: (tmp, clip, style, output, report, frames)."""
+    src = shots_clip(tmp / "shots.mp4", shots, rate=12)
+    style = write_rgb(tmp / "style.png", style_array())
+    out = tmp / "out.mp4"
+    rep = stylize(src, style, out, settings=settings,
+                  video=video.replace(save_net=str(tmp / "n.pt")), keep_frames=True).video
+    return tmp, src, style, out, rep, kept(out)
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     """A three-shot clip with audio, rendered by the keyframe method, frames kept."""
-    tmp = tmp_path_factory.mktemp("kf")
-    src = shots_clip(tmp / "shots.mp4", SHOTS, rate=12)
-    style = write_rgb(tmp / "style.png", style_array())
-    out = tmp / "out.mp4"
-    rep = stylize(src, style, out, settings=S, video=V.replace(save_net=str(tmp / "n.pt")),
-                  keep_frames=True).video
-    return tmp, src, style, out, rep, kept(out)
+    return render_shots(tmp_path_factory.mktemp("kf"), SHOTS, S, V)
+
+
+def assert_like_its_source(rendered, shots) -> None:
+    """The render has every frame, the source's rate (12 fps) and its audio."""
+    tmp, src, style, out, rep, frames = rendered
+    info, source = probe(out), probe(src)
+    assert info["frames"] == sum(shots) == len(frames) == rep.frames
+    assert info["fps_text"] == source["fps_text"] == "12" and info["audio"] and rep.audio
+    assert abs(info["a_duration"] - source["a_duration"]) < 0.1
 
 
 def test_the_video_keeps_frames_rate_audio_and_has_a_keyframe_per_shot(rendered):
     tmp, src, style, out, rep, frames = rendered
-    info, source = probe(out), probe(src)
-    assert info["frames"] == sum(SHOTS) == len(frames) == rep.frames
-    assert info["fps_text"] == source["fps_text"] == "12" and info["audio"] and rep.audio
-    assert abs(info["a_duration"] - source["a_duration"]) < 0.1
+    assert_like_its_source(rendered, SHOTS)
     assert {0, 8, 15} <= set(rep.keyframes) and rep.training["steps"] == V.train_steps
     assert rep.scene_cuts == [8, 15]
     content = read_frames(src)
