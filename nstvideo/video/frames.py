@@ -70,8 +70,8 @@ class FrameRenderer:
                 if v.hold_static:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
                     warped[static] = self.prev_result[static]  # held as painted, not resampled
-                if fill is not None:  # the cost ignores these pixels (mask 0)
-                    holes = pair.mask < 0.5
+                holes = pair.mask < 0.5
+                if fill is not None and holes.any():  # the cost ignores them (mask 0)
                     warped[holes] = fill()[holes]
                 start = to_tensor(warped, dev)
                 mask = torch.from_numpy(pair.mask)[None, None].to(dev)
