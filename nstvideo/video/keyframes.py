@@ -1,7 +1,8 @@
-"""The keyframe method in a render (after Texler et al. 2020): the plan's keyframes painted by
-the optimizer and a network trained on them (both resumable), then every unit painted by that
-network (its unit runner). The training itself is nstvideo.training; the choice of keyframes
-is the plan's. Knows nothing of where units run.
+"""The methods that train a network, in a render (after Texler et al. 2020): the plan's
+keyframes painted by the optimizer and a network trained on them (both resumable); then every
+unit painted by that network (keyframes: PaintRunner), or each frame's start painted by it and
+refined by a few optimizer iterations (fast: RefineRunner). The training itself is
+nstvideo.training; the choice of keyframes is the plan's. Knows nothing of where units run.
 """
 
 from __future__ import annotations
