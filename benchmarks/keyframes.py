@@ -172,7 +172,7 @@ def report(args, fig: dict, a: int, n: int, settings: StyleSettings) -> None:
               f"{tr['seconds']:.0f} s, L1 {tr['first_loss']:.1f} -> {tr['last_loss']:.1f} | "
               f"{key['paint_s_per_frame']:.3f} | {key['wall'] / 60:.1f} min | "
               f"{own_extrapolation(key) / key['wall']:.1f}x | {kc:.3g} ({kc / oc:.2f}x) | {ks:.3g} "
-              f"({ks / os_:.0f}x) | {err(k_frames):.1f} ({err(k_frames) / eo:.2f}x) |")
+              f"({ks / os_:.3g}x) | {err(k_frames):.1f} ({err(k_frames) / eo:.2f}x) |")
         strips.append(np.concatenate([k_frames[i] for i in range(n)
                                       if a + i not in keys_all][:3], 0))
     print(f"the content's own warping error: {ec:.1f} (Farneback flow, frames {a}..{a + n - 1}); "

@@ -20,8 +20,9 @@ from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analy
 class FrameRenderer:
     """Stylizes the frames of one sequence in order, carrying the previous result along."""
 
-    def __init__(self, stylizer: Stylizer, video: VideoSettings):
+    def __init__(self, stylizer: Stylizer, video: VideoSettings, full_first: bool = False):
         self.stylizer, self.video = stylizer, video
+        self.full_first = full_first  # a chain's first frame from a guess: the first budget
         self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
         self.prev_content: np.ndarray | None = None
         self.prev_result: np.ndarray | None = None
@@ -86,8 +87,8 @@ class FrameRenderer:
             start = to_tensor(guess(), dev) if guessed else s.initial(content_t, init)
         # a chain's first frame starts from the content and gets the larger budget; with
         # temporal none every frame is independent and gets `iterations`, as asked
-        iterations = (self.first_iterations if restart and v.temporal != "none" and not guessed
-                      else v.iterations)
+        iterations = (self.first_iterations if restart and v.temporal != "none" and (
+            self.full_first or not guessed) else v.iterations)
         x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
                           early_stop=self.early_stop, on_step=on_step)
         result = to_image(x)

@@ -56,13 +56,16 @@ class RefineRunner(_WithNet, OptimizeRunner):
     """The fast method's units: a chain as the optimize method's, each frame starting from the
     previous result warped along the flow where the flow carries it and from the network's
     painting where it does not (new or uncovered pixels, a chain's first frame), refined by
-    `refine_iterations` of the optimizer with the temporal cost: the network gives the
-    painting's colours and large shapes at once, the few iterations its brushwork."""
+    `refine_iterations` of the optimizer with the temporal cost (a chain's first frame, which
+    the later ones carry on, 3x as many): the network gives the painting's colours and large
+    shapes at once, the few iterations its brushwork."""
 
-    @property
-    def frame_settings(self):
+    def renderer(self) -> FrameRenderer:
+        """A chain whose frames get `refine_iterations`, its first frame 3x as many."""
         v = self.job.video
-        return v.replace(iterations=v.refine_iterations)
+        n = v.refine_iterations
+        return FrameRenderer(self.stylizer, v.replace(iterations=n, iterations_first=3 * n),
+                             full_first=True)
 
     def render(self, renderer, frame, compared):
         painted = []

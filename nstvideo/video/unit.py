@@ -112,10 +112,9 @@ class OptimizeRunner(UnitRunner):
             self._stylizer = Stylizer(self.job.styles, self.job.settings)
         return self._stylizer
 
-    @property
-    def frame_settings(self):
-        """The video settings each frame's chain runs with."""
-        return self.job.video
+    def renderer(self) -> FrameRenderer:
+        """A new chain of frames."""
+        return FrameRenderer(self.stylizer, self.job.video)
 
     def render(self, renderer: FrameRenderer, frame: np.ndarray, compared):
         """One frame of the chain: (result, report, whether the chain restarted)."""
@@ -123,7 +122,7 @@ class OptimizeRunner(UnitRunner):
 
     def paint(self, unit, store, done, content, finished, report) -> None:
         """Optimize the frames one after the other, each from the previous result."""
-        renderer = FrameRenderer(self.stylizer, self.frame_settings)
+        renderer = self.renderer()
 
         def ahead():  # runs in a thread: decode, resize and compare with the previous frame
             prev = None
