@@ -51,7 +51,8 @@ class FrameRenderer:
         `compare(previous content, content)` where already computed. `guess`: where the chain
         restarts, a callable giving an image to start from instead of the content (the
         keyframe method's network: what it learned so far), with the later frames' budget
-        (a chain's first frame from the content gets `iterations_first`, by default 3x).
+        unless `full_first` (a chain's first frame from the content gets `iterations_first`,
+        by default 3x).
         `fill`: a callable giving an image to start from where the flow cannot carry the
         previous result (occluded or new pixels), instead of the warped previous result.
 

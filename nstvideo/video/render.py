@@ -86,7 +86,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                    min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
     style_images = [load(s, "style image", settings.max_pixels) for s in styles]
     ckpt = Checkpoint(checkpoint_dir(output), _state(
-        settings, video, source, (spec.first, spec.stop, video.every, *hw), styles))
+        settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
         plan = _plan(ckpt, spec, source, settings, video, hw, engine, progress,
                      keyframes=video.trains_net and given_net is None)
@@ -147,7 +147,8 @@ def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> 
     return None
 
 
-def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, styles) -> dict:
+def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
+           styles) -> dict:
     style = dataclasses.asdict(settings)
     style.pop("device")  # resuming on another device is fine
     style.pop("batch")  # photos only
@@ -163,7 +164,7 @@ def _state(settings: StyleSettings, video: VideoSettings, source: Source, rng, s
     if vid.get("method") != "fast":  # as before the fast method
         vid.pop("refine_iterations")
     files = {"init": settings.init, "weights": settings.weights, "net": video.net or ""}
-    return {"style": style, "video": vid, "input": source.fingerprint(), "range": list(rng),
+    return {"style": style, "video": vid, "input": spec.fingerprint, "range": list(rng),
             # by content: a style image replaced under the same name is another render
             "styles": [_fingerprint(s) for s in styles],
             "files": {k: _fingerprint(v) for k, v in files.items() if Path(v).is_file()}}
