@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=None,
                     help="the fast runs render only the clip's first N frames")
     ap.add_argument("--refine-iterations", type=int, default=VideoSettings.refine_iterations)
+    ap.add_argument("--warp", default=VideoSettings.warp, help="the fast runs' warp")
+    ap.add_argument("--no-hold-static", action="store_true", help="the fast runs: hold_static off")
     ap.add_argument("--variant", default="", help="a name for this keyframes run (its frames "
                     "and figures are kept beside the others'; the report covers them all)")
     ap.add_argument("--phases", default="optimize,keyframes,report")
@@ -108,6 +110,8 @@ def main() -> None:
                             video=VideoSettings(method=args.method, keyframes=args.keyframes,
                                                 duration=args.frames and f"{args.frames}f",
                                                 refine_iterations=args.refine_iterations,
+                                                warp=args.warp,
+                                                hold_static=not args.no_hold_static,
                                                 train_steps=args.train_steps,
                                                 train_perceptual=args.train_perceptual,
                                                 save_net=str(args.out / f"{name}.pt")),

@@ -190,7 +190,8 @@ class VideoSettings:
     # of the optimizer from the warped previous result and the network's painting
     method: str = "optimize"
     keyframes: str = "auto"  # keyframes: 'auto' (where the content moved on) or every K frames
-    train_steps: int = TRAIN_STEPS  # keyframes: the network's training steps ...
+    train_steps: int | None = None  # the network's training steps (None: keyframes
+    # TRAIN_STEPS; fast a share of its refinement's work, nstvideo.video.keyframes.steps_for)...
     train_seconds: float | None = None  # ... or fewer, when this much time has passed
     train_perceptual: float = 5.0  # keyframes: weight of the training's VGG feature term (0:
                                    # pixel L1 only): sharper strokes at equal time (RESULTS.md)
@@ -215,11 +216,11 @@ class VideoSettings:
         if self.train_seconds is not None:
             check_number(self.train_seconds, "--train-seconds", positive=True)
         check_number(self.train_perceptual, "--train-perceptual")
-        for name in ("every", "segment_frames", "train_steps", "refine_iterations"):
+        for name in ("every", "segment_frames", "refine_iterations"):
             n = getattr(self, name)
             if int(n) != n or n < 1:
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
-        for name in ("iterations", "iterations_first", "threads"):
+        for name in ("iterations", "iterations_first", "threads", "train_steps"):
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")

@@ -83,3 +83,47 @@ def test_an_interrupted_fast_render_resumes(tmp_path, style_png, monkeypatch):
     # renders its 6
     assert rep.resumed == 4 and counter.calls == 2 + 6
     assert probe(out)["frames"] == 12
+
+
+def test_a_chain_starts_from_the_painted_keyframe_and_new_pixels_get_iterations(style_png):
+    """Where the chain restarts on a keyframe it takes the optimizer's painting as it is (no
+    iterations); a later frame ignores it, and gets more iterations the more of its pixels
+    the flow cannot carry (fast: by_new), from `refine_iterations` to the first frame's."""
+    from conftest import content_array
+    from nstvideo.style.stylizer import Stylizer
+    from nstvideo.video.flow import FramePair
+    from nstvideo.video.frames import FrameRenderer
+
+    video = VideoSettings(iterations=4, iterations_first=12, early_stop_tol=0.0,
+                          hold_static=False)
+    stylizer = Stylizer([cv2.imread(str(style_png))[..., ::-1].copy()], S.replace(size=32))
+    content = cv2.resize(content_array(48, 64), (32, 24), interpolation=cv2.INTER_AREA)
+    painted = np.random.default_rng(0).integers(0, 256, content.shape, np.uint8)
+    r = FrameRenderer(stylizer, video, full_first=True, by_new=True)
+    result, report, _ = r.render(content, painted=painted)
+    assert result is painted and report.iterations == 0
+    used = []
+    for share in (0.0, 0.5):
+        mask = np.ones(content.shape[:2], np.float32)
+        mask[:, : round(share * content.shape[1])] = 0
+        pair = FramePair(np.zeros((*content.shape[:2], 2), np.float32), mask, False)
+        result, report, cut = r.render(content, compared=pair, painted=painted,
+                                       fill=lambda: content)
+        assert not cut and not np.array_equal(result, painted)
+        used.append(report.iterations)
+    assert used == [4, 8], used  # 4 + (12 - 4) * 0.5
+
+
+def test_the_fast_training_budget_scales_with_the_work():
+    from nstvideo.settings import TRAIN_STEPS
+    from nstvideo.video.keyframes import FAST_TRAIN_STEPS, steps_for
+
+    fast = VideoSettings(method="fast")
+    preview, full = steps_for(fast, 280, (72, 128)), steps_for(fast, 200, (216, 384))
+    assert FAST_TRAIN_STEPS[0] <= preview < full < FAST_TRAIN_STEPS[1]
+    assert 4 * preview < full  # ~9x the pixels, ~0.7x the frames
+    assert steps_for(fast, 10, (24, 32)) == FAST_TRAIN_STEPS[0]
+    assert steps_for(fast, 100_000, (1080, 1920)) == FAST_TRAIN_STEPS[1]
+    assert steps_for(fast.replace(refine_iterations=20), 280, (72, 128)) > preview
+    assert steps_for(fast.replace(train_steps=12), 280, (72, 128)) == 12
+    assert steps_for(VideoSettings(method="keyframes"), 280, (72, 128)) == TRAIN_STEPS

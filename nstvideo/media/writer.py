@@ -97,6 +97,12 @@ def encode_image(img: np.ndarray, suffix: str) -> bytes:
     return buf.tobytes()
 
 
+def decode_frame(data: bytes) -> np.ndarray:
+    """The inverse of `encode_image` for an RGB frame this program encoded itself -> RGB uint8."""
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                        cv2.COLOR_BGR2RGB)
+
+
 def write_file(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write `data` to `path` atomically; `durable`: on disk (fsync'd, file and folder) before
     it appears under its name, so a power loss cannot leave it truncated."""

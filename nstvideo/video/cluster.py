@@ -30,16 +30,15 @@ def _task(token: str, job: Job, unit, frames, progress) -> dict:
     sees the driver's (a shared filesystem), else from the frames shipped with the task (PNG,
     lossless); return the unit's files (segments, PNGs, records) for the driver to keep, or
     {'need_frames': True}."""
-    import cv2
-    import numpy as np
     import ray
     import torch
+
+    from nstvideo.media.writer import decode_frame
 
     if frames is None and not job.source.readable():
         return {"need_frames": True}
     if frames is not None:
-        frames = [cv2.cvtColor(cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR),
-                               cv2.COLOR_BGR2RGB) for f in frames]
+        frames = [decode_frame(f) for f in frames]
     if token not in _RUNNERS:
         _RUNNERS.clear()
         if not torch.cuda.is_available():

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from nstvideo.settings import VideoSettings
-from nstvideo.style.optimize import EarlyStop
+from nstvideo.style.optimize import EarlyStop, OptimizeReport
 from nstvideo.style.stylizer import Stylizer, Temporal
 from nstvideo.style.tensors import to_image, to_tensor
 from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
@@ -20,9 +20,13 @@ from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analy
 class FrameRenderer:
     """Stylizes the frames of one sequence in order, carrying the previous result along."""
 
-    def __init__(self, stylizer: Stylizer, video: VideoSettings, full_first: bool = False):
+    def __init__(self, stylizer: Stylizer, video: VideoSettings, full_first: bool = False,
+                 by_new: bool = False):
         self.stylizer, self.video = stylizer, video
         self.full_first = full_first  # a chain's first frame from a guess: the first budget
+        self.by_new = by_new  # a later frame's budget grows with its pixels the flow cannot
+        # carry, towards the first frame's (all new)
+        self.new_share = 0.0
         self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
         self.prev_content: np.ndarray | None = None
         self.prev_result: np.ndarray | None = None
@@ -46,7 +50,8 @@ class FrameRenderer:
         return None
 
     def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
-               compared: FramePair | float | None = None, guess=None, fill=None):
+               compared: FramePair | float | None = None, guess=None, fill=None,
+               painted: np.ndarray | None = None):
         """Stylize one content frame (RGB uint8 at the processing size); `compared` is
         `compare(previous content, content)` where already computed. `guess`: where the chain
         restarts, a callable giving an image to start from instead of the content (the
@@ -55,9 +60,11 @@ class FrameRenderer:
         by default 3x).
         `fill`: a callable giving an image to start from where the flow cannot carry the
         previous result (occluded or new pixels), instead of the warped previous result.
+        `painted`: this frame already painted (a keyframe), taken as it is where the chain
+        restarts.
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
-        s, v, dev = self.stylizer, self.video, self.stylizer.device
+        v, dev = self.video, self.stylizer.device
         had_previous = self.prev_result is not None
         content_t = to_tensor(content, dev)
         temporal, start, restart = None, None, self.prev_result is None or v.temporal == "none"
@@ -73,6 +80,7 @@ class FrameRenderer:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
                     warped[static] = self.prev_result[static]  # held as painted, not resampled
                 holes = pair.mask < 0.5
+                self.new_share = float(holes.mean())
                 if fill is not None and holes.any():  # the cost ignores them (mask 0)
                     warped[holes] = fill()[holes]
                 start = to_tensor(warped, dev)
@@ -83,19 +91,30 @@ class FrameRenderer:
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else to_tensor(self.prev_result, dev)
-        guessed = start is None and guess is not None
-        if start is None:
-            start = to_tensor(guess(), dev) if guessed else s.initial(content_t, init)
-        # a chain's first frame starts from the content and gets the larger budget; with
-        # temporal none every frame is independent and gets `iterations`, as asked
-        iterations = (self.first_iterations if restart and v.temporal != "none" and (
-            self.full_first or not guessed) else v.iterations)
-        x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
-                          early_stop=self.early_stop, on_step=on_step)
-        result = to_image(x)
+        if start is None and painted is not None:
+            result, report = painted, OptimizeReport()
+        else:
+            result, report = self._optimize(content_t, start, init, restart, temporal, guess,
+                                            on_step)
         self.prev_content, self.prev_result = content, result
         if static is None:
             self.reference = content.astype(np.float32)
         else:
             self.reference[~static] = content[~static]
         return result, report, restart and had_previous and v.temporal != "none"
+
+    def _optimize(self, content_t, start, init, restart, temporal, guess, on_step):
+        """The optimizer's run on one frame: (result, report)."""
+        s, v = self.stylizer, self.video
+        guessed = start is None and guess is not None
+        if start is None:
+            start = to_tensor(guess(), s.device) if guessed else s.initial(content_t, init)
+        # a chain's first frame starts from the content and gets the larger budget; with
+        # temporal none every frame is independent and gets `iterations`, as asked
+        iterations = (self.first_iterations if restart and v.temporal != "none" and (
+            self.full_first or not guessed) else v.iterations)
+        if self.by_new and not restart:
+            iterations += round((self.first_iterations - v.iterations) * self.new_share)
+        x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
+                          early_stop=self.early_stop, on_step=on_step)
+        return to_image(x), report

@@ -11,7 +11,7 @@ import dataclasses
 import os
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -122,6 +122,8 @@ class Job:
     runner: type | None = None  # the unit runner's class
     threads: int | None = None  # torch threads a unit renders with (the plan's; None: any)
     net: bytes | None = None  # keyframe method: the trained network (nstvideo.net file bytes)
+    painted: dict[int, bytes] = field(default_factory=dict)  # fast: keyframes that begin a
+    # shot, as the optimizer painted them (PNG bytes by output position)
 
     @property
     def step(self) -> float:

@@ -14,7 +14,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nstvideo.errors import RenderError
+from nstvideo.media.writer import decode_frame
 from nstvideo.net import Training, batch_size, net_bytes, net_from_bytes, paint
+from nstvideo.settings import TRAIN_STEPS, VideoSettings
 from nstvideo.style.device import configure, resolve_device, torch_threads
 from nstvideo.style.stylizer import Stylizer
 from nstvideo.training import NetTraining
@@ -61,22 +63,24 @@ class RefineRunner(_WithNet, OptimizeRunner):
     shapes at once, the few iterations its brushwork."""
 
     def renderer(self) -> FrameRenderer:
-        """A chain whose frames get `refine_iterations`, its first frame 3x as many."""
+        """A chain whose frames get `refine_iterations`, its first frame 3x as many (unless it
+        is a painted keyframe)."""
         v = self.job.video
         n = v.refine_iterations
         return FrameRenderer(self.stylizer, v.replace(iterations=n, iterations_first=3 * n),
-                             full_first=True)
+                             full_first=True, by_new=True)
 
-    def render(self, renderer, frame, compared):
-        painted = []
+    def render(self, renderer, frame, compared, pos):
+        guessed = []
 
         def guess():  # painted at most once a frame, only where asked
-            if not painted:
-                painted.append(paint(self.net, [frame])[0])
-            return painted[0]
+            if not guessed:
+                guessed.append(paint(self.net, [frame])[0])
+            return guessed[0]
 
+        key = self.job.painted.get(pos)
         return renderer.render(frame, self.job.init, compared=compared, guess=guess,
-                               fill=guess)
+                               fill=guess, painted=None if key is None else decode_frame(key))
 
 
 def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
@@ -90,11 +94,11 @@ def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
         configure(device, job.settings.seed)
         info = {"keyframes": len(contents), "size": list(job.hw), "styles": len(job.styles)}
         video = job.video
-        training = NetTraining(Training(steps=video.train_steps,
-                                        perceptual=video.train_perceptual),
+        steps = steps_for(video, plan.total, job.hw)
+        training = NetTraining(Training(steps=steps, perceptual=video.train_perceptual),
                                job.settings.seed, device, checkpoint, info, job.settings.weights)
         _paint_keyframes(job, plan, contents, store, training, progress)
-        with tqdm(total=video.train_steps, initial=training.trainer.step, unit="step",
+        with tqdm(total=steps, initial=training.trainer.step, unit="step",
                   desc="training", disable=not progress, dynamic_ncols=True,
                   leave=False) as bar:
             _train(training, video, 1.0, on_step=lambda i: bar.update(1))
@@ -118,10 +122,31 @@ def _keyframe_contents(job: Job, keys: list[int]) -> list[np.ndarray]:
     return contents
 
 
+FAST_TRAIN_SHARE = 0.2  # fast: the training's work against the refinement's (RESULTS.md, "Fast")
+FAST_TRAIN_STEPS = (100, 3000)  # ... within these bounds
+PIXEL_COST = 1.34  # a refining iteration's cost per pixel over a training step's (2 CPU cores)
+
+
+def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int]) -> int:
+    """The network's training steps: `train_steps` where given; the keyframe method's
+    TRAIN_STEPS (its network paints every frame); for the fast method, whose network only
+    fills in where the flow carries nothing, FAST_TRAIN_SHARE of the refinement's own work
+    (frames x iterations x pixels, against steps x batch x patch pixels), so that the fixed
+    cost scales with the clip: ~100 steps for 280 frames at 128 px, ~700 for 200 at 384 px."""
+    if video.train_steps is not None:
+        return video.train_steps
+    if video.method != "fast":
+        return TRAIN_STEPS
+    t = Training()
+    work = frames * video.refine_iterations * hw[0] * hw[1] * PIXEL_COST
+    lo, hi = FAST_TRAIN_STEPS
+    return int(min(hi, max(lo, round(FAST_TRAIN_SHARE * work / (t.batch * t.patch ** 2)))))
+
+
 def _train(training: NetTraining, video, share: float, on_step=None) -> None:
     """Train to this share of the steps (and of --train-seconds)."""
     secs = video.train_seconds
-    training.train_to(round(video.train_steps * share), on_step,
+    training.train_to(round(training.training.steps * share), on_step,
                       None if secs is None else max(0.0, secs * share - training.seconds))
 
 

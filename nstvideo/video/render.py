@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from nstvideo.errors import InputError, RenderError
 from nstvideo.media.reader import existing
 from nstvideo.media.video import Colour, FrameFolder, Source, file_fingerprint, open_source
-from nstvideo.media.writer import is_constant_rate, segment_ext, write_file
+from nstvideo.media.writer import encode_image, is_constant_rate, segment_ext, write_file
 from nstvideo.net import load_net
 from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
 from nstvideo.photos import ImageLike, init_image, load, styles_list
@@ -218,9 +218,14 @@ def _job(settings: StyleSettings, video: VideoSettings, styles: list[np.ndarray]
 def _keyframes(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
                progress: bool) -> bytes:
     """The keyframe method's network: keyframes painted and the network trained (resumable),
-    saved where --save-net asks."""
-    net, report.training = keyframe_net(job, plan, ckpt.keys(), ckpt.net_path, progress)
+    saved where --save-net asks. The fast method's units also get the keyframes that begin a
+    shot, as painted (a chain starts from them)."""
+    keys = ckpt.keys()
+    net, report.training = keyframe_net(job, plan, keys, ckpt.net_path, progress)
     report.keyframes = list(plan.keys)
+    if job.video.method == "fast":
+        job.painted = {k: encode_image(keys.load(i), ".png") for i, k in enumerate(plan.keys)
+                       if k in plan.cuts}
     if job.video.save_net:
         write_file(Path(job.video.save_net), net)
     return net

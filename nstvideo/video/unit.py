@@ -116,8 +116,9 @@ class OptimizeRunner(UnitRunner):
         """A new chain of frames."""
         return FrameRenderer(self.stylizer, self.job.video)
 
-    def render(self, renderer: FrameRenderer, frame: np.ndarray, compared):
-        """One frame of the chain: (result, report, whether the chain restarted)."""
+    def render(self, renderer: FrameRenderer, frame: np.ndarray, compared, pos: int):
+        """One frame of the chain, output position `pos`: (result, report, whether the chain
+        restarted)."""
         return renderer.render(frame, self.job.init, compared=compared)
 
     def paint(self, unit, store, done, content, finished, report) -> None:
@@ -137,7 +138,7 @@ class OptimizeRunner(UnitRunner):
                 renderer.restore(frame, store.load(k))
                 continue
             try:
-                result, _, cut = self.render(renderer, frame, compared)
+                result, _, cut = self.render(renderer, frame, compared, unit.begin + k)
             except cv2.error as e:
                 raise RenderError(f"OpenCV failed on frame {unit.begin + k} ({reason(e)}): "
                                   "check the input plays, or report it") from e
