@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, load,
-                             make_settings, run_one, stylize_folder)
+from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, kept_meta,
+                             load, make_settings, run_one, stylize_folder)
+from nstvideo.media.photometa import read_meta
 from nstvideo.media.reader import existing, list_images
 from nstvideo.media.video import is_video_path
 from nstvideo.media.writer import write_image
@@ -49,7 +50,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
             output: str | os.PathLike | None = None, *, settings: StyleSettings | None = None,
             video: VideoSettings | None = None, overwrite: bool = False, restart: bool = False,
             keep_frames: bool = False, progress: bool = False, workers: int = 1,
-            ray: str | None = None, **overrides) -> RunReport:
+            ray: str | None = None, strip_metadata: bool = False, **overrides) -> RunReport:
     """Stylize an image, a folder of photos, a folder of numbered frames or a video file, and
     write the result (what the `nstvideo stylize` command does).
 
@@ -59,7 +60,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     Videos and frame sequences use `video` (VideoSettings) and are resumable (`restart`
     discards an earlier unfinished render; `keep_frames` keeps the PNG frames), and can be
     spread over `workers` local processes (one per GPU) or a Ray cluster (`ray`: an address,
-    'auto' or 'local'); see `stylize_video`.
+    'auto' or 'local'); see `stylize_video`. Photos keep their metadata (EXIF with the
+    orientation reset, XMP) and colour profile (wide-gamut ones converted to sRGB), unless
+    `strip_metadata` (dates, camera and place gone; the profile kept).
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
@@ -82,12 +85,13 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                       "optimized one by one", stacklevel=2)
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
-                                           overwrite=overwrite, progress=progress)
+                                           overwrite=overwrite, progress=progress,
+                                           strip_metadata=strip_metadata)
         return RunReport(output=out, written=rep.written, failed=rep.failed)
     check_image_output(out, input_paths([src], styles, settings), overwrite)
     image = load(src, "content image", settings.max_pixels)
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
-    write_image(out, result)
+    write_image(out, result, kept_meta(read_meta(src), strip_metadata))
     return RunReport(output=out, written=[out], losses=(opt.first, opt.last))

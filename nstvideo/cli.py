@@ -130,6 +130,10 @@ def stylize_cmd(
     sequence: Annotated[bool, typer.Option(
         "--sequence", help="A folder is one sequence of frames (temporal coherence, frame "
         "names kept as PNG), not photos. Implied by --fps or a video output.")] = False,
+    strip_metadata: Annotated[bool, typer.Option(
+        "--strip-metadata", help="Photos: leave out their EXIF and XMP metadata (dates, "
+        "camera, GPS place); the colour profile is kept. By default a result keeps them.")]
+        = False,
     keep_frames: Annotated[bool, typer.Option(
         "--keep-frames", help="Video: keep the stylized PNG frames (OUTPUT.frames/) after "
         "encoding.")] = False,
@@ -264,7 +268,8 @@ def _run(verbose: bool, call):
 
 
 def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
-             temporal_weight, warp, start, duration, every, fps, sequence, keep_frames, restart,
+             temporal_weight, warp, start, duration, every, fps, sequence, strip_metadata,
+             keep_frames, restart,
              workers, ray, threads, method, refine_iterations, keyframes, train_steps,
              train_seconds, train_perceptual, net, save_net, content_weight, style_weight,
              tv_weight, content_layer, style_layers, style_scale, style_weights,
@@ -290,7 +295,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         save_net=None if save_net is None else str(save_net))
     return stylize(input, styles, output, settings=settings, video=video,
                    overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                   progress=not quiet, workers=workers, ray=ray)
+                   progress=not quiet, workers=workers, ray=ray, strip_metadata=strip_metadata)
 
 
 def summary(report) -> str:

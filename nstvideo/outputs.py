@@ -10,9 +10,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nstvideo.errors import OutputError
+from nstvideo.media.photometa import HEIF_EXTS, heif_writable
 
 # Image formats a result can be written in; a photo keeps its own format where it is one of
-# these (JPEG in, JPEG out), else it becomes a PNG.
+# these (JPEG in, JPEG out), a HEIC photo stays HEIC where pillow-heif can encode it (else it
+# becomes a JPEG), anything else becomes a PNG.
 WRITABLE_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp")
 VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
 
@@ -23,10 +25,17 @@ def style_tag(styles: Sequence) -> str:
                     for s in styles)
 
 
+def writable_image_exts() -> tuple[str, ...]:
+    return WRITABLE_IMAGE_EXTS + (tuple(sorted(HEIF_EXTS)) if heif_writable() else ())
+
+
 def photo_name(name: str) -> str:
-    """A photo's output name: the same name where its format can be written, else .png."""
+    """A photo's output name: the same name where its format can be written, a HEIC that
+    cannot be as .jpg, else .png."""
     p = Path(name)
-    return name if p.suffix.lower() in WRITABLE_IMAGE_EXTS else p.stem + ".png"
+    if p.suffix.lower() in writable_image_exts():
+        return name
+    return p.stem + (".jpg" if p.suffix.lower() in HEIF_EXTS else ".png")
 
 
 def default_output(src: Path, styles: Sequence, *, video: bool = False) -> Path:
@@ -89,7 +98,7 @@ def check_image_output(output: Path, inputs: Sequence[Path | None], overwrite: b
     refuse_inputs([output], inputs)
     if output.is_dir():
         raise OutputError(f"output {output} is a folder: give a file name with -o")
-    if output.suffix.lower() not in WRITABLE_IMAGE_EXTS:
+    if output.suffix.lower() not in writable_image_exts():
         raise OutputError(f"output {output.name}: unsupported image extension "
                           f"'{output.suffix}': use .png or .jpg")
     _refuse_existing(output, overwrite)

@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError, reason
+from nstvideo.media.photometa import PhotoMeta, read_meta
 from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, read_image
 from nstvideo.media.video import image_size
 from nstvideo.media.writer import write_image
@@ -125,8 +126,10 @@ class FolderReport:
 def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
                    output_dir: str | os.PathLike, *, settings: StyleSettings | None = None,
                    overwrite: bool = False, progress: bool = False,
-                   **overrides) -> FolderReport:
-    """Stylize every image directly in `folder` into `output_dir` under the same names.
+                   strip_metadata: bool = False, **overrides) -> FolderReport:
+    """Stylize every image directly in `folder` into `output_dir` under the same names (a
+    HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP: dates,
+    camera, place) and colour profile, unless `strip_metadata` (the profile is kept).
 
     An image that fails is recorded in the report and the rest still run. Raises before any
     work if the folder has no images or an output would be overwritten without `overwrite`.
@@ -135,7 +138,8 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     folder, output_dir = Path(folder), Path(output_dir)
     images = list_images(folder) if folder.is_dir() else []
     if not images:
-        raise InputError(f"no images in folder {folder}: put PNG/JPEG/TIFF/BMP/WebP files in it")
+        raise InputError(f"no images in folder {folder}: put PNG/JPEG/HEIC/TIFF/BMP/WebP files "
+                         "in it")
     targets = [output_dir / photo_name(p.name) for p in images]
     created = not output_dir.exists()
     prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
@@ -145,12 +149,12 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     report = FolderReport()
     errors = Exception  # any failure on one photo (cv2.error, a NaN loss...) fails that one
 
-    def run(group: list[tuple[Path, Path, np.ndarray]]) -> None:
+    def run(group: list[tuple[Path, Path, np.ndarray, PhotoMeta]]) -> None:
         """Stylize and write a group of photos of one size; if a batch fails, its photos are
         run one by one, so that each failure is reported against its photo."""
         desc = group[0][0].name if len(group) == 1 else f"{len(group)} images"
         try:
-            outs, _ = run_batch(stylizer, [im for _, _, im in group], progress=progress,
+            outs, _ = run_batch(stylizer, [im for _, _, im, _ in group], progress=progress,
                                 desc=desc, init=init)
         except errors as e:
             if len(group) == 1:
@@ -159,9 +163,9 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
                 for item in group:
                     run([item])
             return
-        for (src, dst, _), out in zip(group, outs):
+        for (src, dst, _, meta), out in zip(group, outs):
             try:
-                report.written.append(write_image(dst, out))
+                report.written.append(write_image(dst, out, kept_meta(meta, strip_metadata)))
             except errors as e:
                 report.failed.append((src, reason(e)))
 
@@ -182,7 +186,7 @@ def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderRe
     """The photos of `work` (source, target) read, in groups of one size that fit a batch;
     one that cannot be read goes into the report (and the bar) instead."""
     settings = stylizer.settings
-    batch: list[tuple[Path, Path, np.ndarray]] = []  # photos read, all of size `hw`
+    batch: list[tuple[Path, Path, np.ndarray, PhotoMeta]] = []  # photos read, all of size hw
     hw = None
     for src, dst in work:
         try:
@@ -195,10 +199,15 @@ def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderRe
         if batch and (size != hw or len(batch) >= stylizer.batch_limit(hw)):
             yield batch
             batch = []
-        batch.append((src, dst, image))
+        batch.append((src, dst, image, read_meta(src)))
         hw = size
     if batch:
         yield batch
+
+
+def kept_meta(meta: PhotoMeta, strip: bool) -> PhotoMeta:
+    """What of a photo's metadata its result keeps: all, or (strip) its colour profile only."""
+    return PhotoMeta(icc=meta.icc) if strip else meta
 
 
 def _header_size(path: Path) -> tuple[int, int]:

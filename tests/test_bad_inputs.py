@@ -17,6 +17,7 @@ import torch
 from conftest import content_array, style_array, write_rgb
 from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.cli import main
+from test_phone import heic_with_size, truncated_heic
 from test_photos import png_header_only
 from videokit import FFMPEG, make_clip
 
@@ -148,6 +149,10 @@ CASES = {
     "decompression bomb": (lambda t: [png_header_only(t / "bomb.png", 60000, 60000),
                                       t / "style.png"], 2, "100 MP limit"),
     "broken video": (["{t}/broken.mp4", "{t}/style.png"], 2, "video"),
+    "truncated HEIC": (lambda t: [truncated_heic(t / "IMG_1.HEIC"), t / "style.png"], 2,
+                       "not a readable image"),
+    "HEIC bomb by its header": (lambda t: [heic_with_size(t / "IMG_2.HEIC", 60000, 60000),
+                                           t / "style.png"], 2, "100 MP limit"),
     "unknown option": ([*P, "--bogus"], 2, "--bogus"),
     "bad choice": ([*P, "--temporal", "sideways"], 2, "--temporal"),
 }

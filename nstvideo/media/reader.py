@@ -10,14 +10,16 @@ import contextlib
 import re
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from nstvideo.errors import InputError
+from nstvideo.media.photometa import HEIF_EXTS, heif_support, to_srgb
 
 IMAGE_EXTS = frozenset(
-    ".png .jpg .jpeg .jpe .bmp .tif .tiff .webp .ppm .pgm .pnm .jp2 .exr .hdr".split())
+    ".png .jpg .jpeg .jpe .bmp .tif .tiff .webp .ppm .pgm .pnm .jp2 .exr .hdr".split()) | HEIF_EXTS
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -50,11 +52,19 @@ def _pillow_unlimited():
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def header(path: Path) -> tuple[int, int, int] | None:
-    """(width, height, EXIF orientation 1-8) from the file's header, without decoding its
+class Head(NamedTuple):
+    width: int
+    height: int
+    orientation: int  # EXIF 1-8
+    icc: bytes | None  # the colour profile
+
+
+def header(path: Path) -> Head | None:
+    """Size, EXIF orientation and colour profile from the file's header, without decoding its
     pixels; None where Pillow cannot read the format (then the decoder's own checks apply)."""
     from PIL import Image, UnidentifiedImageError
 
+    heif_support()
     try:
         with _pillow_unlimited(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. Pillow's notes on odd EXIF or palettes
@@ -64,7 +74,10 @@ def header(path: Path) -> tuple[int, int, int] | None:
                     orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
                 except Exception:  # noqa: BLE001 - damaged EXIF: the pixels may still be fine
                     orientation = 1
-                return w, h, orientation if 1 <= orientation <= 8 else 1
+                if Path(path).suffix.lower() in HEIF_EXTS:
+                    orientation = 1  # libheif turns the picture upright itself
+                return Head(w, h, orientation if 1 <= orientation <= 8 else 1,
+                            im.info.get("icc_profile") or None)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -119,26 +132,50 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     path = existing(path, what)
     if path.is_dir():
         raise InputError(f"{what} {path} is a folder: give an image file")
+    heif = path.suffix.lower() in HEIF_EXTS
+    if heif and heif_support() is not None:
+        raise InputError(f"{what} {path}: {heif_support()}")
     head = header(path)
     if head is not None:
-        check_pixels(head[0], head[1], max_pixels, what, path)
+        check_pixels(head.width, head.height, max_pixels, what, path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        img = _decode_heif(path) if heif else _decode(np.fromfile(path, dtype=np.uint8))
     except OSError as e:
         raise InputError(f"cannot read {what} {path} ({e.strerror}): check its permissions") from e
+    if img is None or img.size == 0:
+        raise InputError(f"{what} {path} is not a readable image (empty, corrupt, truncated, too "
+                         "large, or not an image format this program decodes): give a PNG, JPEG, "
+                         "HEIC, TIFF, BMP or WebP file")
+    if head is None:  # a format Pillow cannot read: checked once decoded
+        check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
+    img = upright(as_rgb(img, what=what), head.orientation if head else 1)
+    return to_srgb(img, head.icc if head else None)
+
+
+def _decode(data: np.ndarray) -> np.ndarray | None:
+    """File bytes -> RGB(A) pixels (OpenCV), None if they do not decode."""
     try:
         img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     except cv2.error:  # e.g. over OpenCV's own size limit, for formats Pillow cannot read
-        img = None
-    if img is None or img.size == 0:
-        raise InputError(f"{what} {path} is not a readable image (empty, corrupt, too large, or "
-                         "not an image format OpenCV decodes): give a PNG, JPEG, TIFF, BMP or "
-                         "WebP file")
-    if head is None:  # a format Pillow cannot read: checked once decoded
-        check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
-    if img.ndim == 3 and img.shape[2] >= 3:  # OpenCV decodes colour as BGR(A)
+        return None
+    if img is not None and img.ndim == 3 and img.shape[2] >= 3:  # OpenCV decodes BGR(A)
         img = img[..., [2, 1, 0, 3][: img.shape[2]]]
-    return upright(as_rgb(img, what=what), head[2] if head else 1)
+    return img
+
+
+def _decode_heif(path: Path) -> np.ndarray | None:
+    """A HEIF/HEIC file -> RGB(A) pixels, upright (libheif applies its transforms)."""
+    from PIL import Image
+
+    try:
+        with _pillow_unlimited(), Image.open(path) as im:
+            return np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
+    except (PermissionError, FileNotFoundError):
+        raise
+    except OSError:
+        return None  # truncated or damaged
+    except (ValueError, SyntaxError, RuntimeError):
+        return None
 
 
 def as_rgb(img: np.ndarray, *, what: str = "image") -> np.ndarray:

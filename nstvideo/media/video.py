@@ -70,6 +70,13 @@ class Source:
 SDR_MATRICES = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470bg"}
 SDR_PRIMARIES = {"bt709", "smpte170m", "bt470bg", "bt470m"}
 SDR_TRANSFERS = {"bt709", "smpte170m", "bt470bg", "bt470m", "gamma22", "gamma28", "iec61966-2-1"}
+HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+# HDR -> SDR BT.709: linear light with HDR reference white (BT.2408: 203 cd/m²) at 1.0, so
+# SDR-range tones keep their levels; Möbius keeps them linear up to its knee and rolls the
+# highlights above white off smoothly (hue kept: desat 0); then BT.709's transfer, full range
+HDR_WHITE_NITS = 203
+TONEMAP = ("zscale=min={m}:pin={p}:tin={t}:t=linear:npl={npl},format=gbrpf32le,"
+           "zscale=p=bt709,tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=full,format=rgb24")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,8 @@ class Probe:
     video_start: float = 0.0  # the first video frame's time on the file's timeline, seconds
     audio_tracks: int = 0
     colour: Colour = Colour()
+    sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: non-square pixels (anamorphic)
+    hdr: tuple[str, str, str] | None = None  # an HDR source's (matrix, primaries, transfer)
 
 
 def probe(path: Path) -> Probe:
@@ -105,7 +114,7 @@ def probe(path: Path) -> Probe:
     start = re.search(r"Duration: .*?, start: (-?[\d.]+)", log)
     first = re.search(r"pts_time:(-?[\d.]+)", log)
     fmt_start = float(start.group(1)) if start else 0.0
-    colour = Colour()
+    colour, hdr = Colour(), None
     m = re.search(r"Stream #\d+:\d+.*?: Video: [^,]+, \w+\(([^)]*)\)", log)
     if m:
         fields = [f.strip() for f in m.group(1).split(",")]
@@ -114,14 +123,19 @@ def probe(path: Path) -> Probe:
         if desc:
             parts = desc.split("/") if "/" in desc else [desc] * 3
             matrix, primaries, transfer = (parts + [parts[-1]] * 3)[:3]
+            if transfer in HDR_TRANSFERS:
+                hdr = (matrix, primaries, transfer)
             if matrix in SDR_MATRICES:  # unknown primaries/transfer: the matrix's family's
                 colour = Colour(SDR_MATRICES[matrix],
                                 primaries if primaries in SDR_PRIMARIES else matrix,
                                 transfer if transfer in SDR_TRANSFERS else
                                 ("bt709" if matrix == "bt709" else "smpte170m"))
+    sar = re.search(r"Stream #\d+:\d+.*?: Video: .*?\[SAR (\d+):(\d+) DAR", log)
+    sar = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(2)) else 1
     return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
                  audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
-                 colour=colour)
+                 colour=colour, sar=Fraction(sar) if 1 / 8 <= sar <= 8 else Fraction(1),
+                 hdr=hdr)
 
 
 def file_fingerprint(path: Path) -> str:
@@ -157,24 +171,32 @@ class VideoFile(Source):
         fps = check_fps(exact_fps(cap.get(cv2.CAP_PROP_FPS) or 0.0), str(path))
         cap.release()
         info = probe(path)
-        super().__init__(path, fps, first.shape[1], first.shape[0], n if n > 0 else None,
+        self.stored = first.shape[:2]  # as decoded (turned by the display matrix)
+        # non-square pixels: the picture as it is shown (square pixels at the display width)
+        width = max(1, round(first.shape[1] * info.sar))
+        super().__init__(path, fps, width, first.shape[0], n if n > 0 else None,
                          info.audio_tracks > 0, info)
 
     def frames(self, start=0, stop=None, step=1, decode_from=0):
         cap = cv2.VideoCapture(str(self.path))
         first = decode_from if callable(decode_from) else lambda: decode_from
+        hdr = self._tonemapped() if self.info.hdr else None  # pixels from ffmpeg, times here
         try:
             index = 0
             position = 0  # output position: index of the yielded frame in the result
             while stop is None or index < stop:
                 wanted = index >= start and (index - start) % step == 0
                 if wanted and position >= first():
-                    ok, frame = cap.read()
-                    if not ok:
+                    if hdr is None:
+                        ok, frame = cap.read()
+                        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
+                    else:
+                        frame = self._next(hdr) if cap.grab() else None
+                    if frame is None:
                         return
-                    yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), self._time(cap, index)
+                    yield index, frame, self._time(cap, index)
                 else:
-                    if not cap.grab():
+                    if not cap.grab() or (hdr is not None and self._next(hdr) is None):
                         return
                     if wanted:
                         yield index, None, self._time(cap, index)
@@ -182,6 +204,32 @@ class VideoFile(Source):
                 index += 1
         finally:
             cap.release()
+            if hdr is not None:
+                hdr.kill()
+                hdr.wait()
+
+    @property
+    def note(self) -> str | None:
+        """What a user should be told of how this source is read (an HDR one: tone-mapped)."""
+        if self.info.hdr:
+            return (f"{self.path.name} is HDR ({HDR_TRANSFERS[self.info.hdr[2]]}): tone-mapped to "
+                    "SDR BT.709 before stylizing")
+        return None
+
+    def _tonemapped(self) -> subprocess.Popen:
+        """ffmpeg decoding the HDR source tone-mapped to SDR BT.709 RGB, frame for frame as
+        OpenCV decodes it (turned by the display matrix as OpenCV turns it)."""
+        m, p, t = self.info.hdr
+        chain = TONEMAP.format(m=m, p=p, t=t, npl=HDR_WHITE_NITS)
+        return subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i",
+                                 str(self.path), "-map", "0:v:0", "-vf", chain, "-fps_mode",
+                                 "passthrough", "-f", "rawvideo", "-"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+    def _next(self, pipe: subprocess.Popen) -> np.ndarray | None:
+        h, w = self.stored
+        data = pipe.stdout.read(h * w * 3)
+        return np.frombuffer(data, np.uint8).reshape(h, w, 3) if len(data) == h * w * 3 else None
 
     def _time(self, cap, index: int) -> float:
         """The frame just read: its time from the stream's first frame, by its timestamp
@@ -200,7 +248,7 @@ def image_size(path: Path) -> tuple[int, int]:
     if head is None:
         img = read_image(path)
         return img.shape[1], img.shape[0]
-    w, h, orientation = head
+    w, h, orientation, _ = head
     return (h, w) if orientation >= 5 else (w, h)  # 5-8 turn the picture a quarter
 
 

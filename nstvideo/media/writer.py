@@ -18,6 +18,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from nstvideo.errors import OutputError
+from nstvideo.media.photometa import HEIF_EXTS, PhotoMeta, encode_with_meta
 
 _JPEG_QUALITY = 95  # visually lossless for painted textures; the default 75 smears brush strokes
 PARTIAL_GLOB = ".*.partial*"  # the names of files on their way (atomic_path, scratch_path)
@@ -116,11 +117,19 @@ def write_file(path: Path, data: bytes, *, durable: bool = False) -> None:
         fsync_dir(Path(path).parent)
 
 
-def write_image(path: str | Path, img: np.ndarray) -> Path:
-    """Write RGB/RGBA uint8 to `path` atomically; the format follows the extension."""
+def write_image(path: str | Path, img: np.ndarray, meta: PhotoMeta | None = None) -> Path:
+    """Write RGB/RGBA uint8 to `path` atomically; the format follows the extension. `meta`:
+    a photo's metadata and colour profile, written where the format keeps them (and HEIC,
+    which OpenCV cannot write, always through Pillow)."""
     path = Path(path)
+    suffix = path.suffix or ".png"
     try:
-        write_file(path, encode_image(img, path.suffix or ".png"))
+        if (meta and meta.save_args() and suffix.lower() != ".bmp") or \
+                suffix.lower() in HEIF_EXTS:
+            data = encode_with_meta(img, suffix, meta or PhotoMeta(), _JPEG_QUALITY)
+        else:
+            data = encode_image(img, suffix)
+        write_file(path, data)
     except OSError as e:
         raise OutputError(f"cannot write {path} ({e.strerror}): free space or choose another "
                           "output location with -o") from e

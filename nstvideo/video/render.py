@@ -115,6 +115,8 @@ def _check(input_path, styles: list, output, settings: StyleSettings, video: Vid
     whether the output is a video, the bytes of a --net given)."""
     src = existing(input_path)
     source = open_source(src, files, video.fps, settings.max_pixels)
+    if getattr(source, "note", None):
+        warnings.warn(source.note, stacklevel=3)
     output = Path(output) if output is not None else default_output(src, styles, video=True)
     content = source.files if isinstance(source, FrameFolder) else [src]
     inputs = input_paths(content, styles, settings) + ([Path(video.net)] if video.net else [])

@@ -1,0 +1,172 @@
+"""What a photo carries besides its pixels: HEIF/HEIC support (pillow-heif), its metadata
+(EXIF, XMP) and its colour profile. Pixels are stylized in sRGB: a photo tagged with another
+profile (Display P3, Adobe RGB) is converted to sRGB when read and written back tagged sRGB
+(the style image's colours are sRGB numbers; painted into P3 numbers and tagged P3 they would
+come out oversaturated). EXIF is written back with its orientation reset to 1, since the
+pixels are made upright when read.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+HEIF_EXTS = frozenset({".heic", ".heif", ".hif"})
+_ORIENTATION = 0x0112
+_HEIF_QUALITY = 90  # as the phones write them; a JPEG fallback uses the writer's quality
+
+
+@cache
+def heif_support() -> str | None:
+    """Whether HEIF/HEIC photos can be read: None if so (the opener is registered with
+    Pillow), else the one line saying what to install."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return "HEIC/HEIF photos need pillow-heif: pip install pillow-heif"
+    pillow_heif.register_heif_opener()
+    return None
+
+
+@cache
+def heif_writable() -> bool:
+    """Whether HEIC can be written here (pillow-heif with an HEVC encoder)."""
+    if heif_support() is not None:
+        return False
+    import pillow_heif
+
+    return bool(pillow_heif.libheif_info().get("HEIF"))
+
+
+@dataclass(frozen=True)
+class PhotoMeta:
+    """A photo's metadata as it is written back (None: none)."""
+
+    exif: bytes | None = None  # orientation reset to 1
+    xmp: bytes | None = None
+    icc: bytes | None = None  # the profile of the pixels as stylized (sRGB if converted)
+
+    def save_args(self) -> dict:
+        """Pillow's save() keywords that write this metadata."""
+        args = {"exif": self.exif, "xmp": self.xmp, "icc_profile": self.icc}
+        return {k: v for k, v in args.items() if v}
+
+
+def read_meta(path: Path) -> PhotoMeta:
+    """The metadata of the photo at `path`, to write back with its stylized copy. A damaged
+    EXIF block is dropped with a warning (the photo is still stylized); a converted profile
+    becomes sRGB."""
+    from PIL import Image
+
+    heif_support()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            im = Image.open(path)
+        except Exception:  # noqa: BLE001 - not Pillow's format: the pixels' reader decides
+            return PhotoMeta()
+    with im:
+        exif = _exif(im, Path(path).name)
+        xmp = im.info.get("xmp")
+        xmp = xmp.encode() if isinstance(xmp, str) else xmp
+        icc = im.info.get("icc_profile")
+    return PhotoMeta(exif, xmp or None, kept_profile(icc))
+
+
+def _exif(im, name: str) -> bytes | None:
+    """The photo's EXIF block with the orientation reset to 1; None (and a warning) where it
+    is damaged: Pillow then skips tags with warnings of its own, or finds none in a block."""
+    raw = im.info.get("exif")
+    try:
+        with warnings.catch_warnings(record=True) as noted:
+            warnings.simplefilter("always")
+            e = im.getexif()
+            data = None
+            if len(e):
+                if _ORIENTATION in e:
+                    e[_ORIENTATION] = 1
+                data = e.tobytes()
+        damaged = bool(noted) or (bool(raw) and data is None)
+    except Exception:  # noqa: BLE001 - any damage: the metadata goes, the photo stays
+        damaged = True
+    if damaged:
+        warnings.warn(f"{name}: its EXIF metadata is damaged and is left out of the result",
+                      stacklevel=3)
+        return None
+    return data
+
+
+def describe(icc: bytes | None) -> str | None:
+    """A colour profile's description; None where there is none or LittleCMS cannot read it."""
+    if not icc:
+        return None
+    from PIL import ImageCms
+
+    try:
+        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    except Exception:  # noqa: BLE001 - a damaged profile
+        return None
+
+
+def is_srgb(description: str) -> bool:
+    return "srgb" in description.lower().replace(" ", "")
+
+
+def kept_profile(icc: bytes | None) -> bytes | None:
+    """The profile a result is tagged with: the photo's own where it is sRGB, sRGB where the
+    pixels were converted, none where it had none or a damaged one."""
+    desc = describe(icc)
+    return None if desc is None else icc if is_srgb(desc) else SRGB_ICC()
+
+
+@cache
+def SRGB_ICC() -> bytes:  # noqa: N802 - a constant, built once
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def to_srgb(img: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """RGB(A) uint8 pixels in the space of `icc` -> sRGB (perceptual intent); as they are
+    where there is no profile, it is sRGB, or it cannot be read (or used: CMYK, gray)."""
+    desc = describe(icc)
+    if desc is None or is_srgb(desc):
+        return img
+    from PIL import Image, ImageCms
+
+    try:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        rgb = Image.fromarray(np.ascontiguousarray(img[..., :3]))
+        out = np.asarray(ImageCms.profileToProfile(rgb, src, ImageCms.createProfile("sRGB"),
+                                                   outputMode="RGB"))
+    except Exception:  # noqa: BLE001 - a profile LittleCMS cannot use (e.g. CMYK, gray)
+        return img
+    return np.dstack([out, img[..., 3:]]) if img.shape[2] == 4 else out
+
+
+def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int) -> bytes:
+    """RGB(A) uint8 -> file bytes of the format `suffix` names, with `meta`, through Pillow
+    (HEIC through pillow-heif)."""
+    from PIL import Image
+
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".webp": "WEBP",
+           ".tif": "TIFF", ".tiff": "TIFF", ".heic": "HEIF", ".heif": "HEIF",
+           ".hif": "HEIF"}.get(suffix.lower())
+    if fmt is None:  # a format that keeps no metadata (BMP): the caller encodes it
+        raise ValueError(suffix)
+    if fmt == "JPEG" and img.shape[2] == 4:
+        img = img[..., :3]
+    args = meta.save_args()
+    if fmt in ("JPEG", "WEBP"):
+        args["quality"] = quality
+    if fmt == "HEIF":
+        heif_support()
+        args["quality"] = _HEIF_QUALITY
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format=fmt, **args)
+    return buf.getvalue()

@@ -1,0 +1,229 @@
+"""What phones and cameras make: HEIC photos read and written back as HEIC, metadata (EXIF
+dates, camera, GPS; XMP) and colour profiles kept (wide gamut converted to sRGB and tagged
+so), --strip-metadata; damaged HEIC and EXIF handled. Every file is made here: HEIC with
+pillow-heif, EXIF/XMP/ICC with Pillow, a Display P3 profile written byte by byte."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import content_array
+from nstvideo import StyleSettings, stylize
+from nstvideo.errors import InputError
+from nstvideo.media import photometa, reader
+from nstvideo.media.photometa import describe, read_meta
+from nstvideo.media.reader import read_image
+
+S = StyleSettings(size=48, iterations=2)
+MAKE, MODEL, DATE, ORIENT, GPS_IFD, DATE_ORIGINAL = 0x010F, 0x0110, 0x0132, 0x0112, 0x8825, 0x9003
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+       b'22-rdf-syntax-ns#"><rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/" '
+       b'xmp:Rating="4"/></rdf:RDF></x:xmpmeta>')
+
+
+def camera_exif(orientation: int = 1) -> Image.Exif:
+    exif = Image.Exif()
+    exif[MAKE], exif[MODEL], exif[DATE], exif[ORIENT] = "Apple", "iPhone 15", \
+        "2023:07:01 10:00:00", orientation
+    exif.get_ifd(0x8769)[DATE_ORIGINAL] = "2023:07:01 09:59:58"
+    gps = exif.get_ifd(GPS_IFD)
+    gps[1], gps[2], gps[3], gps[4] = "N", (48.0, 51.0, 29.0), "E", (2.0, 17.0, 40.0)
+    return exif
+
+
+def assert_camera_metadata(path, stripped: bool = False):
+    with Image.open(path) as im:
+        exif = im.getexif()
+        if stripped:
+            assert not len(exif) and not im.info.get("xmp"), (dict(exif), path)
+            return
+        assert exif[MAKE] == "Apple" and exif[MODEL] == "iPhone 15", dict(exif)
+        assert exif[DATE] == "2023:07:01 10:00:00" and exif.get(ORIENT, 1) == 1
+        assert exif.get_ifd(0x8769)[DATE_ORIGINAL] == "2023:07:01 09:59:58"
+        gps = exif.get_ifd(GPS_IFD)
+        assert gps[1] == "N" and [float(v) for v in gps[2]] == [48, 51, 29], dict(gps)
+
+
+def p3_profile() -> bytes:
+    """An ICC v2 matrix/TRC profile of Display P3 (D50-adapted colorants, gamma 2.2)."""
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+    text = b"Display P3 (test)"
+    desc = (b"desc\0\0\0\0" + struct.pack(">I", len(text) + 1) + text + b"\0"
+            + bytes(8) + bytes(3) + bytes(67))
+    curve = b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(2.2 * 256)) + bytes(2)
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+            (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+            (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)), (b"rTRC", curve), (b"gTRC", curve),
+            (b"bTRC", curve), (b"cprt", b"text\0\0\0\0" + b"none\0" + bytes(3))]
+    offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, data in tags:
+        data += bytes(-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    head = (struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ "
+            + bytes(12) + b"acsp" + bytes(16) + bytes(8) + struct.pack(">I", 0)
+            + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16) + bytes(28))
+    assert len(head) == 128
+    return head + struct.pack(">I", len(tags)) + table + body
+
+
+def p3_to_srgb(rgb: np.ndarray) -> np.ndarray:
+    """The reference conversion, by the formulas: P3 (gamma 2.2) -> XYZ D50 -> sRGB."""
+    p3 = np.array([[0.5151, 0.2920, 0.1571], [0.2412, 0.6922, 0.0666],
+                   [-0.0011, 0.0419, 0.7841]])
+    srgb = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606],
+                     [0.0139, 0.0971, 0.7141]])
+    lin = np.linalg.solve(srgb, p3 @ ((rgb / 255.0) ** 2.2))
+    lin = np.clip(lin, 0, 1)
+    out = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return out * 255
+
+
+def test_a_phone_folder_heic_and_jpeg_keeps_formats_and_metadata(tmp_path, style_png):
+    """HEIC in, HEIC out (upright, its metadata kept); a JPEG beside it keeps EXIF (dates,
+    camera, GPS), XMP and its sRGB profile; nothing is left out unnamed."""
+    folder = tmp_path / "DCIM"
+    folder.mkdir()
+    photo = content_array(48, 64)
+    sideways = np.rot90(photo, 1)  # stored on its side; EXIF 6 turns it upright
+    Image.fromarray(sideways).save(folder / "IMG_0001.HEIC", exif=camera_exif(6).tobytes(),
+                                   quality=95)
+    from PIL import ImageCms
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(photo).save(folder / "IMG_0002.JPG", exif=camera_exif().tobytes(),
+                                xmp=XMP, icc_profile=srgb, quality=95)
+    rep = stylize(folder, style_png, tmp_path / "out", settings=S)
+    assert rep.failed == [] and sorted(p.name for p in rep.written) == ["IMG_0001.HEIC",
+                                                                        "IMG_0002.JPG"]
+    heic, jpeg = tmp_path / "out" / "IMG_0001.HEIC", tmp_path / "out" / "IMG_0002.JPG"
+    with Image.open(heic) as im:
+        assert im.format == "HEIF" and im.size == (48, 36)  # upright: landscape
+    assert read_image(heic).shape == (36, 48, 3)
+    for out in (heic, jpeg):
+        assert_camera_metadata(out)
+    with Image.open(jpeg) as im:
+        assert b"xmp:Rating" in (im.info["xmp"] if isinstance(im.info["xmp"], bytes)
+                                 else im.info["xmp"].encode())
+        assert "sRGB" in describe(im.info["icc_profile"])
+
+
+def test_strip_metadata_leaves_no_place_or_date(tmp_path, style_png):
+    from nstvideo.cli import main
+
+    src = tmp_path / "IMG_0003.JPG"
+    Image.fromarray(content_array(48, 64)).save(src, exif=camera_exif().tobytes(), xmp=XMP)
+    assert main(["stylize", str(src), str(style_png), "--size", "48", "--iterations", "1",
+                 "--quiet", "--strip-metadata", "-o", str(tmp_path / "a.jpg")]) in (0, None)
+    assert_camera_metadata(tmp_path / "a.jpg", stripped=True)
+    stylize(src, style_png, tmp_path / "b.png", settings=S)  # a PNG keeps them too
+    assert_camera_metadata(tmp_path / "b.png")
+
+
+def test_a_display_p3_photo_is_converted_to_srgb_and_tagged_so(tmp_path, style_png):
+    patches = np.array([[150, 120, 100], [90, 160, 90], [120, 130, 180], [200, 60, 60]],
+                       np.uint8)
+    img = np.repeat(np.repeat(patches[None], 32, axis=0), 8, axis=1)  # 32 x 32, 4 patches
+    path = tmp_path / "p3.png"
+    Image.fromarray(img).save(path, icc_profile=p3_profile())
+    got = read_image(path)[4, 4::8].astype(float)
+    want = p3_to_srgb(patches.astype(float).T).T
+    assert np.abs(got - want).max() <= 3, (got, want)
+    assert np.abs(got - patches).max() >= 10  # the conversion did something
+    meta = read_meta(path)
+    assert "sRGB" in describe(meta.icc)
+    out = stylize(path, style_png, tmp_path / "o.png", settings=S).output
+    with Image.open(out) as im:
+        assert "sRGB" in describe(im.info["icc_profile"])
+
+
+def test_a_damaged_exif_still_stylizes_without_metadata(tmp_path, style_png):
+    buf = io.BytesIO()
+    Image.fromarray(content_array(48, 64)).save(buf, "JPEG")
+    payload = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 500) + b"\x01" * 30
+    data = buf.getvalue()
+    src = tmp_path / "bad_exif.jpg"
+    src.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+                    + data[2:])
+    with pytest.warns(UserWarning, match="EXIF metadata is damaged"):
+        out = stylize(src, style_png, tmp_path / "o.jpg", settings=S).output
+    with Image.open(out) as im:
+        assert im.size == (48, 36) and not len(im.getexif())
+
+
+def test_without_pillow_heif_a_heic_is_refused_in_one_line_and_named(tmp_path, style_png,
+                                                                     monkeypatch):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    Image.fromarray(content_array(48, 64)).save(folder / "a.heic")
+    Image.fromarray(content_array(48, 64)).save(folder / "b.jpg")
+    monkeypatch.setattr(reader, "heif_support", lambda: "HEIC/HEIF photos need pillow-heif: "
+                        "pip install pillow-heif")
+    with pytest.raises(InputError, match="pip install pillow-heif"):
+        read_image(folder / "a.heic")
+    rep = stylize(folder, style_png, tmp_path / "out", settings=S)
+    assert [p.name for p in rep.written] == ["b.jpg"]
+    assert [p.name for p, _ in rep.failed] == ["a.heic"] and "pillow-heif" in rep.failed[0][1]
+
+
+def test_one_heic_photo_comes_back_as_heic_beside_it(tmp_path, style_png):
+    src = tmp_path / "IMG_0002.HEIC"
+    Image.fromarray(content_array(48, 64)).save(src, exif=camera_exif().tobytes())
+    out = stylize(src, style_png, settings=S).output
+    assert out == tmp_path / "IMG_0002_monet.HEIC"
+    assert read_image(out).shape == (36, 48, 3)
+    assert_camera_metadata(out)
+
+
+def test_heic_is_written_as_jpeg_where_it_cannot_be_encoded(monkeypatch):
+    from nstvideo import outputs
+
+    assert outputs.photo_name("IMG_1.HEIC") == "IMG_1.HEIC"
+    monkeypatch.setattr(outputs, "heif_writable", lambda: False)
+    assert outputs.photo_name("IMG_1.HEIC") == "IMG_1.jpg"
+
+
+def heic_with_size(path, w: int, h: int):
+    """A real HEIC whose header (its 'ispe' box) claims w x h pixels (64 x 64 coded: no
+    clean-aperture crop to hide it)."""
+    photometa.heif_support()
+    buf = io.BytesIO()
+    Image.fromarray(content_array(64, 64)).save(buf, format="HEIF")
+    data = buf.getvalue()
+    i = data.index(b"ispe")
+    path.write_bytes(data[:i + 8] + struct.pack(">II", w, h) + data[i + 16:])
+    return path
+
+
+def truncated_heic(path):
+    photometa.heif_support()
+    buf = io.BytesIO()
+    Image.fromarray(content_array(48, 64)).save(buf, format="HEIF")
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return path
+
+
+def test_a_heic_bomb_is_refused_from_its_header(tmp_path):
+    with pytest.raises(InputError, match=r"60000x60000 .* over the 100 MP limit"):
+        read_image(heic_with_size(tmp_path / "bomb.heic", 60000, 60000))
+    with pytest.raises(InputError, match="not a readable image"):
+        read_image(truncated_heic(tmp_path / "cut.heic"))
+
+
+@pytest.fixture(autouse=True)
+def _heif():
+    assert photometa.heif_support() is None  # pillow-heif is a dependency: installed
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        yield
