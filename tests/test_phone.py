@@ -186,6 +186,16 @@ def test_one_heic_photo_comes_back_as_heic_beside_it(tmp_path, style_png):
     assert_camera_metadata(out)
 
 
+def test_metadata_a_format_cannot_hold_is_dropped_not_the_photo():
+    from nstvideo.media.photometa import PhotoMeta, encode_with_meta
+
+    img = content_array(24, 32)
+    with pytest.warns(UserWarning, match="metadata could not be written as JPEG"):
+        data = encode_with_meta(img, ".jpg", PhotoMeta(xmp=b"x" * 70000), 95)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (32, 24) and "xmp" not in im.info
+
+
 def test_heic_is_written_as_jpeg_where_it_cannot_be_encoded(monkeypatch):
     from nstvideo import outputs
 

@@ -9,6 +9,7 @@ pixels are made upright when read.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -149,7 +150,8 @@ def to_srgb(img: np.ndarray, icc: bytes | None) -> np.ndarray:
     return np.dstack([out, img[..., 3:]]) if img.shape[2] == 4 else out
 
 
-def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int) -> bytes:
+def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int,
+                     name: str = "a photo") -> bytes:
     """RGB(A) uint8 -> file bytes of the format `suffix` names, with `meta`, through Pillow
     (HEIC through pillow-heif)."""
     from PIL import Image
@@ -167,6 +169,14 @@ def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int
     if fmt == "HEIF":
         heif_support()
         args["quality"] = _HEIF_QUALITY
+    image = Image.fromarray(np.ascontiguousarray(img))
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img)).save(buf, format=fmt, **args)
+    try:
+        image.save(buf, format=fmt, **args)
+    except (ValueError, TypeError, struct.error) as e:  # e.g. EXIF or XMP over JPEG's 64 KB
+        if not meta.save_args():
+            raise
+        warnings.warn(f"{name}: its metadata could not be written as {fmt} ({e}): the result "
+                      "has none", stacklevel=3)
+        return encode_with_meta(img, suffix, PhotoMeta(), quality, name)
     return buf.getvalue()

@@ -126,7 +126,7 @@ def write_image(path: str | Path, img: np.ndarray, meta: PhotoMeta | None = None
     try:
         if (meta and meta.save_args() and suffix.lower() != ".bmp") or \
                 suffix.lower() in HEIF_EXTS:
-            data = encode_with_meta(img, suffix, meta or PhotoMeta(), _JPEG_QUALITY)
+            data = encode_with_meta(img, suffix, meta or PhotoMeta(), _JPEG_QUALITY, path.name)
         else:
             data = encode_image(img, suffix)
         write_file(path, data)
