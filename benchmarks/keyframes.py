@@ -172,8 +172,9 @@ def report(args, fig: dict, a: int, n: int, settings: StyleSettings) -> None:
         k_frames = kept(args.out / f"{name}.mp4")[a:a + n]
         kc, ks = costs(k_frames, keys_all)
         tr = key["training"]
-        print(f"| {name} | {len(key['keys'])} {key['keys']} | {tr['steps']} steps, "
-              f"{tr['seconds']:.0f} s, L1 {tr['first_loss']:.1f} -> {tr['last_loss']:.1f} | "
+        trained = "-" if not tr else (f"{tr['steps']} steps, {tr['seconds']:.0f} s, "
+                                      f"L1 {tr['first_loss']:.1f} -> {tr['last_loss']:.1f}")
+        print(f"| {name} | {len(key['keys'])} {key['keys']} | {trained} | "
               f"{key['paint_s_per_frame']:.3f} | {key['wall'] / 60:.1f} min | "
               f"{own_extrapolation(key) / key['wall']:.1f}x | {kc:.3g} ({kc / oc:.2f}x) | {ks:.3g} "
               f"({ks / os_:.3g}x) | {err(k_frames):.1f} ({err(k_frames) / eo:.2f}x) |")

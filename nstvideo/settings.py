@@ -149,7 +149,7 @@ def parse_keyframes(value: str | int) -> int | None:
 
 
 TEMPORAL_MODES = ("flow", "previous", "none")
-WARPS = ("bilinear", "bicubic")
+WARPS = ("auto", "bilinear", "bicubic")
 METHODS = ("optimize", "keyframes", "fast")
 NET_METHODS = ("keyframes", "fast")  # the methods that paint keyframes and train a network
 TRAIN_STEPS = 850  # the keyframe network's default training: ~5.5 min on 2 CPU cores with
@@ -174,8 +174,9 @@ class VideoSettings:
     fps: float | None = None  # frame rate of a folder of frames (default 25)
     sequence: bool = False  # a folder is one sequence of frames, not photos (also implied by
                             # fps or a video output)
-    warp: str = "bilinear"  # how the previous result is carried along the flow: bilinear, or
-                            # bicubic (keeps more brush detail at few iterations; see RESULTS)
+    warp: str = "auto"  # how the previous result is carried along the flow: bilinear, or
+    # bicubic (keeps more brush detail at few iterations; see RESULTS); auto: bicubic for the
+    # fast method, bilinear otherwise (`interpolation`)
     flow_preset: str = "medium"  # DIS preset: 'fast' halves flow time, a little less accurate
     scene_cuts: bool = True  # restart from the content frame where the content jumps
     overlap: int = 16  # frames two pieces of a long shot both render and cross-fade (several
@@ -229,6 +230,13 @@ class VideoSettings:
     def trains_net(self) -> bool:
         """Whether the method paints keyframes and trains a network on them."""
         return self.method in NET_METHODS
+
+    @property
+    def interpolation(self) -> str:
+        """How the previous result is warped: `warp`, auto resolved by the method."""
+        if self.warp != "auto":
+            return self.warp
+        return "bicubic" if self.method == "fast" else "bilinear"
 
     @property
     def chained(self) -> bool:

@@ -75,7 +75,7 @@ class FrameRenderer:
             pair: FramePair = compared
             restart = v.scene_cuts and pair.scene_cut
             if not restart:
-                warped = warp(self.prev_result, pair.backward, v.warp)
+                warped = warp(self.prev_result, pair.backward, v.interpolation)
                 if v.hold_static:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
                     warped[static] = self.prev_result[static]  # held as painted, not resampled
