@@ -40,14 +40,17 @@ def main() -> None:
     args = ap.parse_args()
     settings = StyleSettings(size=args.size, seed=0, iterations=args.iterations)
     st = build_stylizer([load(args.style, "style")], settings)
-    cap = cv2.VideoCapture(str(args.video))
-    h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
-    hw = tuple(st.prepare(np.zeros((h, w, 3), np.uint8)).shape[2:])
-    prev_c, cur_c = content_frames(args.video, hw, args.k - 1, 2)
-    if args.frames is not None:
+    if args.frames is not None:  # the render's own size (even sides)
         painted = cv2.cvtColor(cv2.imread(str(args.frames / f"frame_{args.k - 1:06d}.png")),
                                cv2.COLOR_BGR2RGB)
+        hw = painted.shape[:2]
     else:
+        cap = cv2.VideoCapture(str(args.video))
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        cap.release()
+        hw = tuple(st.prepare(np.zeros((h, w, 3), np.uint8)).shape[2:])
+    prev_c, cur_c = content_frames(args.video, hw, args.k - 1, 2)
+    if args.frames is None:
         c = to_tensor(prev_c, st.device)
         painted = to_image(st.run(c, c)[0])
     pair = analyse(prev_c, cur_c, FlowEstimator("medium"))
@@ -58,7 +61,7 @@ def main() -> None:
     starts.update({m: warp(painted, pair.backward, m) for m in ("bilinear", "bicubic")})
     names = [n for n, _ in settings.style_layers]
     print(f"{args.video.name} frame {args.k - 1} -> {args.k} at {hw[1]}x{hw[0]}; "
-          f"mean |flow| {np.abs(pair.backward).mean():.2f} px; weighted style cost (beta)")
+          f"mean flow {np.linalg.norm(pair.backward, axis=2).mean():.2f} px; weighted style cost (beta)")
     print("| start | " + " | ".join(names) + " | total | x as painted |")
     print("|---" * (len(names) + 3) + "|")
     base = None
