@@ -25,6 +25,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -73,12 +74,15 @@ def main() -> None:
     ap.add_argument("--no-hold-static", action="store_true", help="the fast runs: hold_static off")
     ap.add_argument("--variant", default="", help="a name for this keyframes run (its frames "
                     "and figures are kept beside the others'; the report covers them all)")
+    ap.add_argument("--precision", default=StyleSettings.precision,
+                    help="auto, fp32 or bf16, for every phase (auto: bf16 where the device "
+                    "computes it natively)")
     ap.add_argument("--phases", default="optimize,keyframes,report")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "nst_keyframes")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     a, n = (int(v) for v in args.part.split(":"))
-    settings = StyleSettings(size=args.size, seed=0)
+    settings = StyleSettings(size=args.size, seed=0, precision=args.precision)
     phases = args.phases.split(",")
     figures = args.out / "figures.json"
     fig = json.loads(figures.read_text()) if figures.exists() else {}
@@ -145,7 +149,8 @@ def report(args, fig: dict, a: int, n: int, settings: StyleSettings) -> None:
         cuts = len(run["cuts"])
         return cuts * first + (run["frames"] - cuts) * later
 
-    stylizer = build_stylizer([load(args.style, "style")], settings)
+    # the costs in fp32 whatever the runs computed in
+    stylizer = build_stylizer([load(args.style, "style")], replace(settings, precision="fp32"))
     flow = Farneback()
 
     def costs(frames, keys):

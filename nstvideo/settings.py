@@ -69,8 +69,9 @@ class StyleSettings:
     batch: int = 0  # photos of one size optimized together; 0 (auto): 1 off CUDA, on CUDA as
                     # many as fit under MAX_BATCH_PIXELS (stylizer.py). Each photo takes its
                     # own L-BFGS steps in a batch (equal results up to float rounding)
-    precision: str = "auto"  # auto: bf16 convolutions on CUDA GPUs with bf16 (costs in fp32),
-                             # fp32 elsewhere; "fp32" or "bf16" to force
+    precision: str = "auto"  # auto: bf16 convolutions where the device computes bf16
+                             # natively (CUDA GPUs from Ampere on, CPUs with AMX; costs in
+                             # fp32), fp32 elsewhere; "fp32" or "bf16" to force
     weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path
     max_megapixels: float = 100.0  # refuse inputs (photos, frames) larger than this, from
                                    # their header, before decoding: bombs and mistakes

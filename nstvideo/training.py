@@ -18,7 +18,7 @@ import torch
 from nstvideo.errors import InputError
 from nstvideo.media.writer import write_file
 from nstvideo.net import NetShape, Trainer, Training, TranslationNet, load_net, net_bytes, paint
-from nstvideo.style.device import resolve_device
+from nstvideo.style.device import resolve_device, use_bf16
 from nstvideo.style.vgg import VGGFeatures
 
 PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1")  # the feature term's VGG-19 layers
@@ -33,13 +33,16 @@ class NetTraining:
 
     def __init__(self, training: Training, seed: int | None, device: torch.device,
                  checkpoint: Path | None = None, info: dict | None = None,
-                 weights: str = "caffe"):
+                 weights: str = "caffe", precision: str = "auto"):
         if seed is not None:
             torch.manual_seed(seed)
         self.net = TranslationNet(NetShape())
         features = None
         if training.perceptual:
-            features = VGGFeatures(PERCEPTUAL_LAYERS, weights=weights).to(device)
+            # the feature term's VGG in bf16 where the device computes it natively, as the
+            # optimizer's (the net itself stays fp32: its loss suffered in bf16)
+            features = VGGFeatures(PERCEPTUAL_LAYERS, weights=weights).compute_on(
+                device, use_bf16(precision, device))
         self.trainer = Trainer(self.net, [], training, seed, device, features)
         self.training, self.checkpoint, self.info = training, checkpoint, info
         self.seconds = 0.0
@@ -87,7 +90,7 @@ class NetTraining:
 def train_net(pairs: list[tuple[np.ndarray, np.ndarray]], training: Training = Training(),
               seed: int | None = None, device: torch.device | str = "auto",
               checkpoint: Path | None = None, info: dict | None = None, on_step=None,
-              weights: str = "caffe") -> tuple[TranslationNet, dict]:
+              weights: str = "caffe", precision: str = "auto") -> tuple[TranslationNet, dict]:
     """A network trained on (content, painted) pairs of RGB uint8 frames, all at once
     (resumable as NetTraining, with a `checkpoint` file). Paint frames with it with
     `nstvideo.net.paint`. Returns (net, report: steps, resumed, seconds, first and last
@@ -95,7 +98,7 @@ def train_net(pairs: list[tuple[np.ndarray, np.ndarray]], training: Training = T
     if not pairs:
         raise InputError("no keyframes to train the network on")
     device = resolve_device(device) if isinstance(device, str) else device
-    t = NetTraining(training, seed, device, checkpoint, info, weights)
+    t = NetTraining(training, seed, device, checkpoint, info, weights, precision)
     for c, s in pairs:
         t.add(c, s)
     t.train_to(training.steps, on_step, training.seconds)

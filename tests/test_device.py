@@ -131,7 +131,18 @@ def test_bf16_only_where_native_on_the_chosen_device(monkeypatch):
     with pytest.raises(ModelError, match="bf16 natively"):
         D.use_bf16("bf16", torch.device("cuda", 0))
     assert D.use_bf16("fp32", torch.device("cuda", 1)) is False
-    assert D.use_bf16("auto", torch.device("cpu")) is False
+
+
+@pytest.mark.parametrize("amx", [False, True])
+def test_bf16_on_the_cpu_only_with_amx(monkeypatch, amx):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert D.use_bf16("auto", torch.device("cpu")) is amx
+    assert D.use_bf16("fp32", torch.device("cpu")) is False
+    if amx:
+        assert D.use_bf16("bf16", torch.device("cpu")) is True
+    else:
+        with pytest.raises(ModelError, match="CPU with AMX"):
+            D.use_bf16("bf16", torch.device("cpu"))
 
 
 def test_seed_makes_cuda_deterministic(monkeypatch):

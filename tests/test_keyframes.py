@@ -75,6 +75,26 @@ def test_seeded_training_is_repeatable_and_a_saved_net_paints_the_same(tmp_path)
     assert np.array_equal(paint(again, [frame, frame[::-1].copy()])[0], runs[1])
 
 
+def test_the_training_s_feature_term_in_bf16_learns_as_in_fp32(monkeypatch):
+    """On a device that computes bf16 natively (forced here: a CPU without AMX emulates it),
+    the feature term's VGG runs in bf16 and the training's losses follow fp32's."""
+    from nstvideo.training import NetTraining
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        t = NetTraining(Training(steps=20, patch=32, batch=4, perceptual=5), 0,
+                        torch.device("cpu"),
+                        precision=precision)
+        assert t.trainer.features.bf16 is (precision == "bf16")
+        for c, s_ in pairs():
+            t.add(c, s_)
+        t.train_to(20)
+        losses[precision] = np.array(t.trainer.losses)
+    assert losses["bf16"][0] == pytest.approx(losses["fp32"][0], rel=0.02)
+    assert losses["bf16"][-5:].mean() == pytest.approx(losses["fp32"][-5:].mean(), rel=0.1)
+    assert losses["bf16"][-5:].mean() < losses["bf16"][:5].mean()
+
+
 def test_the_training_is_callable_from_the_api_without_a_video(tmp_path):
     import nstvideo
 

@@ -27,6 +27,31 @@ def test_optimization_paints_the_style():
     assert np.abs(out.astype(int) - small.astype(int)).mean() > 5  # visibly repainted
 
 
+def test_bf16_convolutions_give_the_fp32_costs(monkeypatch):
+    """--precision bf16 (auto on CPUs with AMX): only the convolutions run in bf16, so the
+    features come back fp32 and the costs stay within bf16's rounding of fp32's; an
+    optimization in bf16 paints as an fp32 one does. Forced here on any CPU (where it has no
+    AMX, torch emulates bf16: slower, same numbers)."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    st16 = build_stylizer(style_array(), StyleSettings(**TINY, precision="bf16"))
+    st32 = build_stylizer(style_array(), StyleSettings(**TINY, precision="fp32"))
+    assert st16.amp and st16.vgg.channels_last and not st32.amp
+    c = to_tensor(nstvideo.photos.resize(content_array(), (36, 48)))
+    x = c + 40 * torch.randn(c.shape, generator=torch.Generator().manual_seed(0))
+    feats = st16.features(x)
+    assert all(v.dtype == torch.float32 for v in feats.values())
+    p16, p32 = st16.objective(c)(x)[1], st32.objective(c)(x)[1]
+    for k in ("content", "style"):
+        assert float(p16[k]) == pytest.approx(float(p32[k]), rel=0.05)
+    a, ra = run_one(st16, content_array())
+    _, rb = run_one(st32, content_array())
+    assert ra.last["style"] < 0.2 * ra.first["style"]
+    assert ra.last["total"] == pytest.approx(rb.last["total"], rel=0.25)
+    small = nstvideo.photos.resize(content_array(), (36, 48)).astype(int)
+    assert np.abs(a - small).mean() > 5  # visibly repainted (pixel by pixel, two L-BFGS runs
+    # part ways after a few steps whatever the precision: the costs are what must agree)
+
+
 def test_noise_init_repeatable_with_seed():
     a = nstvideo.stylize_image(content_array(), style_array(), init="noise", seed=3, **TINY)
     b = nstvideo.stylize_image(content_array(), style_array(), init="noise", seed=3, **TINY)

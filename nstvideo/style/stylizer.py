@@ -65,14 +65,11 @@ class Stylizer:
         self.blend = [w / sum(blend) for w in blend]
         self.device = resolve_device(s.device)
         layers = [s.content_layer] + [name for name, _ in s.style_layers]
-        self.vgg = VGGFeatures(layers, weights=s.weights).to(self.device)
+        self.amp = use_bf16(s.precision, self.device)
+        self.vgg = VGGFeatures(layers, weights=s.weights).compute_on(self.device, self.amp)
         self.min_side = min_side(layers)
         self.alpha, self.beta, self.gamma = loss_weights(s)
-        self.amp = use_bf16(s.precision, self.device)
         configure(self.device, s.seed)
-        if self.device.type == "cuda":
-            self.vgg.to(memory_format=torch.channels_last)
-            self.vgg.channels_last = True
         self.styles = styles
         self._targets: dict[tuple, dict[str, torch.Tensor]] = {}
 
@@ -134,11 +131,7 @@ class Stylizer:
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """VGG features of pixels x (B, 3, H, W), as float32 whatever the compute precision:
         with bf16 only the convolutions run in bf16; Grams and costs stay in float32."""
-        if not self.amp:
-            return self.vgg(x)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            feats = self.vgg(x)
-        return {k: v.float() for k, v in feats.items()}
+        return self.vgg(x)
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         """Content image (H, W, 3|4) uint8 -> (1, 3, h, w) pixels at the run's size."""

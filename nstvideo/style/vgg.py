@@ -187,15 +187,31 @@ class VGGFeatures(nn.Module):
             shift = 255.0 * torch.tensor(IMAGENET_MEAN)
         self.register_buffer("shift", shift.view(1, 3, 1, 1))
         self.register_buffer("scale", scale.view(1, 3, 1, 1))
-        self.channels_last = False  # set on CUDA: cuDNN's faster layout for these convolutions
+        self.channels_last = False  # see compute_on
+        self.bf16 = False
         self.requires_grad_(False)
         self.eval()
+
+    def compute_on(self, device: torch.device, bf16: bool) -> "VGGFeatures":
+        """Move to `device`; with bf16 the convolutions run in bf16 (autocast) and the
+        features come back float32, so Grams and costs stay float32. Channels-last on CUDA
+        (cuDNN's faster layout) and with bf16 (oneDNN's on the CPU, 1.4x here)."""
+        self.to(device)
+        self.bf16 = bf16
+        self.channels_last = device.type == "cuda" or bf16
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        return self
 
     def normalize(self, rgb255: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, 3, H, W)
         x = (rgb255 - self.shift) * self.scale
         return x.flip(1) if self.source == "caffe" else x
 
     def forward(self, rgb255: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.bf16 and not torch.is_autocast_enabled(rgb255.device.type):
+            with torch.autocast(rgb255.device.type, dtype=torch.bfloat16):
+                feats = self.forward(rgb255)
+            return {k: v.float() for k, v in feats.items()}
         x = self.normalize(rgb255)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

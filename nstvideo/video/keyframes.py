@@ -99,7 +99,8 @@ def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
         video = job.video
         steps = steps_for(video, plan.total, job.hw)
         training = NetTraining(Training(steps=steps, perceptual=video.train_perceptual),
-                               job.settings.seed, device, checkpoint, info, job.settings.weights)
+                               job.settings.seed, device, checkpoint, info, job.settings.weights,
+                               job.settings.precision)
         _paint_keyframes(job, plan, contents, store, training, progress)
         with tqdm(total=steps, initial=training.trainer.step, unit="step",
                   desc="training", disable=not progress, dynamic_ncols=True,
