@@ -14,8 +14,12 @@ FB_REL, FB_ABS = 0.01, 0.5  # forward-backward: |w + ŵ|² > 0.01(|w|² + |ŵ|²
 MB_REL, MB_ABS = 0.01, 0.002  # motion boundary: |∇u|² + |∇v|² > 0.01|w|² + 0.002
 STILL_PX = 0.05  # flow shorter than this is treated as zero: avoids re-sampling (and slowly
                  # blurring) a static background with DIS's sub-pixel noise, frame after frame
-SCENE_CUT_RELIABLE = 0.35  # below this share of reliable pixels the content jumped: a cut
-SCENE_CUT_DIFF = 40.0  # ...or when the warped previous frame differs by more (mean abs, 0-255)
+SCENE_CUT_RELIABLE = 0.35  # below this share of reliable pixels, the content may have jumped:
+SCENE_CUT_UNEXPLAINED = 16.0  # a cut if the warped previous frame still differs by more (fast
+                              # motion also leaves few reliable pixels, but its flow explains the
+                              # frame: benchmarks/cuts.py)
+SCENE_CUT_DIFF = 40.0  # ...and a cut whenever the warped previous frame differs by more (mean
+                       # abs, 0-255)
 
 _PRESETS = {"fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
             "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
@@ -88,8 +92,15 @@ def analyse(prev: np.ndarray, cur: np.ndarray, estimator: FlowEstimator) -> Fram
     backward = estimator.flow(cur, prev)
     mask = consistency_mask(backward, estimator.flow(prev, cur))
     diff = frame_difference(warp(prev, backward), cur)
-    cut = float(mask.mean()) < SCENE_CUT_RELIABLE or diff > SCENE_CUT_DIFF
-    return FramePair(backward, mask, bool(cut))
+    return FramePair(backward, mask, is_cut(float(mask.mean()), diff))
+
+
+def is_cut(reliable: float, unexplained: float) -> bool:
+    """The cut test: `reliable`, the share of pixels whose flow passed the consistency check;
+    `unexplained`, the mean abs difference (0-255) of the previous frame warped by the flow
+    from the frame."""
+    return unexplained > SCENE_CUT_DIFF or (reliable < SCENE_CUT_RELIABLE
+                                            and unexplained > SCENE_CUT_UNEXPLAINED)
 
 
 def frame_difference(a: np.ndarray, b: np.ndarray) -> float:
