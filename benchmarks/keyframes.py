@@ -72,6 +72,8 @@ def main() -> None:
     ap.add_argument("--refine-iterations", type=int, default=VideoSettings.refine_iterations)
     ap.add_argument("--warp", default=VideoSettings.warp, help="the fast runs' warp")
     ap.add_argument("--no-hold-static", action="store_true", help="the fast runs: hold_static off")
+    ap.add_argument("--temporal-weight", type=float, default=VideoSettings.temporal_weight,
+                    help="the fast runs' temporal weight")
     ap.add_argument("--variant", default="", help="a name for this keyframes run (its frames "
                     "and figures are kept beside the others'; the report covers them all)")
     ap.add_argument("--precision", default=StyleSettings.precision,
@@ -116,6 +118,7 @@ def main() -> None:
                                                 refine_iterations=args.refine_iterations,
                                                 warp=args.warp,
                                                 hold_static=not args.no_hold_static,
+                                                temporal_weight=args.temporal_weight,
                                                 train_steps=args.train_steps,
                                                 train_perceptual=args.train_perceptual,
                                                 save_net=str(args.out / f"{name}.pt")),

@@ -137,3 +137,18 @@ def test_the_fast_method_carries_the_last_frame_bicubic_unless_told():
         == "bilinear"
     assert VideoSettings(method="fast", warp="bilinear").interpolation == "bilinear"
     assert VideoSettings(warp="bicubic").interpolation == "bicubic"
+
+
+def test_the_refining_leaves_out_style_layers_deeper_than_the_content_layer():
+    from nstvideo.video.keyframes import refine_settings
+    from nstvideo.style.stylizer import Stylizer
+    from conftest import style_array
+
+    s = refine_settings(S)  # default: content relu4_2, style relu1_1 ... relu5_1
+    assert [n for n, _ in s.style_layers] == ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+    assert dict(s.style_layers) == {n: w for n, w in S.style_layers if n != "relu5_1"}
+    assert Stylizer([style_array()], s).vgg.names[-1] == "relu4_2"  # conv4_3 on not computed
+    deep = StyleSettings(content_layer="relu5_2")
+    assert refine_settings(deep) == deep  # every style layer is on the way
+    only5 = StyleSettings(style_layers=(("relu5_1", 1.0),))
+    assert refine_settings(only5) == only5  # never left without a style cost

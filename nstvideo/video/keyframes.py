@@ -8,6 +8,7 @@ nstvideo.training; the choice of keyframes is the plan's. Knows nothing of where
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from tqdm.auto import tqdm
 from nstvideo.errors import RenderError
 from nstvideo.media.writer import decode_frame
 from nstvideo.net import Training, batch_size, net_bytes, net_from_bytes, paint
-from nstvideo.settings import TRAIN_STEPS, VideoSettings
+from nstvideo.settings import TRAIN_STEPS, StyleSettings, VideoSettings
 from nstvideo.style.device import configure, resolve_device, torch_threads
 from nstvideo.style.stylizer import Stylizer
+from nstvideo.style.vgg import LAYER_NAMES
 from nstvideo.training import NetTraining
 from nstvideo.video.background import prefetch
 from nstvideo.video.frames import FrameRenderer
@@ -54,6 +56,18 @@ class PaintRunner(_WithNet, UnitRunner):
                 finished(pos - unit.begin, result)
 
 
+def refine_settings(settings: StyleSettings) -> StyleSettings:
+    """The fast method's refining leaves out the style layers deeper than the content layer
+    (by default relu5_1): from a start already painted they carry under 1% of the style cost
+    (benchmarks/warp_texture.py), and the convolutions only they need (conv4_3 to conv5_1)
+    are about a fifth of VGG's work. Unchanged where that would leave no style layer."""
+    depth = LAYER_NAMES.index(settings.content_layer)
+    kept = tuple((n, w) for n, w in settings.style_layers if LAYER_NAMES.index(n) <= depth)
+    if not kept or len(kept) == len(settings.style_layers):
+        return settings
+    return replace(settings, style_layers=kept)
+
+
 class RefineRunner(_WithNet, OptimizeRunner):
     """The fast method's units: a chain as the optimize method's, a shot's first frame its
     keyframe as the optimizer painted it (else the network's painting refined by 3x
@@ -64,6 +78,12 @@ class RefineRunner(_WithNet, OptimizeRunner):
     with the temporal cost, plus up to 2x as many in proportion to its new pixels
     (FrameRenderer's by_new): the network gives the painting's colours and large shapes at
     once, the iterations, adding up along the chain, its brushwork."""
+
+    @property
+    def stylizer(self) -> Stylizer:
+        if self._stylizer is None:
+            self._stylizer = Stylizer(self.job.styles, refine_settings(self.job.settings))
+        return self._stylizer
 
     def renderer(self) -> FrameRenderer:
         """A chain whose frames get `refine_iterations`, its first frame 3x as many (unless it
