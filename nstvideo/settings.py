@@ -226,6 +226,21 @@ class VideoSettings:
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
+        self._check_method_options()
+
+    def _check_method_options(self) -> None:
+        """An option of another method than the one chosen would be silently ignored: refused."""
+        defaults = VideoSettings.__dataclass_fields__
+        given = [name for name in ("keyframes", "train_steps", "train_seconds",
+                                   "train_perceptual", "net", "save_net", "refine_iterations")
+                 if getattr(self, name) != defaults[name].default]
+        for name in given:
+            methods = ("fast",) if name == "refine_iterations" else NET_METHODS
+            if self.method not in methods:
+                flag = "--" + name.replace("_", "-")
+                raise InputError(f"{flag} applies to --method {' or '.join(methods)}, not "
+                                 f"{self.method}: drop it or choose "
+                                 f"{'that method' if len(methods) == 1 else 'one of those'}")
 
     @property
     def trains_net(self) -> bool:

@@ -184,3 +184,15 @@ def test_precision_bf16_needs_native_bf16(monkeypatch, content_png, style_png):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert_clean_error(run(content_png, style_png, "--precision", "bf16", *FAST), "bf16")
     assert run(content_png, style_png, "--precision", "fp32", *FAST).exit_code == 0
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--train-steps", "50"], ["--train-steps", "keyframes or fast", "optimize"]),
+    (["--method", "keyframes", "--refine-iterations", "4"], ["--refine-iterations", "fast"]),
+    (["--keyframes", "12"], ["--keyframes"]),
+])
+def test_an_option_of_another_method_is_refused_not_ignored(tmp_path, content_png, style_png,
+                                                            args, fragments):
+    out = tmp_path / "out.png"
+    assert_clean_error(run(content_png, style_png, "-o", out, *args, *FAST), *fragments)
+    assert not out.exists()

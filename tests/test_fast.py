@@ -42,7 +42,8 @@ def test_refining_lowers_the_style_cost_of_the_networks_frames(rendered, tmp_pat
     tmp, src, style, out, rep, frames = rendered
     alone = tmp_path / "net.mp4"  # the same network, painting alone (--method keyframes)
     stylize(src, style, alone, settings=S, keep_frames=True,
-            video=V.replace(method="keyframes", net=str(tmp / "n.pt")))
+            video=V.replace(method="keyframes", net=str(tmp / "n.pt"),
+                            refine_iterations=VideoSettings.refine_iterations))
     net_frames = kept(alone)
     between = [k for k in range(sum(SHOTS)) if k not in rep.keyframes]
     content = read_frames(src)
