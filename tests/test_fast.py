@@ -8,9 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from test_keyframes import assert_like_its_source, render_shots
-from test_parallel import kept
 from test_video import Interrupt
-from videokit import probe, psnr, read_frames, shots_clip
+from videokit import kept, probe, psnr, read_frames, shots_clip
 
 from nstvideo import stylize
 from nstvideo.photos import build_stylizer
@@ -77,13 +76,21 @@ def test_an_interrupted_fast_render_resumes(tmp_path, style_png, monkeypatch):
     video = V.replace(keyframes="3")  # keyframes 0, 3, 6, 9: four renders, then the frames
     counter = Interrupt(monkeypatch, at=9)  # the fifth frame of the first unit
     with pytest.raises(KeyboardInterrupt):
-        stylize(src, style_png, out, settings=S, video=video)
+        stylize(src, style_png, out, settings=S, video=video, keep_frames=True)
     counter.calls, counter.at = 0, None
-    rep = stylize(src, style_png, out, settings=S, video=video).video
+    rep = stylize(src, style_png, out, settings=S, video=video, keep_frames=True).video
     # no keyframe again; unit 0 continues after its 4 finished frames (frames 4, 5), unit 1
     # renders its 6
     assert rep.resumed == 4 and counter.calls == 2 + 6
     assert probe(out)["frames"] == 12
+    # ... and paints what an uninterrupted render paints (seeded, one thread; compared as
+    # PNGs: the encoder may code equal frames differently beside different ones)
+    whole = tmp_path / "whole.mp4"
+    stylize(src, style_png, whole, settings=S, video=video, keep_frames=True)
+    resumed, uninterrupted = kept(out), kept(whole)
+    assert len(resumed) == len(uninterrupted) == 12
+    print([round(psnr(a, b), 1) for a, b in zip(resumed, uninterrupted)])
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, uninterrupted))
 
 
 def test_a_chain_starts_from_the_painted_keyframe_and_new_pixels_get_iterations(style_png):

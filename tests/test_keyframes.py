@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import content_array, style_array, write_rgb
-from test_parallel import kept
 from test_video import Interrupt
-from videokit import probe, psnr, read_frames, shots_clip
+from videokit import kept, probe, psnr, read_frames, shots_clip
 
 from nstvideo import net as keyframes
 from nstvideo import stylize

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import style_array, write_rgb
 from test_video import Interrupt
-from videokit import make_clip, probe, psnr, read_frames, shots_clip
+from videokit import kept, make_clip, probe, psnr, read_frames, shots_clip
 
 from nstvideo import stylize
 from nstvideo.video.checkpoint import checkpoint_dir
@@ -28,12 +28,6 @@ S = StyleSettings(size=48, iterations=3, seed=0)
 # thread count changes the floats (see test_thread_counts_change_bits_not_the_look)
 V = VideoSettings(iterations=3, iterations_first=3, threads=1)
 SHOTS = (5, 4, 5)
-
-
-def kept(out: Path) -> list[np.ndarray]:
-    """The PNG frames a render kept (--keep-frames), in order, RGB."""
-    paths = sorted(checkpoint_dir(out).glob("frame_*.png"))
-    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
 
 
 @pytest.fixture(scope="module")

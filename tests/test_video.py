@@ -18,7 +18,7 @@ from nstvideo.video.flow import FlowEstimator, consistency_mask, warp
 from nstvideo.settings import StyleSettings, VideoSettings
 
 from conftest import style_array, write_rgb
-from videokit import make_clip, moving_frames, probe
+from videokit import kept, make_clip, moving_frames, probe
 
 S = StyleSettings(size=40)
 V = VideoSettings(iterations=2, iterations_first=3)
@@ -110,17 +110,22 @@ def test_resume_continues_after_an_interruption(tmp_path, style_png, monkeypatch
     out = tmp_path / "long_monet.mp4"
     counter = Interrupt(monkeypatch, at=5)
     with pytest.raises(KeyboardInterrupt):
-        stylize(src, style_png, settings=S, video=V)
+        stylize(src, style_png, settings=S, video=V, keep_frames=True)
     assert not out.exists()  # no half-written output under the final name
     assert len(list(checkpoint_dir(out).glob("u*/frame_*.png"))) == 4
+    assert len(list(checkpoint_dir(out).glob("u*/still_*.png"))) == 2  # the last two
     counter.calls, counter.at = 0, None
-    rep = stylize(src, style_png, settings=S, video=V).video
+    rep = stylize(src, style_png, settings=S, video=V, keep_frames=True).video
     assert rep.resumed == 4 and counter.calls == 5  # continued, not restarted
     assert probe(out)["frames"] == 9
 
-    # the same interrupted run without interruption gives the same frames
-    ref = stylize(src, style_png, tmp_path / "ref", settings=S, video=V).video
-    assert ref.frames == 9
+    # the same run without interruption gives the same frames (the PNGs: an encoder may
+    # code equal frames differently beside different ones)
+    ref = tmp_path / "ref.mp4"
+    assert stylize(src, style_png, ref, settings=S, video=V, keep_frames=True).video.frames == 9
+    resumed, whole = kept(out), kept(ref)
+    assert len(resumed) == len(whole) == 9
+    assert all(np.array_equal(a, b) for a, b in zip(resumed, whole))
 
 
 def test_changed_settings_refuse_to_resume(tmp_path, style_png, monkeypatch):

@@ -114,3 +114,11 @@ def read_frames(path: Path) -> list[np.ndarray]:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
     return 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def kept(out: Path) -> list[np.ndarray]:
+    """The PNG frames a render kept (--keep-frames), in order, RGB."""
+    from nstvideo.video.checkpoint import checkpoint_dir
+
+    paths = sorted(checkpoint_dir(out).glob("frame_*.png"))
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]

@@ -34,10 +34,21 @@ class FrameRenderer:
         self.first_iterations = video.iterations_first or 3 * video.iterations
         self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
 
-    def restore(self, content: np.ndarray, result: np.ndarray) -> None:
-        """Continue after a frame finished by an earlier run."""
+    def restore(self, content: np.ndarray, result: np.ndarray,
+                still: np.ndarray | None = None) -> None:
+        """Continue after a frame finished by an earlier run; `still`, the `still` it left
+        (without it, every pixel counts as painted from `content`: a held pixel may then be
+        repainted where an unbroken chain would have kept it)."""
         self.prev_content, self.prev_result = content, result
-        self.reference = content.astype(np.float32)
+        self.reference = (content if still is None else still).astype(np.float32)
+
+    @property
+    def still(self) -> np.ndarray | None:
+        """What a resume needs beside the last result: each pixel's content when it was last
+        painted (uint8; its values are content values), where still pixels are held."""
+        if self.reference is None or not (self.video.hold_static and self.flow is not None):
+            return None
+        return self.reference.astype(np.uint8)
 
     def compare(self, prev: np.ndarray, cur: np.ndarray) -> FramePair | float | None:
         """What the temporal step needs from two consecutive content frames alone: the flow

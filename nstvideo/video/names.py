@@ -4,6 +4,7 @@ deleted. Knows nothing of what the files hold.
 
     OUTPUT.frames/  state.json  plan.json  lock  frame_NNNNNN.png (--keep-frames, at the end)
         uNNNNN/     frames.jsonl  frame_NNNNNN.png  seg_NNNN.mp4|.webm  fade.mp4|.webm
+                    still_NNNNNN.png (the chain's held-pixel reference after frame N)
         keys/       (the keyframe method's painted keyframes: a unit store)
         net.pt      (the keyframe method's network and its training state)
 """
@@ -24,6 +25,8 @@ NET = "net.pt"  # ... and the network it trains on them
 RECORDS = "frames.jsonl"  # a store's records: frames, segments, done
 SEGMENT = "seg_{:04d}{}"  # a store's frames encoded (index, the output codec's extension)
 FADE = "fade{}"  # the cross-fade into a piece of a long shot, encoded
+STILL = "still_{:06d}.png"  # after a frame of a chain: each pixel's content when last painted
+                            # (what holding still pixels compares with; the last two kept)
 SEGMENT_EXTS = (".mp4", ".webm")
 LEGACY = ("segments.ffconcat",)  # left by earlier versions: still ours
 
@@ -49,7 +52,7 @@ def _names(*templates: str) -> re.Pattern:
 
 # what may stand in a render folder, and in a unit's (or the keyframes') folder
 IN_FOLDER = _names(STATE, PLAN, LOCK, FRAME_LIST, FRAME, UNIT, KEYS, NET, *LEGACY)
-IN_UNIT = _names(RECORDS, FRAME_LIST, FRAME, SEGMENT, FADE)
+IN_UNIT = _names(RECORDS, FRAME_LIST, FRAME, SEGMENT, FADE, STILL)
 UNIT_FOLDERS = (UNIT.replace("{:05d}", "[0-9]" * 5), KEYS)  # globs of the store folders
 KEPT_FRAME = re.compile("^" + _regex(FRAME) + "$")  # an output frame kept in the folder
 RENDERED = re.compile("^(" + _regex(FRAME) + "|" + _regex(UNIT) + ")$")  # frames or units

@@ -25,7 +25,7 @@ import numpy as np
 from nstvideo.errors import OutputError
 from nstvideo.media.reader import read_image
 from nstvideo.media.writer import encode_image, fsync_dir, remove_partials, write_file
-from nstvideo.video.names import FRAME, IN_UNIT, RECORDS, SEGMENT, UNIT
+from nstvideo.video.names import FRAME, IN_UNIT, RECORDS, SEGMENT, STILL, UNIT
 
 
 def _sha(data: bytes) -> str:
@@ -133,12 +133,26 @@ class UnitStore:
         self._write(target, data, rec)
         self.frames.append(rec)
 
-    def _write(self, target: Path, data: bytes | None, rec: dict) -> None:
+    def save_still(self, k: int, reference: np.ndarray) -> None:
+        """Write the chain's held-pixel reference after frame k (uint8 RGB: content values),
+        before frame k itself, so a resume from frame k continues as an unbroken chain would;
+        the one before k-1 goes (k-1's is what a crash before frame k is recorded needs)."""
+        self._write(self.folder / STILL.format(k), encode_image(reference, ".png"), None)
+        if k >= 2:
+            (self.folder / STILL.format(k - 2)).unlink(missing_ok=True)
+
+    def still(self, k: int) -> np.ndarray | None:
+        """The reference saved after frame k, if any (renders before it saved none)."""
+        path = self.folder / STILL.format(k)
+        return read_image(path, what="checkpoint reference") if path.is_file() else None
+
+    def _write(self, target: Path, data: bytes | None, rec: dict | None) -> None:
         try:
             self.folder.mkdir(exist_ok=True)
             if data is not None:
                 write_file(target, data, durable=True)
-            _append(self.folder / RECORDS, rec)
+            if rec is not None:
+                _append(self.folder / RECORDS, rec)
         except OSError as e:
             raise OutputError(f"cannot write checkpoint {target} ({e.strerror}): free "
                               "space and run the same command again to resume") from e
@@ -159,6 +173,8 @@ class UnitStore:
     def finish(self) -> None:
         self._write(self.folder / RECORDS, None, {"done": len(self.frames)})
         self.complete = True
+        for k in range(max(0, len(self.frames) - 2), len(self.frames)):  # no resume needs them
+            (self.folder / STILL.format(k)).unlink(missing_ok=True)
 
     def times(self) -> list[float] | None:
         """Each finished frame's time in the source (seconds), where recorded."""

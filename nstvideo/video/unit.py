@@ -58,7 +58,9 @@ class UnitRunner:
                        ((unit.begin + i, frames[i]) for i in range(begin - unit.begin,
                                                                     len(frames))))
             with BackgroundWriter() as writer:
-                def finished(k: int, result: np.ndarray) -> None:
+                def finished(k: int, result: np.ndarray, still: np.ndarray | None = None) -> None:
+                    if still is not None:  # first: a frame on record has its reference
+                        writer.submit(store.save_still, k, still)
                     writer.submit(store.save, k, result, self.job.times[unit.begin + k])
                     writer.submit(self._segments, unit, store, k + 1)
                     report["rendered"] += 1
@@ -135,7 +137,7 @@ class OptimizeRunner(UnitRunner):
 
         for k, frame, compared in prefetch(ahead()):
             if k < done:
-                renderer.restore(frame, store.load(k))
+                renderer.restore(frame, store.load(k), store.still(k))
                 continue
             try:
                 result, _, cut = self.render(renderer, frame, compared, unit.begin + k)
@@ -144,4 +146,4 @@ class OptimizeRunner(UnitRunner):
                                   "check the input plays, or report it") from e
             if cut:
                 report["cuts"].append(unit.begin + k)
-            finished(k, result)
+            finished(k, result, renderer.still)
