@@ -70,8 +70,9 @@ def main() -> None:
         rel = np.array([r[1] for r in rows])
         une = np.array([r[2] for r in rows])
         called = sum(is_cut(r[1], r[2]) for r in rows)
-        print(f"{g}: {len(rows)} pairs; reliable min {rel.min():.2f} median {np.median(rel):.2f}; "
-              f"unexplained median {np.median(une):.1f} max {une.max():.1f}; "
+        print(f"{g}: {len(rows)} pairs; reliable min {rel.min():.2f} median {np.median(rel):.2f} "
+              f"max {rel.max():.2f}; "
+              f"unexplained min {une.min():.1f} median {np.median(une):.1f} max {une.max():.1f}; "
               f"called cuts: {called}")
         for label, r, u, truth in rows:
             if truth is not None and is_cut(r, u) != truth:
