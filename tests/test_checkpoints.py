@@ -142,3 +142,24 @@ def test_sigterm_flushes_frames_and_exits_143(tmp_path, style_png):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert probe(out)["frames"] == 40
+
+
+def test_a_chains_still_reference_is_kept_for_the_last_two_frames_only(tmp_path):
+    import numpy as np
+
+    from nstvideo.video.store import UnitStore
+
+    store = UnitStore(tmp_path / "u00000")
+    store.open()
+    for k in range(4):
+        ref = np.full((8, 8, 3), 10 * k, np.uint8)
+        store.save_still(k, ref)
+        store.save(k, ref)
+    assert sorted(p.name for p in store.folder.glob("still_*")) == [
+        "still_000002.png", "still_000003.png"]  # a crash before frame 4 is on record needs 3
+    assert int(store.still(3)[0, 0, 0]) == 30 and store.still(0) is None
+    (store.folder / "still_000003.png").write_bytes(b"damaged")
+    assert store.still(3) is None  # read as no reference, not a failed resume
+    assert UnitStore(store.folder).open() == 4  # the records are untouched by the stills
+    store.finish()
+    assert not list(store.folder.glob("still_*"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nstvideo.errors import OutputError
+from nstvideo.errors import InputError, OutputError
 from nstvideo.media.reader import read_image
 from nstvideo.media.writer import encode_image, fsync_dir, remove_partials, write_file
 from nstvideo.video.names import FRAME, IN_UNIT, RECORDS, SEGMENT, STILL, UNIT
@@ -142,9 +142,13 @@ class UnitStore:
             (self.folder / STILL.format(k - 2)).unlink(missing_ok=True)
 
     def still(self, k: int) -> np.ndarray | None:
-        """The reference saved after frame k, if any (renders before it saved none)."""
+        """The reference saved after frame k, if any and readable (renders before it saved
+        none; without it the chain goes on as if every pixel had just been painted)."""
         path = self.folder / STILL.format(k)
-        return read_image(path, what="checkpoint reference") if path.is_file() else None
+        try:
+            return read_image(path, what="checkpoint reference") if path.is_file() else None
+        except InputError:
+            return None
 
     def _write(self, target: Path, data: bytes | None, rec: dict | None) -> None:
         try:
