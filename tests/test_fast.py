@@ -89,7 +89,6 @@ def test_an_interrupted_fast_render_resumes(tmp_path, style_png, monkeypatch):
     stylize(src, style_png, whole, settings=S, video=video, keep_frames=True)
     resumed, uninterrupted = kept(out), kept(whole)
     assert len(resumed) == len(uninterrupted) == 12
-    print([round(psnr(a, b), 1) for a, b in zip(resumed, uninterrupted)])
     assert all(np.array_equal(a, b) for a, b in zip(resumed, uninterrupted))
 
 
