@@ -128,7 +128,7 @@ def test_the_fast_training_budget_scales_with_the_work():
     fast = VideoSettings(method="fast")
     preview, full = steps_for(fast, 280, (72, 128)), steps_for(fast, 200, (216, 384))
     assert FAST_TRAIN_STEPS[0] <= preview < full < FAST_TRAIN_STEPS[1]
-    assert 4 * preview < full  # ~9x the pixels, ~0.7x the frames
+    assert 3 * preview < full  # ~9x the pixels, ~0.7x the frames (the preview at the least)
     assert steps_for(fast, 10, (24, 32)) == FAST_TRAIN_STEPS[0]
     assert steps_for(fast, 100_000, (1080, 1920)) == FAST_TRAIN_STEPS[1]
     assert steps_for(fast.replace(refine_iterations=20), 280, (72, 128)) > preview

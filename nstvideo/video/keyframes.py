@@ -146,7 +146,8 @@ def _keyframe_contents(job: Job, keys: list[int]) -> list[np.ndarray]:
     return contents
 
 
-FAST_TRAIN_SHARE = 0.2  # fast: the training's work against the refinement's (RESULTS.md, "Fast")
+FAST_TRAIN_SHARE = 0.1  # fast: the training's work against the refinement's (RESULTS.md,
+# "Fast 2" and "Fast 4": half of 0.2 gave the same costs at 384 px)
 FAST_TRAIN_STEPS = (100, 3000)  # ... within these bounds
 PIXEL_COST = 1.34  # a refining iteration's cost per pixel over a training step's (2 CPU cores)
 
@@ -156,7 +157,8 @@ def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int]) -> int:
     TRAIN_STEPS (its network paints every frame); for the fast method, whose network only
     fills in where the flow carries nothing, FAST_TRAIN_SHARE of the refinement's own work
     (frames x iterations x pixels, against steps x batch x patch pixels), so that the fixed
-    cost scales with the clip: ~100 steps for 280 frames at 128 px, ~700 for 200 at 384 px."""
+    cost scales with the clip: 100 steps (the least) for 280 frames at 128 px, ~340 for 200
+    at 384 px."""
     if video.train_steps is not None:
         return video.train_steps
     if video.method != "fast":
