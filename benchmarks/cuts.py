@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nstvideo.media.video import open_source
 from nstvideo.video.flow import (FlowEstimator, consistency_mask, frame_difference, is_cut,
                                  warp)
 from nstvideo.video.plan import scan_size, shrink
@@ -24,14 +25,8 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def frames(path: Path) -> list[np.ndarray]:
-    cap, out = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return out
+    """Every frame of a clip, RGB, as a render decodes it."""
+    return [frame for _, frame, _ in open_source(path).frames()]
 
 
 def signals(est: FlowEstimator, prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
