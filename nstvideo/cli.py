@@ -115,8 +115,9 @@ def stylize_cmd(
     = V.temporal_weight,
     warp: Annotated[Warp, typer.Option(
         help="Video (flow): how the previous result is carried along the flow; bicubic keeps "
-             "more brush detail when --iterations is low; auto: bicubic for --method fast, "
-             "else bilinear.")] = Warp(V.warp),
+             "more brush detail when --iterations is low; adaptive: bicubic where the flow "
+             "moves far, bilinear where it jitters; auto: adaptive for --method fast, else "
+             "bilinear.")] = Warp(V.warp),
     start: Annotated[str, typer.Option(
         help="Video: where to begin: seconds (70.5), HH:MM:SS (00:01:10) or a frame (1750f).")]
     = V.start,

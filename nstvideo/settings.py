@@ -150,7 +150,7 @@ def parse_keyframes(value: str | int) -> int | None:
 
 
 TEMPORAL_MODES = ("flow", "previous", "none")
-WARPS = ("auto", "bilinear", "bicubic")
+WARPS = ("auto", "bilinear", "bicubic", "adaptive")
 METHODS = ("optimize", "keyframes", "fast")
 NET_METHODS = ("keyframes", "fast")  # the methods that paint keyframes and train a network
 TRAIN_STEPS = 850  # the keyframe network's default training: ~5.5 min on 2 CPU cores with
@@ -175,9 +175,10 @@ class VideoSettings:
     fps: float | None = None  # frame rate of a folder of frames (default 25)
     sequence: bool = False  # a folder is one sequence of frames, not photos (also implied by
                             # fps or a video output)
-    warp: str = "auto"  # how the previous result is carried along the flow: bilinear, or
-    # bicubic (keeps more brush detail at few iterations; see RESULTS); auto: bicubic for the
-    # fast method, bilinear otherwise (`interpolation`)
+    warp: str = "auto"  # how the previous result is carried along the flow: bilinear,
+    # bicubic (keeps more brush detail at few iterations; see RESULTS) or adaptive (bicubic
+    # where the flow moves far, bilinear where it jitters: nstvideo.video.flow.warp); auto:
+    # adaptive for the fast method, bilinear otherwise (`interpolation`)
     flow_preset: str = "medium"  # DIS preset: 'fast' halves flow time, a little less accurate
     scene_cuts: bool = True  # restart from the content frame where the content jumps
     overlap: int = 16  # frames two pieces of a long shot both render and cross-fade (several
@@ -252,7 +253,7 @@ class VideoSettings:
         """How the previous result is warped: `warp`, auto resolved by the method."""
         if self.warp != "auto":
             return self.warp
-        return "bicubic" if self.method == "fast" else "bilinear"
+        return "adaptive" if self.method == "fast" else "bilinear"
 
     @property
     def chained(self) -> bool:

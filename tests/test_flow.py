@@ -68,3 +68,21 @@ def test_fast_motion_the_flow_explains_is_no_cut():
     assert is_cut(0.34, 20.0) and is_cut(0.14, 31.0)
     assert is_cut(0.9, 45.0)  # however reliable the flow looks, the frame is another
     assert not is_cut(0.9, 12.0)
+
+
+def test_adaptive_warp_is_bilinear_on_jitter_and_bicubic_on_motion():
+    rng = np.random.default_rng(1)
+    tex = (rng.random((24, 32, 3)) * 255).astype(np.uint8)
+    flow = np.zeros((24, 32, 2), np.float32)
+    flow[:, :16, 0] = 0.3  # jitter on the left
+    flow[:, 16:, 0] = 2.5  # motion on the right
+    out = warp(tex, flow, "adaptive").astype(int)
+    lin, cub = warp(tex, flow, "bilinear").astype(int), warp(tex, flow, "bicubic").astype(int)
+    assert np.array_equal(out[:, :14], lin[:, :14]) and np.array_equal(out[:, 18:], cub[:, 18:])
+    assert not np.array_equal(lin[:, 18:], cub[:, 18:])  # the two differ there
+    mid = np.zeros((24, 32, 2), np.float32)
+    mid[..., 0] = 1.3  # between: a blend of both
+    m = warp(tex, mid, "adaptive").astype(int)[:, 4:-4]
+    lo = np.minimum(warp(tex, mid, "bilinear"), warp(tex, mid, "bicubic")).astype(int)[:, 4:-4]
+    hi = np.maximum(warp(tex, mid, "bilinear"), warp(tex, mid, "bicubic")).astype(int)[:, 4:-4]
+    assert (m >= lo - 1).all() and (m <= hi + 1).all()

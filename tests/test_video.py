@@ -197,7 +197,7 @@ def test_bad_video_inputs(tmp_path, style_png):
     clean_error(run_cli(good, style_png, "-o", tmp_path / "no" / "x.mp4"), "does not exist")
     clean_error(run_cli(good, style_png, "--start", "soon"), "not a time")
     clean_error(run_cli(good, style_png, "--start", "999"), "past the end")
-    with pytest.raises(InputError, match="use auto, bilinear or bicubic"):
+    with pytest.raises(InputError, match="use auto, bilinear, bicubic or adaptive"):
         stylize_video(good, style_png, tmp_path / "w.mp4",
                                video=VideoSettings(warp="lanczos"))
     assert run_cli(good, style_png, "--warp", "lanczos").exit_code == 2  # usage error

@@ -43,6 +43,10 @@ class FlowEstimator:
 
 
 WARPS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+ADAPTIVE_PX = (0.5, 1.5)  # adaptive: bilinear where the flow moves less than this, bicubic
+# where more, blended between: on a nearly still, jittering shot bicubic's slight sharpening,
+# applied frame after frame at sub-pixel offsets, makes fine strokes crawl (RESULTS.md,
+# "Fast 4": warping error 1.26x the optimizer's, 0.72x adaptive)
 
 
 def warp(image: np.ndarray, flow: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
@@ -50,12 +54,24 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: str = "bilinear") -
 
     With the backward flow of frame t (t -> t-1), this brings frame t-1's pixels to frame t.
     Bilinear sampling blurs a little at sub-pixel offsets, frame after frame; bicubic keeps
-    more of a painted texture's detail (benchmarks/RESULTS.md, "Video defaults").
+    more of a painted texture's detail (benchmarks/RESULTS.md, "Video defaults"); adaptive
+    takes bicubic where the flow moves the texture far, bilinear where it barely moves it
+    (ADAPTIVE_PX).
     """
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], WARPS[interpolation],
-                     borderMode=cv2.BORDER_REPLICATE)
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    if interpolation != "adaptive":
+        return cv2.remap(image, mx, my, WARPS[interpolation], borderMode=cv2.BORDER_REPLICATE)
+    lo, hi = ADAPTIVE_PX
+    share = np.clip((np.linalg.norm(flow, axis=2) - lo) / (hi - lo), 0.0, 1.0)
+    share = share.reshape(h, w, *([1] * (image.ndim - 2)))
+    cubic, linear = (cv2.remap(image, mx, my, WARPS[i], borderMode=cv2.BORDER_REPLICATE)
+                     .astype(np.float32) for i in ("bicubic", "bilinear"))
+    out = share * cubic + (1.0 - share) * linear
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out.astype(image.dtype)
 
 
 def consistency_mask(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:

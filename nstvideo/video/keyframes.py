@@ -72,8 +72,9 @@ class RefineRunner(_WithNet, OptimizeRunner):
     """The fast method's units: a chain as the optimize method's, a shot's first frame its
     keyframe as the optimizer painted it (else the network's painting refined by 3x
     `refine_iterations`), each later frame starting from the previous result warped along the
-    flow (bicubic by default: bilinear sampling blurs away the texture the style cost is made
-    of, RESULTS.md "Fast 3") where the flow carries it and from the network's painting where
+    flow (adaptive by default: bicubic where the flow moves far, as bilinear sampling blurs
+    away the texture the style cost is made of, RESULTS.md "Fast 3"; bilinear where it
+    jitters, as bicubic's sharpening then crawls, "Fast 4") where the flow carries it and from the network's painting where
     it does not (new or uncovered pixels), refined by `refine_iterations` of the optimizer
     with the temporal cost, plus up to 2x as many in proportion to its new pixels
     (FrameRenderer's by_new): the network gives the painting's colours and large shapes at
