@@ -48,6 +48,23 @@ def test_style_loss_compares_grams_of_different_sizes_per_pixel():
     assert losses.style_loss(tiled, losses.style_target(tile * 2)).item() > 1e-3
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_style_loss_gradient_is_autograds_through_the_gram(layout):
+    # The closed-form gradient against the numerical one (gradcheck) and against autograd
+    # through the Gram, in both layouts, a batch of 2 against one target.
+    torch.manual_seed(0)
+    a = torch.randn(2, 5, 4, 3, dtype=torch.float64).contiguous(memory_format=layout)
+    target = losses.style_target(torch.randn(1, 5, 6, 2, dtype=torch.float64))
+    assert torch.autograd.gradcheck(losses.style_loss, (a.clone().requires_grad_(True),
+                                                        target.clone().requires_grad_(True)))
+    x, y = a.clone().requires_grad_(True), a.clone().requires_grad_(True)
+    weights = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    (losses.style_loss(x, target) * weights).sum().backward()
+    ((losses.style_target(y) - target).pow(2).sum(dim=(1, 2)) * weights).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)
+    assert x.grad.abs().max() > 1e-4
+
+
 def test_tv_loss_by_hand():
     x = torch.tensor([[[[0.0, 1.0], [2.0, 4.0]]]])  # (1, 1, 2, 2)
     # right: (1-0)² + (4-2)² = 5; below: (2-0)² + (4-1)² = 13; / 4 pixels

@@ -34,9 +34,50 @@ def style_loss(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """J_style[l] = 1/(2·nC·nH·nW)² · Σ (G_S − G_G)², target from `style_target`.
 
     (B, C, H, W), (B or 1, C, C) -> (B,). The scale is applied before squaring to stay far
-    from float32's range (unscaled Grams of 512-px images reach 1e9).
+    from float32's range (unscaled Grams of 512-px images reach 1e9). Its gradient is the
+    closed form (`_StyleLoss`), not autograd's through the Gram.
     """
-    return (style_target(a_g) - target).pow(2).sum(dim=(1, 2))
+    return _StyleLoss.apply(a_g, target)
+
+
+class _StyleLoss(torch.autograd.Function):
+    """`style_loss` with its gradient written out: with D = G/n − T (n = 2·nC·nH·nW, D
+    symmetric), ∂J/∂A = (2/n)·(D + Dᵀ)·A, one matrix product. Autograd through `gram` takes
+    two (one per factor of A·Aᵀ, the second through a transposed copy) and their sum: on a
+    2-core CPU the Grams' backward was a third of an iteration's time, more than the
+    convolutions (benchmarks/style_loss.py). The activations are read in the layout they come
+    in (channels-last as (H·W, C), else (C, H·W)), without a copy."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = a.shape
+        n = 2 * c * h * w
+        channels_last = a.permute(0, 2, 3, 1).is_contiguous()
+        if channels_last:
+            m = a.permute(0, 2, 3, 1).reshape(b, h * w, c)  # a view
+            g = m.transpose(1, 2) @ m
+        else:
+            m = a.reshape(b, c, h * w)
+            g = m @ m.transpose(1, 2)
+        d = g / n - target
+        ctx.save_for_backward(m, d)
+        ctx.layout = (b, c, h, w, n, channels_last)
+        ctx.target_shape = target.shape
+        return d.pow(2).sum(dim=(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        m, d = ctx.saved_tensors
+        b, c, h, w, n, channels_last = ctx.layout
+        grad = grad.view(-1, 1, 1)
+        grad_a = grad_target = None
+        if ctx.needs_input_grad[0]:
+            s = (d + d.transpose(1, 2)) * (grad * (2.0 / n))
+            grad_a = ((m @ s).view(b, h, w, c).permute(0, 3, 1, 2) if channels_last
+                      else (s @ m).view(b, c, h, w))
+        if ctx.needs_input_grad[1]:  # summed over the batch where one target served it
+            grad_target = (-2.0 * d * grad).sum_to_size(ctx.target_shape)
+        return grad_a, grad_target
 
 
 def tv_loss(x: torch.Tensor) -> torch.Tensor:
