@@ -150,7 +150,9 @@ def _keyframe_contents(job: Job, keys: list[int]) -> list[np.ndarray]:
 FAST_TRAIN_SHARE = 0.25  # fast: the training's time against the refinement's (RESULTS.md,
 # "Fast 2", "Fast 4", "Fast 5": at 384 px 339 steps gave the same costs as 678, 134 steps a
 # style cost 1.88x the optimizer's against 1.78x)
-FAST_TRAIN_STEPS = (100, 3000)  # ... within these bounds
+FAST_TRAIN_STEPS = (50, 3000)  # ... within these bounds ("Fast 5", 128 px: 50 steps against
+# 100 cost 3% of style cost for 9% of the time on cockatoo; 30 steps on a 36-frame clip 2%
+# for 30% of the time)
 PIXEL_COST = 0.53  # a refining iteration's time per pixel over a training step's (2 CPU
 # cores with AMX, bf16, at 384 px: 0.154 s an iteration against 0.23 s a step; 1.34 before
 # the style cost's closed-form gradient, "Fast 5")
@@ -162,7 +164,7 @@ def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int]) -> int:
     fills in where the flow carries nothing, FAST_TRAIN_SHARE of the refinement's own time
     (frames x iterations x pixels x PIXEL_COST, against steps x batch x patch pixels; counted,
     not timed, so that a seeded render trains the same steps anywhere), so that the fixed
-    cost scales with the clip: 100 steps (the least) for 280 frames at 128 px, ~340 for 200
+    cost scales with the clip: ~50 steps (the least) for 280 frames at 128 px, ~340 for 200
     at 384 px."""
     if video.train_steps is not None:
         return video.train_steps
