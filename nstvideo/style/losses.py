@@ -41,12 +41,12 @@ def style_loss(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class _StyleLoss(torch.autograd.Function):
-    """`style_loss` with its gradient written out: with D = G/n − T (n = 2·nC·nH·nW, D
-    symmetric), ∂J/∂A = (2/n)·(D + Dᵀ)·A, one matrix product. Autograd through `gram` takes
-    two (one per factor of A·Aᵀ, the second through a transposed copy) and their sum: on a
-    2-core CPU the Grams' backward was a third of an iteration's time, more than the
-    convolutions (benchmarks/style_loss.py). The activations are read in the layout they come
-    in (channels-last as (H·W, C), else (C, H·W)), without a copy."""
+    """`style_loss` with its gradient written out: with D = G/n − T (n = 2·nC·nH·nW),
+    ∂J/∂A = (2/n)·(D + Dᵀ)·A, one matrix product. Autograd through `gram` takes two (one per
+    factor of A·Aᵀ, the second through a transposed copy) and adds them: on a 2-core CPU in
+    bf16 those were over half of an iteration's time, the convolutions 14% (RESULTS.md, "Fast
+    5"; benchmarks/style_loss.py). The activations are read in the layout they come in
+    (channels-last as (H·W, C), else (C, H·W)), without a copy."""
 
     @staticmethod
     def forward(ctx, a: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
