@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--warp", default=VideoSettings.warp, help="the fast runs' warp")
     ap.add_argument("--no-hold-static", action="store_true", help="the fast runs: hold_static off")
     ap.add_argument("--temporal-weight", type=float, default=VideoSettings.temporal_weight,
-                    help="the fast runs' temporal weight")
+                    help="the fast runs' temporal weight (default: the method's)")
     ap.add_argument("--variant", default="", help="a name for this keyframes run (its frames "
                     "and figures are kept beside the others'; the report covers them all)")
     ap.add_argument("--precision", default=StyleSettings.precision,

@@ -110,8 +110,9 @@ def stylize_cmd(
         help="Video: flow = start each frame from the previous result warped along the optical "
              "flow, with a temporal cost (no flicker); previous = start from the previous "
              "result; none = independent frames.")] = TemporalMode(V.temporal),
-    temporal_weight: Annotated[float, typer.Option(
-        min=0, help="Video: weight of the temporal cost (higher: steadier, may smear).")]
+    temporal_weight: Annotated[Optional[float], typer.Option(
+        min=0, help="Video: weight of the temporal cost (higher: steadier, may smear); "
+                    "default 1000, 300 with --method fast.", show_default=False)]
     = V.temporal_weight,
     warp: Annotated[Warp, typer.Option(
         help="Video (flow): how the previous result is carried along the flow; bicubic keeps "

@@ -153,6 +153,11 @@ TEMPORAL_MODES = ("flow", "previous", "none")
 WARPS = ("auto", "bilinear", "bicubic", "adaptive")
 METHODS = ("optimize", "keyframes", "fast")
 NET_METHODS = ("keyframes", "fast")  # the methods that paint keyframes and train a network
+TEMPORAL_WEIGHT = 1e3  # the temporal cost's weight (Ruder et al.'s scale, our cost's units)
+FAST_TEMPORAL_WEIGHT = 300.0  # the fast method's: its few iterations a frame leave it steadier
+# than the optimizer (warping error 0.37-0.88x), and a lower weight lets them paint more:
+# style cost 1.78x -> 1.57x the optimizer's at 384 px at the same steadiness, 1.87x -> 1.64x at
+# 128 px (RESULTS.md, "Fast 5")
 TRAIN_STEPS = 850  # the keyframe network's default training: ~5.5 min on 2 CPU cores with
 # the feature term (benchmarks/keyframes.py); a GPU affords many more (--train-steps)
 
@@ -162,7 +167,8 @@ class VideoSettings:
     """How a sequence of frames is rendered (on top of a StyleSettings for each frame)."""
 
     temporal: str = "flow"  # flow: warm start + temporal cost along optical flow (Ruder et al.)
-    temporal_weight: float = 1e3  # τ on the masked squared difference to the warped previous
+    temporal_weight: float | None = None  # τ on the masked squared difference to the warped
+    # previous result; None: TEMPORAL_WEIGHT, FAST_TEMPORAL_WEIGHT for the fast method (`tau`)
     iterations_first: int | None = None  # a chain's first frame (the first of a shot, or after
                                          # a scene cut), started from the content; None: 3x
                                          # `iterations`
@@ -207,7 +213,8 @@ class VideoSettings:
     refine_iterations: int = 10  # fast: the optimizer's iterations on each frame
 
     def __post_init__(self):
-        check_number(self.temporal_weight, "--temporal-weight")
+        if self.temporal_weight is not None:
+            check_number(self.temporal_weight, "--temporal-weight")
         if self.fps is not None:
             check_number(self.fps, "--fps", positive=True)
         if int(self.overlap) != self.overlap or self.overlap < 1:
@@ -254,6 +261,13 @@ class VideoSettings:
         if self.warp != "auto":
             return self.warp
         return "adaptive" if self.method == "fast" else "bilinear"
+
+    @property
+    def tau(self) -> float:
+        """The temporal cost's weight: `temporal_weight`, auto resolved by the method."""
+        if self.temporal_weight is not None:
+            return self.temporal_weight
+        return FAST_TEMPORAL_WEIGHT if self.method == "fast" else TEMPORAL_WEIGHT
 
     @property
     def chained(self) -> bool:

@@ -148,6 +148,18 @@ def test_the_fast_method_carries_the_last_frame_adaptively_unless_told():
     assert VideoSettings(warp="bicubic").interpolation == "bicubic"
 
 
+def test_the_fast_method_has_its_own_temporal_weight_unless_told():
+    """The fast method's few iterations leave it steadier than the optimizer; a lower weight
+    lets them paint more (RESULTS.md, "Fast 5"). --temporal-weight wins."""
+    from nstvideo.settings import FAST_TEMPORAL_WEIGHT, TEMPORAL_WEIGHT
+
+    assert FAST_TEMPORAL_WEIGHT < TEMPORAL_WEIGHT
+    assert VideoSettings(method="fast").tau == FAST_TEMPORAL_WEIGHT
+    assert VideoSettings().tau == VideoSettings(method="keyframes").tau == TEMPORAL_WEIGHT
+    assert VideoSettings(method="fast", temporal_weight=1000.0).tau == 1000.0
+    assert VideoSettings(temporal_weight=0.0).tau == 0.0
+
+
 def test_the_refining_leaves_out_style_layers_deeper_than_the_content_layer():
     from nstvideo.video.keyframes import refine_settings
     from nstvideo.style.stylizer import Stylizer

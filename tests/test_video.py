@@ -142,6 +142,22 @@ def test_changed_settings_refuse_to_resume(tmp_path, style_png, monkeypatch):
     assert rep.resumed == 0 and counter.calls == 6
 
 
+def test_the_default_temporal_weight_resumes_as_the_value_it_means(tmp_path, style_png,
+                                                                   monkeypatch):
+    """A render records the temporal weight it used, not 'default': one begun with the default
+    resumes with the same weight given outright (and renders begun before the default became
+    per-method resume), and refuses another."""
+    src = make_clip(tmp_path / "c.mp4", frames=5)
+    counter = Interrupt(monkeypatch, at=3)
+    with pytest.raises(KeyboardInterrupt):
+        stylize(src, style_png, settings=S, video=V)
+    counter.at = None
+    with pytest.raises(InputError, match="--restart"):
+        stylize(src, style_png, settings=S, video=V.replace(temporal_weight=300.0))
+    rep = stylize(src, style_png, settings=S, video=V.replace(temporal_weight=1000.0)).video
+    assert rep.resumed == 2 and rep.frames == 5
+
+
 def test_flow_is_steadier_than_independent_frames(tmp_path):
     folder = moving_frames(tmp_path / "m", n=6, size=(64, 48), speed=2)
     style = write_rgb(tmp_path / "s.png", style_array(64, seed=3))

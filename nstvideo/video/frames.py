@@ -98,7 +98,7 @@ class FrameRenderer:
                 mask = torch.from_numpy(pair.mask)[None, None].to(dev)
                 frozen = None if static is None or not static.any() else \
                     torch.from_numpy(static)[None, None].to(dev)
-                temporal = Temporal(start, mask, v.temporal_weight, frozen)
+                temporal = Temporal(start, mask, v.tau, frozen)
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else to_tensor(self.prev_result, dev)

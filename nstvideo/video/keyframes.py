@@ -74,11 +74,12 @@ class RefineRunner(_WithNet, OptimizeRunner):
     `refine_iterations`), each later frame starting from the previous result warped along the
     flow (adaptive by default: bicubic where the flow moves far, as bilinear sampling blurs
     away the texture the style cost is made of, RESULTS.md "Fast 3"; bilinear where it
-    jitters, as bicubic's sharpening then crawls, "Fast 4") where the flow carries it and from the network's painting where
-    it does not (new or uncovered pixels), refined by `refine_iterations` of the optimizer
-    with the temporal cost, plus up to 2x as many in proportion to its new pixels
-    (FrameRenderer's by_new): the network gives the painting's colours and large shapes at
-    once, the iterations, adding up along the chain, its brushwork."""
+    jitters, as bicubic's sharpening then crawls, "Fast 4") where the flow carries it and from
+    the network's painting where it does not (new or uncovered pixels), refined by
+    `refine_iterations` of the optimizer with the temporal cost (by default at
+    FAST_TEMPORAL_WEIGHT, VideoSettings.tau: "Fast 5"), plus up to 2x as many in proportion to
+    its new pixels (FrameRenderer's by_new): the network gives the painting's colours and
+    large shapes at once, the iterations, adding up along the chain, its brushwork."""
 
     @property
     def stylizer(self) -> Stylizer:

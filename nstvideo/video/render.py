@@ -166,6 +166,7 @@ def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
     if vid.get("method") != "fast":  # as before the fast method
         vid.pop("refine_iterations")
     vid["warp"] = video.interpolation  # auto as what it means (as before auto)
+    vid["temporal_weight"] = video.tau  # the same
     files = {"init": settings.init, "weights": settings.weights, "net": video.net or ""}
     return {"style": style, "video": vid, "input": spec.fingerprint, "range": list(rng),
             # by content: a style image replaced under the same name is another render
