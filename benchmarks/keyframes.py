@@ -74,6 +74,8 @@ def main() -> None:
     ap.add_argument("--no-hold-static", action="store_true", help="the fast runs: hold_static off")
     ap.add_argument("--temporal-weight", type=float, default=VideoSettings.temporal_weight,
                     help="the fast runs' temporal weight (default: the method's)")
+    ap.add_argument("--content-weight", type=float, default=None,
+                    help="the fast runs' content weight α (default: the weights' own)")
     ap.add_argument("--variant", default="", help="a name for this keyframes run (its frames "
                     "and figures are kept beside the others'; the report covers them all)")
     ap.add_argument("--precision", default=StyleSettings.precision,
@@ -112,7 +114,8 @@ def main() -> None:
         out = args.out / f"{name}.mp4"
         shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
         t0 = time.perf_counter()
-        rep = stylize_video(args.video, [args.style], out, settings=settings,
+        rep = stylize_video(args.video, [args.style], out,
+                            settings=settings.replace(content_weight=args.content_weight),
                             video=VideoSettings(method=args.method, keyframes=args.keyframes,
                                                 duration=args.frames and f"{args.frames}f",
                                                 refine_iterations=args.refine_iterations,

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from nstvideo.errors import RenderError
 from nstvideo.media.writer import decode_frame
 from nstvideo.net import Training, batch_size, net_bytes, net_from_bytes, paint
-from nstvideo.settings import TRAIN_STEPS, StyleSettings, VideoSettings
+from nstvideo.settings import TRAIN_STEPS, StyleSettings, VideoSettings, loss_weights
 from nstvideo.style.device import configure, resolve_device, torch_threads
 from nstvideo.style.stylizer import Stylizer
 from nstvideo.style.vgg import LAYER_NAMES
@@ -56,16 +56,23 @@ class PaintRunner(_WithNet, UnitRunner):
                 finished(pos - unit.begin, result)
 
 
+FAST_CONTENT_FACTOR = 1.5  # the refining's content weight over the one asked for: content
+# cost 1.18x -> 1.09x the optimizer's at 384 px (style 1.57x -> 1.91x), 1.10x -> 1.01x at
+# 128 px (1.64x -> 1.86x); 1.7 took the style past 2x at 384 px (RESULTS.md, "Fast 5")
+
+
 def refine_settings(settings: StyleSettings) -> StyleSettings:
     """The fast method's refining leaves out the style layers deeper than the content layer
     (by default relu5_1): from a start already painted they carry under 1% of the style cost
     (benchmarks/warp_texture.py), and the convolutions only they need (conv4_3 to conv5_1)
-    are about a fifth of VGG's work. Unchanged where that would leave no style layer."""
+    are about a fifth of VGG's work (unless that would leave no style layer). And it weighs
+    the content FAST_CONTENT_FACTOR x the weight asked for: its start carries the painting's
+    texture along the flow but not the fine detail that moves (RESULTS.md, "Fast 4"), which
+    its few iterations rebuild only that much weighed up ("Fast 5")."""
     depth = LAYER_NAMES.index(settings.content_layer)
     kept = tuple((n, w) for n, w in settings.style_layers if LAYER_NAMES.index(n) <= depth)
-    if not kept or len(kept) == len(settings.style_layers):
-        return settings
-    return replace(settings, style_layers=kept)
+    return replace(settings, style_layers=kept or settings.style_layers,
+                   content_weight=loss_weights(settings)[0] * FAST_CONTENT_FACTOR)
 
 
 class RefineRunner(_WithNet, OptimizeRunner):
