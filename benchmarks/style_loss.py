@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from keyframes import DATA
 
+from nstvideo.media.video import open_source
 from nstvideo.photos import build_stylizer, load
 from nstvideo.settings import StyleSettings
 from nstvideo.style import losses
@@ -32,12 +33,8 @@ def through_the_gram(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def first_frame(video: str) -> np.ndarray:
-    cap = cv2.VideoCapture(video)
-    ok, frame = cap.read()
-    cap.release()
-    if not ok:
-        raise SystemExit(f"cannot read a frame of {video}")
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    """The clip's first frame, RGB, as a render decodes it."""
+    return next(iter(open_source(Path(video)).frames()))[1]
 
 
 def main() -> None:
