@@ -61,8 +61,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     discards an earlier unfinished render; `keep_frames` keeps the PNG frames), and can be
     spread over `workers` local processes (one per GPU) or a Ray cluster (`ray`: an address,
     'auto' or 'local'); see `stylize_video`. Photos keep their metadata (EXIF with the
-    orientation reset, XMP) and colour profile (wide-gamut ones converted to sRGB), unless
-    `strip_metadata` (dates, camera and place gone; the profile kept).
+    orientation reset, XMP) and colour profile (wide-gamut ones converted to sRGB), videos
+    their metadata tags (creation time, place, title), unless `strip_metadata` (dates, camera
+    and place gone; a photo's profile kept).
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
@@ -73,7 +74,8 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     if frames is not None or (src.is_file() and is_video_path(src)):
         rep = stylize_video(src, list(styles), out, settings=settings, video=video,
                             overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                            progress=progress, files=frames, workers=workers, ray=ray)
+                            progress=progress, files=frames, workers=workers, ray=ray,
+                            strip_metadata=strip_metadata)
         return RunReport(output=rep.output, written=[rep.output], video=rep)
     out = out or default_output(src, styles)
     if workers != 1 or ray is not None:

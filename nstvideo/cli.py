@@ -134,8 +134,9 @@ def stylize_cmd(
         "--sequence", help="A folder is one sequence of frames (temporal coherence, frame "
         "names kept as PNG), not photos. Implied by --fps or a video output.")] = False,
     strip_metadata: Annotated[bool, typer.Option(
-        "--strip-metadata", help="Photos: leave out their EXIF and XMP metadata (dates, "
-        "camera, GPS place); the colour profile is kept. By default a result keeps them.")]
+        "--strip-metadata", help="Leave out a photo's EXIF and XMP metadata (dates, camera, "
+        "GPS place; the colour profile is kept) and a video's tags (creation time, place, "
+        "title). By default a result keeps them.")]
         = False,
     keep_frames: Annotated[bool, typer.Option(
         "--keep-frames", help="Video: keep the stylized PNG frames (OUTPUT.frames/) after "

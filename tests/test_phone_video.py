@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from nstvideo import StyleSettings, VideoSettings, stylize
-from nstvideo.media.video import VideoFile
+from nstvideo.media.video import VideoFile, tags
 from videokit import FFMPEG, read_frames
 
 S = StyleSettings(size=96, iterations=1, seed=0)
@@ -101,3 +101,52 @@ def test_hdr_video_is_tone_mapped_to_the_sdr_picture(tmp_path, style_png, transf
         out = stylize(src, style_png, tmp_path / "o.mp4", settings=S.replace(size=64),
                       video=V).output
     assert len(read_frames(out)) == 3
+
+
+def file_tags(path) -> dict:
+    """The file's global metadata as ffmpeg reads it back."""
+    log = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
+                         text=True).stderr
+    return dict(tags(log))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+def test_a_phone_clip_keeps_when_and_where_it_was_filmed(tmp_path, style_png, ext):
+    """A phone's clip keeps its date and place (a photo library files the stylized copy with
+    the source), its title and one-line comment; a multi-line value, and the container's own
+    technical tags, are not carried. The place, kept by the phone only under Apple's key, is
+    written under the key the muxer keeps."""
+    src = tmp_path / "phone.mov"
+    place = "+48.8577+002.2950+035.000/"
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=96x64:rate=12", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=48000", "-frames:v", "3", "-shortest",
+                    "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    "-metadata", "creation_time=2024-05-01T10:00:00.000000Z",
+                    "-metadata", f"com.apple.quicktime.location.ISO6709={place}",
+                    "-metadata", "title=Pont Neuf", "-metadata", "comment=line one\nline two",
+                    "-movflags", "use_metadata_tags", str(src)], check=True)
+    got = file_tags(src)
+    assert got["creation_time"].startswith("2024-05-01T10:00:00") and "comment" not in got
+    rep = stylize(src, style_png, tmp_path / f"o{ext}", settings=S, video=V)
+    out = rep.output
+    assert rep.video.audio  # the tags did not cost the sound
+    kept = {k.lower(): v for k, v in file_tags(out).items()}
+    assert kept["creation_time"].startswith("2024-05-01T10:00:00"), kept
+    assert kept["location"].startswith("+48.8577+002.2950"), kept
+    assert kept["title"] == "Pont Neuf", kept
+    assert "comment" not in kept and "major_brand" not in kept, kept
+    assert len(read_frames(out)) == 3
+
+
+def test_strip_metadata_leaves_a_clips_tags_out(tmp_path, style_png):
+    src = tmp_path / "dated.mp4"
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=96x64:rate=12", "-frames:v", "3", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", "-metadata", "creation_time=2024-05-01T10:00:00Z",
+                    "-metadata", "location=+48.8577+002.2950/", str(src)], check=True)
+    assert "location" in file_tags(src)
+    out = stylize(src, style_png, tmp_path / "o.mp4", settings=S, video=V,
+                  strip_metadata=True).output
+    got = file_tags(out)
+    assert "creation_time" not in got and "location" not in got, got

@@ -98,6 +98,42 @@ class Probe:
     colour: Colour = Colour()
     sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: non-square pixels (anamorphic)
     hdr: tuple[str, str, str] | None = None  # an HDR source's (matrix, primaries, transfer)
+    tags: tuple[tuple[str, str], ...] = ()  # the file's own metadata, as written back (`tags`)
+
+
+# A file's metadata tags that describe its container or encoder, not what was filmed: not
+# carried to the output (whose muxer writes its own)
+TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder",
+                            "handler_name", "vendor_id", "duration"})
+APPLE_LOCATION = "com.apple.quicktime.location.ISO6709"
+MAX_TAG = 1000  # characters: longer values (embedded blobs) are left out
+
+
+def tags(log: str) -> tuple[tuple[str, str], ...]:
+    """The first input's global metadata from ffmpeg's description of a file, to write back
+    with the stylized copy: when and where it was filmed (creation_time, location), title,
+    comment and the like; technical tags left out, and multi-line or overlong values too.
+    A phone's location kept only in Apple's key is also given as `location`, the key the MP4
+    and MOV muxers write (a library then places the stylized clip where the source was)."""
+    m = re.search(r"^Input #0, .*?\n  Metadata:\n((?:    .*\n)+)", log, re.M)
+    found: dict[str, str] = {}
+    broken: set[str] = set()
+    last = None
+    for line in m.group(1).splitlines() if m else ():
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not key:  # a value's continuation line: that tag is left out whole
+            broken.add(last)
+            continue
+        last = key
+        if len(set(value.split(";"))) == 1:  # a key stored twice (MOV's header and its own
+            value = value.split(";")[0]      # key list), read back joined: written once
+        if sep and value and len(value) <= MAX_TAG and key.lower() not in TECHNICAL_TAGS:
+            found[key] = value
+    kept = {k: v for k, v in found.items() if k not in broken}
+    if APPLE_LOCATION in kept and "location" not in kept:
+        kept["location"] = kept[APPLE_LOCATION]
+    return tuple(kept.items())
 
 
 def probe(path: Path) -> Probe:
@@ -135,7 +171,7 @@ def probe(path: Path) -> Probe:
     return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
                  audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
                  colour=colour, sar=Fraction(sar) if 1 / 8 <= sar <= 8 else Fraction(1),
-                 hdr=hdr)
+                 hdr=hdr, tags=tags(log))
 
 
 def file_fingerprint(path: Path) -> str:

@@ -213,13 +213,14 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
                  end: float | None = None, vfr: bool | None = None,
                  audio_from: Path | None = None,
                  audio_start: float = 0.0, audio_duration: float | None = None,
-                 colour=None) -> bool:
+                 colour=None, tags=()) -> bool:
     """Encode the PNG frames `names` (in `folder`, numbered consecutively) into `output` at
     exactly `fps`, or at their own `times` where those are not evenly spaced (or `vfr`; the
     last one lasting until `end`), converted to YUV with and tagged as `colour` (a
     media.video.Colour), with every audio track of `audio_from` (trimmed to the rendered
     range; the first track is the default one) copied, or re-encoded where the container
-    needs it. Atomic: the file appears complete.
+    needs it, and the metadata `tags` ((key, value) pairs: the source's, `media.video.tags`).
+    Atomic: the file appears complete.
 
     Returns whether audio was included.
     """
@@ -230,17 +231,19 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
         vargs = vargs + _colour_args(colour or Colour())
     step = frame_duration or 1 / float(fps)
     frames_in, frames_out = _frames_input(Path(folder), names, fps, times, step, end, vfr)
-    return _mux(frames_in, frames_out + vargs, output, audio_from, audio_start, audio_duration)
+    return _mux(frames_in, frames_out + vargs, output, audio_from, audio_start, audio_duration,
+                tags)
 
 
 def join_segments(segments: list[tuple[Path, float]], output: Path, *,
                   audio_from: Path | None = None, audio_start: float = 0.0,
-                  audio_duration: float | None = None, frames: int | None = None) -> bool:
+                  audio_duration: float | None = None, frames: int | None = None,
+                  tags=()) -> bool:
     """Join video segments (path, seconds it spans) of one codec and size into `output`
     without re-encoding (ffmpeg's concat demuxer: each segment starts on a key frame and at
     the time the ones before it span: exact, where a segment's own container would round its
-    last frame's duration), with the audio as for `encode_video`. Returns whether audio was
-    included."""
+    last frame's duration), with the audio and metadata as for `encode_video`. Returns whether
+    audio was included."""
     listing = scratch_path(Path(output).parent, f"{Path(output).name}.segments.ffconcat")
     lines = ["ffconcat version 1.0"]
     for path, seconds in segments:
@@ -253,16 +256,17 @@ def join_segments(segments: list[tuple[Path, float]], output: Path, *,
         vargs += ["-frames:v", str(frames)]
     try:
         return _mux(["-f", "concat", "-safe", "0", "-i", str(listing)], vargs, output,
-                    audio_from, audio_start, audio_duration)
+                    audio_from, audio_start, audio_duration, tags)
     finally:
         listing.unlink(missing_ok=True)
 
 
 def _mux(video_in: list[str], vargs: list[str], output: Path, audio_from: Path | None,
-         audio_start: float, audio_duration: float | None) -> bool:
+         audio_start: float, audio_duration: float | None, tags=()) -> bool:
     """Run ffmpeg with the video input `video_in` (first input, its first stream) and, where
     given, every audio track of `audio_from` (copied, else re-encoded to the container's
-    audio codec, else left out). Atomic. Returns whether audio was included."""
+    audio codec, else left out), with the global metadata `tags` (left out as a last resort,
+    should the container refuse them). Atomic. Returns whether audio was included."""
     output = Path(output)
     _, audio_codec = _VIDEO_ARGS[output.suffix.lower()]
     attempts: list[list[str]] = []
@@ -274,6 +278,8 @@ def _mux(video_in: list[str], vargs: list[str], output: Path, audio_from: Path |
         for acodec in (["-c:a", "copy"], ["-c:a", audio_codec, "-b:a", "192k"]):
             attempts.append([*video_in, *audio_in, "-map", "0:v:0", *tracks, *vargs, *acodec])
     attempts.append([*video_in, "-map", "0:v:0", *vargs, "-an"])
+    meta = [a for k, v in tags for a in ("-metadata", f"{k}={v}")]
+    attempts = [a + meta for a in attempts] + (attempts if meta else [])
     errors = []
     with atomic_path(output) as tmp:
         for args in attempts:

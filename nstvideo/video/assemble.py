@@ -37,15 +37,17 @@ def _faded(plan: Plan, stores: list[UnitStore], unit: Unit, i: int) -> np.ndarra
 
 
 def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
-           is_video: bool, stores: list[UnitStore]) -> bool:
+           is_video: bool, stores: list[UnitStore], strip_metadata: bool = False) -> bool:
     """Join the segments (video), or gather the frames (GIF, folder, --keep-frames); then the
-    render folder goes (or only its frames stay, with --keep-frames). Returns whether the
-    output carries the source's audio."""
+    render folder goes (or only its frames stay, with --keep-frames). A video keeps the
+    source's metadata tags unless `strip_metadata`. Returns whether the output carries the
+    source's audio."""
     info, times = source.info, plan.times
     # the audio that plays with the first rendered frame: its time on the file's timeline
     audio = dict(audio_from=source.path if source.has_audio else None,
                  audio_start=max(0.0, (info.video_start - info.start if info else 0.0) + times[0]),
-                 audio_duration=job.end_of(plan.total - 1) - times[0])
+                 audio_duration=job.end_of(plan.total - 1) - times[0],
+                 tags=info.tags if info and not strip_metadata else ())
     has_audio = False
     if is_video and job.segment_ext is not None:
         has_audio = _join(plan, job, output, stores, audio)

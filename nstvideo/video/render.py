@@ -63,7 +63,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                   settings: StyleSettings | None = None, video: VideoSettings | None = None,
                   overwrite: bool = False, restart: bool = False, keep_frames: bool = False,
                   progress: bool = False, files: list[Path] | None = None, workers: int = 1,
-                  ray: str | None = None, on_event=None) -> VideoReport:
+                  ray: str | None = None, on_event=None,
+                  strip_metadata: bool = False) -> VideoReport:
     """Stylize a video file or a folder of numbered frames into a video file (by extension:
     .mp4 .mov .mkv .webm .gif) or a folder of PNG frames, with temporal coherence.
 
@@ -75,6 +76,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     joined without re-encoding at the end. Resumable: running the same call again keeps the
     finished units and continues each unfinished one after its last finished frame.
     `on_event(kind, unit, where, detail)` hears of every frame ('frame') and unit ('unit').
+    A video output keeps the source's metadata (when and where it was filmed, its title),
+    unless `strip_metadata`.
     """
     settings, video = settings or StyleSettings(), video or VideoSettings()
     if int(workers) != workers or workers < 1:
@@ -104,7 +107,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
             warnings.warn(f"{spec.path.name} ended after {plan.total} of the {expected} frames "
                           "its header announces (truncated?); the result has those frames",
                           stacklevel=2)
-        report.audio = finish(ckpt, plan, job, source, output, is_video, stores)
+        report.audio = finish(ckpt, plan, job, source, output, is_video, stores,
+                              strip_metadata)
     return report
 
 
