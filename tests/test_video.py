@@ -2,6 +2,7 @@
 input kind, resume, and temporal steadiness."""
 
 import shutil
+import subprocess
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from nstvideo.video.flow import FlowEstimator, consistency_mask, warp
 from nstvideo.settings import StyleSettings, VideoSettings
 
 from conftest import style_array, write_rgb
-from videokit import kept, make_clip, moving_frames, probe
+from videokit import FFMPEG, kept, make_clip, moving_frames, probe
 
 S = StyleSettings(size=40)
 V = VideoSettings(iterations=2, iterations_first=3)
@@ -205,6 +206,10 @@ def test_bad_video_inputs(tmp_path, style_png):
     fake = tmp_path / "fake.mp4"
     fake.write_text("not a video at all")
     clean_error(run_cli(fake, style_png), "cannot be opened as a video")
+    sound = tmp_path / "sound.mp4"  # an audio file named as a video
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=1", str(sound)], check=True)
+    clean_error(run_cli(sound, style_png), "has sound but no picture")
     good = make_clip(tmp_path / "good.mp4", frames=30)
     data = good.read_bytes()
     (tmp_path / "trunc.mp4").write_bytes(data[: len(data) // 3])  # moov atom cut off

@@ -174,6 +174,17 @@ def probe(path: Path) -> Probe:
                  hdr=hdr, tags=tags(log))
 
 
+def _streams(path: Path) -> set[str]:
+    """The kinds of stream ffmpeg finds in a file ('Video', 'Audio', ...); empty if none or
+    it cannot be read."""
+    try:
+        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True, errors="replace", timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", p.stderr))
+
+
 def file_fingerprint(path: Path) -> str:
     """Size plus a hash of the first and last MiB: cheap, and changes when the file does."""
     h = hashlib.sha256()
@@ -190,6 +201,9 @@ class VideoFile(Source):
         path = existing(path, "video")
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
+            if _streams(path) == {"Audio"}:
+                raise InputError(f"{path} has sound but no picture (an audio file?): give a "
+                                 "video file, or an image")
             raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "
                              "OpenCV's FFmpeg lacks): convert it to MP4 (H.264) first")
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
