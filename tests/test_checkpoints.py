@@ -118,6 +118,18 @@ def test_a_replaced_style_image_is_another_render(tmp_path, style_png, style2_pn
         stylize(src, style_png, out, settings=S, video=V)
 
 
+def test_a_changed_setting_is_named_with_its_values(tmp_path, style_png, monkeypatch):
+    """Refused to resume with another setting: the line names it, with the value the render
+    was begun with (what to pass to resume it)."""
+    src, out, _ = interrupted(tmp_path, style_png, monkeypatch)
+    with pytest.raises(InputError, match=r"changed: style\.iterations 2 -> 3, video\.temporal_"
+                                         r"weight 1000\.0 -> 50\.0\)"):
+        stylize(src, style_png, out, settings=S.replace(iterations=3),
+                video=V.replace(temporal_weight=50.0))
+    rep = stylize(src, style_png, out, settings=S, video=V).video  # as begun: resumes
+    assert rep.resumed == 4 and rep.frames == 8
+
+
 def test_sigterm_flushes_frames_and_exits_143(tmp_path, style_png):
     """kill (SIGTERM) mid-render: one line, exit 143, every finished frame kept; the same
     command then resumes."""

@@ -45,6 +45,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def changes(saved: dict, now: dict) -> str:
+    """What differs between a render's saved state and this run's, for the user: a group's
+    settings by name with their values then and now (video.temporal_weight 1000.0 -> 300.0),
+    the input, styles and files by name only."""
+    out = []
+    for k in sorted(set(saved) | set(now)):
+        a, b = saved.get(k), now.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and k in ("style", "video"):
+            out += [f"{k}.{n} {_short(a.get(n))} -> {_short(b.get(n))}"
+                    for n in sorted(set(a) | set(b)) if a.get(n) != b.get(n)]
+        else:
+            out.append(k)
+    return ", ".join(out)
+
+
+def _short(value) -> str:
+    text = "unset" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class Checkpoint:
     """A render's folder of finished units, valid for one (settings, inputs) state. Use as a
     context manager around the render: it takes the lock, and releases it on the way out."""
@@ -130,11 +152,9 @@ class Checkpoint:
             self._clear()
             saved = None
         if saved is not None and saved != self.state:
-            changed = sorted(k for k in set(saved) | set(self.state)
-                             if saved.get(k) != self.state.get(k))
             raise InputError(f"{self.folder} holds a render of another input or other "
-                             f"settings (changed: {', '.join(changed)}): run the same command "
-                             "as before to resume it, or pass --restart to discard it")
+                             f"settings (changed: {changes(saved, self.state)}): run the same "
+                             "command as before to resume it, or pass --restart to discard it")
         if saved is None:
             write_file(self.folder / STATE,
                        json.dumps(self.state, indent=1, sort_keys=True).encode(), durable=True)
