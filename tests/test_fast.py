@@ -187,3 +187,26 @@ def test_the_refining_weighs_the_content_up_from_what_was_asked():
                   StyleSettings(weights="torchvision")):
         (a, b, g), (ra, rb, rg) = loss_weights(asked), loss_weights(refine_settings(asked))
         assert ra == pytest.approx(a * FAST_CONTENT_FACTOR) and (rb, rg) == (b, g)
+
+
+def test_keyframes_are_painted_plainly_and_frames_refined_preconditioned(tmp_path, style_png,
+                                                                          monkeypatch):
+    """The network fits keyframes painted by plain L-BFGS better (RESULTS.md, "Fast 6"); the
+    refining, whose few iterations gain most from it, runs preconditioned."""
+    import nstvideo.style.optimize as optimize_module
+    from nstvideo.style.optimize import PRECONDITION
+
+    seen = []
+    real = optimize_module.LBFGS
+
+    class Recording(real):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            seen.append(self.precondition)
+
+    monkeypatch.setattr(optimize_module, "LBFGS", Recording)
+    src = shots_clip(tmp_path / "s.mp4", (6,), audio=False)
+    stylize(src, style_png, tmp_path / "o.mp4", settings=S, video=V.replace(keyframes="3"))
+    # keyframes 0 and 3 first, then the chain's frames after its first (keyframe 0, taken as
+    # painted)
+    assert seen[:2] == [None, None] and seen[2:] == [PRECONDITION] * 5, seen

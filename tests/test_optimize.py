@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nstvideo.errors import RenderError
-from nstvideo.style.optimize import EarlyStop, optimize
+from nstvideo.style.optimize import PRECONDITION, EarlyStop, Preconditioner, optimize
 
 
 def quadratic(target, scales):
@@ -98,3 +98,57 @@ def test_a_batch_takes_the_steps_each_item_takes_alone():
         assert torch.allclose(both[k:k + 1], one, atol=1e-3), k
     # and the two problems are far from each other's scale: one shared step would not do
     assert (both[0] - target[0]).abs().max() > 1e-3 or (both[1] - target[1]).abs().max() > 1e-3
+
+
+def test_the_preconditioner_is_symmetric_positive_definite_on_the_free_pixels():
+    """L-BFGS needs H0 symmetric positive definite: uᵀPv = vᵀPu, uᵀPu > 0; held pixels are
+    neither read nor moved."""
+    torch.manual_seed(2)
+    shape = torch.Size((2, 3, 20, 28))
+    u, v = torch.randn(2, 3 * 20 * 28, dtype=torch.float64), torch.randn(2, 3 * 20 * 28,
+                                                                           dtype=torch.float64)
+    free = torch.rand(2, 1, 20, 28) > 0.3
+    for p in (PRECONDITION, Preconditioner(10.0, 2.0)):
+        for mask in (None, free):
+            pu, pv = p(u, shape, mask), p(v, shape, mask)
+            assert torch.allclose((u * pv).sum(1), (v * pu).sum(1), rtol=1e-9)
+            assert ((u * pu).sum(1) > 0).all()
+        held = ~free.expand(2, 3, 20, 28).reshape(2, -1)
+        assert (p(u, shape, free)[held] == 0).all()
+        moved = p(u + 1e3 * held, shape, free)  # whatever the held pixels hold
+        assert torch.allclose(moved, p(u, shape, free))
+
+
+def smooth_quadratic(target):
+    """A cost ruled by the differences between neighbours (as TV and the deep VGG costs are):
+    its broad structure is what plain gradient steps move least."""
+    def f(x):
+        d = x - target
+        total = (0.001 * d ** 2).sum() + ((d[..., 1:, :] - d[..., :-1, :]) ** 2).sum() + \
+            ((d[..., :, 1:] - d[..., :, :-1]) ** 2).sum()
+        return total, {"total": float(total.detach())}
+    return f
+
+
+def test_preconditioning_moves_broad_structure_sooner():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    target = (128 + 80 * torch.sin(xx / 6) * torch.cos(yy / 7)).expand(1, 3, 32, 32).clone()
+    f = smooth_quadratic(target)
+    init = torch.full_like(target, 128.0)
+    _, plain = optimize(init, f, iterations=10)
+    x, pre = optimize(init, f, iterations=10, precondition=PRECONDITION)
+    assert pre.last["total"] < 0.5 * plain.last["total"], (pre.last, plain.last)
+    # and it still solves the problem
+    x, pre = optimize(init, f, iterations=200, precondition=PRECONDITION)
+    assert (x - target).abs().max() < 1.0
+
+
+def test_held_pixels_stay_held_when_preconditioned():
+    target = torch.full((1, 3, 8, 8), 200.0)
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.bool)
+    mask[..., :3] = True
+    held = torch.full_like(target, 50.0)
+    x, _ = optimize(torch.full_like(target, 128.0), quadratic(target, torch.ones_like(target)),
+                    iterations=60, fixed=(mask, held), precondition=PRECONDITION)
+    assert torch.equal(x[..., :3], held[..., :3])
+    assert (x[..., 3:] - 200).abs().max() < 0.5

@@ -13,7 +13,8 @@ from nstvideo.style import losses
 from nstvideo.errors import InputError
 from nstvideo.style.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes, free_bytes,
                              out_of_memory, resolve_device, use_bf16)
-from nstvideo.style.optimize import EarlyStop, OptimizeReport, optimize
+from nstvideo.style.optimize import (PRECONDITION, EarlyStop, OptimizeReport, Preconditioner,
+                                     optimize)
 from nstvideo.settings import StyleSettings, loss_weights
 from nstvideo.style.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
                               to_tensor, with_colors_of)
@@ -54,8 +55,10 @@ class Stylizer:
     Build once per run: the style Grams are computed here, once.
     """
 
-    def __init__(self, styles: list[np.ndarray], settings: StyleSettings):
+    def __init__(self, styles: list[np.ndarray], settings: StyleSettings,
+                 precondition: Preconditioner | None = PRECONDITION):
         self.settings = s = settings
+        self.precondition = precondition  # L-BFGS's (optimize.Preconditioner; None: plain)
         if not styles:
             raise InputError("no style image given: name at least one")
         blend = s.style_blend or tuple(1.0 for _ in styles)
@@ -214,7 +217,7 @@ class Stylizer:
             x, rep = optimize(resize_tensor(x, hw), self.objective(resize_tensor(target, hw), level_t),
                               iterations=n, optimizer=s.optimizer,
                               learning_rate=s.learning_rate, early_stop=early_stop,
-                              on_step=step, fixed=fixed)
+                              on_step=step, fixed=fixed, precondition=self.precondition)
             report.iterations += rep.iterations
             report.first = report.first or rep.first
             report.last = rep.last

@@ -197,11 +197,13 @@ def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: Un
     where the flow can carry it); where it cannot (the first of a shot, or one too far from
     the last), a keyframe starts from the network's guess, trained on the keyframes before it
     for its share of the steps, so that it needs the later frames' budget, not the first
-    frame's, and paints in the strokes the earlier ones set. Each is fed to the training."""
+    frame's, and paints in the strokes the earlier ones set. Each is fed to the training.
+    Painted with plain L-BFGS (no preconditioner): the network fits keyframes painted with
+    one worse (RESULTS.md, "Fast 6")."""
     keys, done, n = plan.keys, store.open(), len(contents)
     with tqdm(total=n, initial=done, unit="keyframe", desc="painting keyframes",
               disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        stylizer = Stylizer(job.styles, job.settings) if done < n else None
+        stylizer = Stylizer(job.styles, job.settings, precondition=None) if done < n else None
         renderer, shot = None, None
         for i, (k, content) in enumerate(zip(keys, contents)):
             if plan.shot_of(k) != shot:  # a new shot: a new chain
