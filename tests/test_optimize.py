@@ -82,10 +82,10 @@ def test_a_batch_takes_the_steps_each_item_takes_alone():
     target = torch.rand(2, 3, 8, 8) * 200 + 20
     scales = torch.stack([torch.logspace(-1, 1, 192), torch.logspace(1, 3, 192)]).view(2, 3, 8, 8)
 
-    def f(x):  # a non-quadratic, per-item separable cost
+    def f(x):  # a non-quadratic, per-item separable cost, its total given per item
         d = x - target
         per_item = (scales * d ** 2 + 0.01 * d ** 4).sum(dim=(1, 2, 3))
-        return per_item.sum(), {"total": per_item.sum().detach()}
+        return per_item, {"total": per_item.sum().detach()}
 
     init = torch.full_like(target, 128.0)
     both, _ = optimize(init, f, iterations=12)
@@ -152,3 +152,56 @@ def test_held_pixels_stay_held_when_preconditioned():
                     iterations=60, fixed=(mask, held), precondition=PRECONDITION)
     assert torch.equal(x[..., :3], held[..., :3])
     assert (x[..., 3:] - 200).abs().max() < 0.5
+
+
+def test_a_step_that_raises_an_images_cost_is_halved_or_dropped(monkeypatch):
+    """A non-convex cost (a well in a flat plain) on which unit L-BFGS steps overshoot: no
+    image's cost rises from one iteration to the next by more than RISE (its step halved,
+    else dropped with its memory), and an image in a batch still takes the steps it takes alone, one
+    image's dropped step leaving the other's alone."""
+    import nstvideo.style.optimize as optimize_module
+
+    torch.manual_seed(1)
+    target = torch.rand(2, 3, 8, 8, dtype=torch.float64) * 100 + 80  # float64: the same steps
+    width = torch.tensor([5.0, 40.0], dtype=torch.float64).view(2, 1, 1, 1)  # on any CPU
+    init = torch.full_like(target, 128.0) + torch.randn_like(target) * 20
+
+    def well(t, w):
+        def f(x):
+            d = x - t
+            per_item = (-1e3 * torch.exp(-(d / w) ** 2) + 0.01 * d ** 2).sum(dim=(1, 2, 3))
+            return per_item, {"total": per_item.sum().detach()}
+        return f
+
+    forgotten = []
+    real = optimize_module.LBFGS.forget
+    monkeypatch.setattr(optimize_module.LBFGS, "forget",
+                        lambda self, items: (forgotten.append(items.tolist()), real(self, items)))
+    totals = []
+    both, rep = optimize(init, well(target, width), iterations=40,
+                         on_step=lambda i, p: totals.append(p["total"]))
+    assert rep.backtracks > 0 and any(sum(f) == 1 for f in forgotten)  # one dropped a step
+    rise = optimize_module.RISE  # the rise a step may make before it is halved
+    assert all(b <= a + rise * abs(a) for a, b in zip(totals, totals[1:])), totals
+    for k in range(2):
+        one, _ = optimize(init[k:k + 1], well(target[k:k + 1], width[k:k + 1]), iterations=40)
+        assert torch.allclose(both[k:k + 1], one, atol=1e-3), k
+
+
+def test_forgetting_leaves_the_other_items_memory():
+    """An item that forgets takes a first step next; the other keeps its L-BFGS direction;
+    forgetting before any pair is a no-op."""
+    from nstvideo.style.optimize import LBFGS
+
+    lbfgs = LBFGS()
+    lbfgs.forget(torch.tensor([True, False]))  # no pair yet
+    torch.manual_seed(3)
+    s, y = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    y = s * 2 + 0.1 * y  # positive curvature for both
+    lbfgs.update(s, y)
+    g = torch.randn(2, 3, 4, 4)
+    before = lbfgs.direction(g)
+    lbfgs.forget(torch.tensor([True, False]))
+    after = lbfgs.direction(g)
+    assert torch.allclose(after[1], before[1])
+    assert torch.allclose(after[0], LBFGS._first_step(LBFGS(), g[:1])[0])

@@ -11,7 +11,9 @@ for two measured reasons (benchmarks/vs_pastiche.py, README):
   * it can be preconditioned (`Preconditioner`): its initial inverse Hessian γ·P with P a
     low-pass boost instead of γ·I, so that its first iterations, before its curvature pairs
     know better, move the image's broad structure as well as its finest pixels.
-One objective evaluation per iteration, as with torch's L-BFGS without line search.
+One objective evaluation per iteration, as with torch's L-BFGS without line search, unless
+a step raised an image's cost: then its step is halved (up to BACKTRACKS times, one
+evaluation each), and if that does not help it is dropped and its memory with it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,18 @@ import torch.nn.functional as F
 from nstvideo.errors import RenderError
 
 # x -> (total cost, {name: cost part}); parts may be floats or 0-d tensors (read in one sync).
+# The total may be per item of the batch, (B,): then each item's steps are checked on its own
+# (see BACKTRACKS); a scalar total is checked only for a single image.
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, dict]]
 
 LBFGS_HISTORY = 100  # curvature pairs kept (3·H·W floats each: 3 MB at 512 px)
+BACKTRACKS = 2  # a unit step that raised an image's cost is halved up to this many times,
+# then dropped with the image's memory: without it one overlong step early on (γ of the
+# first pair, the box cutting the step) could raise the cost 8x and leave a 60-iteration
+# photo as noise (benchmarks/RESULTS.md, "Fast 6")
+RISE = 0.05  # a step may raise an image's cost this much (as unit steps near an optimum often
+# do, and the next ones recover) before it is halved: at 0 a 300-iteration photo took up to 44
+# extra evaluations for no lower cost (RESULTS.md, "Fast 6")
 FIRST_STEP_PX = 8.0  # the first (gradient) step moves the most-changed pixel by this much
 PIXEL_RANGE = (0.0, 255.0)  # the box the optimized pixels are projected into
 
@@ -81,6 +92,7 @@ class EarlyStop:
 @dataclass
 class OptimizeReport:
     iterations: int = 0  # iterations actually run
+    backtracks: int = 0  # extra evaluations of steps halved because they raised the cost
     first: dict[str, float] | None = None  # the loss parts at the init image
     last: dict[str, float] | None = None  # the loss parts at the final image
 
@@ -91,11 +103,14 @@ class _Evaluator:
     def __init__(self, objective: Objective):
         self.objective = objective
         self.parts: dict[str, float] = {}
+        self.items: torch.Tensor | None = None  # (B,) each item's total; None if not known
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
         total, parts = self.objective(x)
-        (grad,) = torch.autograd.grad(total, x)
+        items = total.detach().reshape(-1)
+        self.items = items if len(items) == len(x) else None
+        (grad,) = torch.autograd.grad(total.sum(), x)
         values = [v if isinstance(v, float) else v.float() for v in parts.values()]
         if any(isinstance(v, torch.Tensor) for v in values):  # one device sync for all parts
             values = torch.stack([torch.as_tensor(v, device=grad.device, dtype=torch.float32)
@@ -160,6 +175,20 @@ class LBFGS:
         peak = d.reshape(b, -1).abs().amax(dim=1).clamp_min(1e-12)
         return -d * (FIRST_STEP_PX / peak).view(b, *([1] * (g.dim() - 1)))
 
+    def forget(self, items: torch.Tensor) -> None:
+        """Forget the curvature pairs of these items ((B,) bool): their next direction is a
+        first step (ρ = 0 makes a pair a no-op for an item)."""
+        if self.started is None:  # no pair yet: a first step anyway
+            return
+        if bool(items.all()):
+            self.pairs.clear()
+            self.gamma = self.started = None
+            return
+        keep = ~items.view(-1, 1)
+        self.pairs = deque(((s, y, torch.where(keep, rho, 0.0)) for s, y, rho in self.pairs),
+                           maxlen=self.pairs.maxlen)
+        self.started = self.started & keep
+
     def update(self, s: torch.Tensor, y: torch.Tensor) -> None:
         """Add the pair (s, y) for the items where it has positive curvature (so H stays
         positive definite); elsewhere ρ = 0 makes the pair a no-op for that item."""
@@ -219,7 +248,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         adam = torch.optim.Adam([param], lr=learning_rate)
     g = gradient(x)
     for i in range(iterations):
-        parts = evaluate.parts
+        parts, items = evaluate.parts, evaluate.items
         report.first = report.first or dict(parts)
         if not math.isfinite(parts["total"]):
             raise RenderError(f"the loss became NaN or infinite at iteration {i}: lower the "
@@ -227,7 +256,8 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
                               "--precision fp32")
         history.append(parts["total"])
         if lbfgs is not None:
-            x_new = project(x + lbfgs.direction(g))
+            d = lbfgs.direction(g)
+            x_new = project(x + d)
         else:
             param.grad = g
             adam.step()
@@ -235,6 +265,9 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
                 param.copy_(project(param.detach().clone()))
             x_new = param.detach().clone()
         g_new = gradient(x_new)
+        if lbfgs is not None and items is not None and evaluate.items is not None:
+            x_new, g_new = _safeguarded(x, g, d, x_new, g_new, items, parts, project,
+                                        gradient, evaluate, lbfgs, report)
         if lbfgs is not None:
             lbfgs.update(x_new - x, g_new - g)
         x, g = x_new, g_new
@@ -247,3 +280,28 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
                 break
     report.last = dict(evaluate.parts)
     return x.detach(), report
+
+
+def _safeguarded(x, g, d, x_new, g_new, items, parts, project, gradient, evaluate, lbfgs,
+                 report):
+    """The step x -> x_new along d, checked item by item: an item whose cost rose gets its step
+    halved (up to BACKTRACKS times, one evaluation each); one whose cost still rose stays at x
+    and forgets its curvature pairs (its next step is a first step). Returns (x_new, g_new)."""
+    per = (-1, *([1] * (x.dim() - 1)))
+    worse = evaluate.items > items + RISE * items.abs()
+    for _ in range(BACKTRACKS):
+        if not bool(worse.any()):
+            return x_new, g_new
+        d = torch.where(worse.view(per), d * 0.5, d)  # the others' steps are as they were
+        x_new = project(x + d)
+        g_new = gradient(x_new)
+        report.backtracks += 1
+        worse = evaluate.items > items + RISE * items.abs()
+    if not bool(worse.any()):
+        return x_new, g_new
+    lbfgs.forget(worse)
+    if bool(worse.all()):  # all stay: the evaluation at x is the one before
+        evaluate.parts, evaluate.items = parts, items
+        return x, g
+    x_new = torch.where(worse.view(per), x, x_new)
+    return x_new, gradient(x_new)  # a mixed batch: its parts, evaluated once more

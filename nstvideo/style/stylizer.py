@@ -108,26 +108,26 @@ class Stylizer:
 
     def objective(self, content: torch.Tensor, temporal: Temporal | None = None):
         """The total cost J(x) for one content image (1, 3, H, W) in pixels; returns a callable
-        x -> (total, parts) as `optimize` wants. Content targets are computed here, once."""
+        x -> (total per item (B,), parts summed) as `optimize` wants. Content targets are
+        computed here, once."""
         s = self.settings
         style_t = self.style_targets(content)
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 
-        def f(x: torch.Tensor):
+        def f(x: torch.Tensor):  # the total per item (B,), the parts summed over the batch
             feats = self.features(x)
-            jc = losses.content_loss(feats[s.content_layer], content_t).sum()
-            js = sum(lam * losses.style_loss(feats[n], style_t[n]).sum()
-                     for n, lam in s.style_layers)
-            jt = losses.tv_loss(x).sum()
+            jc = losses.content_loss(feats[s.content_layer], content_t)
+            js = sum(lam * losses.style_loss(feats[n], style_t[n]) for n, lam in s.style_layers)
+            jt = losses.tv_loss(x)
             total = self.alpha * jc + self.beta * js + self.gamma * jt
             parts = {"content": jc, "style": js, "tv": jt}
             if temporal is not None:
-                jtemp = losses.temporal_loss(x, temporal.warped, temporal.mask).sum()
+                jtemp = losses.temporal_loss(x, temporal.warped, temporal.mask)
                 total = total + temporal.weight * jtemp
                 parts["temporal"] = jtemp
             parts["total"] = total
-            return total, {k: v.detach() for k, v in parts.items()}  # floats: one sync, later
+            return total, {k: v.detach().sum() for k, v in parts.items()}  # one sync, later
 
         return f
 
@@ -219,6 +219,7 @@ class Stylizer:
                               learning_rate=s.learning_rate, early_stop=early_stop,
                               on_step=step, fixed=fixed, precondition=self.precondition)
             report.iterations += rep.iterations
+            report.backtracks += rep.backtracks
             report.first = report.first or rep.first
             report.last = rep.last
         if s.preserve_colors:
