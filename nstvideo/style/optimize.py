@@ -108,14 +108,15 @@ class _Evaluator:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
         total, parts = self.objective(x)
-        items = total.detach().reshape(-1)
-        self.items = items if len(items) == len(x) else None
+        items = total.detach().reshape(-1).float()
         (grad,) = torch.autograd.grad(total.sum(), x)
-        values = [v if isinstance(v, float) else v.float() for v in parts.values()]
-        if any(isinstance(v, torch.Tensor) for v in values):  # one device sync for all parts
-            values = torch.stack([torch.as_tensor(v, device=grad.device, dtype=torch.float32)
-                                  for v in values]).tolist()
-        self.parts = dict(zip(parts, values))
+        values = [v if isinstance(v, float) else v.float().reshape(()) for v in parts.values()]
+        # one device sync for all parts and the items' totals (held on the host)
+        read = torch.cat([torch.stack([torch.as_tensor(v, device=grad.device,
+                                                       dtype=torch.float32) for v in values]),
+                          items.to(grad.device)]).cpu()
+        self.parts = dict(zip(parts, read[:len(values)].tolist()))
+        self.items = read[len(values):] if len(items) == len(x) else None
         return grad
 
 
@@ -287,18 +288,19 @@ def _safeguarded(x, g, d, x_new, g_new, items, parts, project, gradient, evaluat
     """The step x -> x_new along d, checked item by item: an item whose cost rose gets its step
     halved (up to BACKTRACKS times, one evaluation each); one whose cost still rose stays at x
     and forgets its curvature pairs (its next step is a first step). Returns (x_new, g_new)."""
-    per = (-1, *([1] * (x.dim() - 1)))
+    per = (-1, *([1] * (x.dim() - 1)))  # the items' totals are on the host: no extra sync
     worse = evaluate.items > items + RISE * items.abs()
     for _ in range(BACKTRACKS):
         if not bool(worse.any()):
             return x_new, g_new
-        d = torch.where(worse.view(per), d * 0.5, d)  # the others' steps are as they were
+        d = torch.where(worse.to(x.device).view(per), d * 0.5, d)  # others' steps as they were
         x_new = project(x + d)
         g_new = gradient(x_new)
         report.backtracks += 1
         worse = evaluate.items > items + RISE * items.abs()
     if not bool(worse.any()):
         return x_new, g_new
+    worse = worse.to(x.device)
     lbfgs.forget(worse)
     if bool(worse.all()):  # all stay: the evaluation at x is the one before
         evaluate.parts, evaluate.items = parts, items
