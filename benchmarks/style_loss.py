@@ -24,7 +24,7 @@ from nstvideo.media.video import open_source
 from nstvideo.photos import build_stylizer, load
 from nstvideo.settings import StyleSettings
 from nstvideo.style import losses
-from nstvideo.style.device import cpu_has_amx, resolve_device
+from nstvideo.style.device import cpu_computes_bf16, resolve_device
 
 
 def through_the_gram(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device("auto")
-    native_bf16 = device.type == "cuda" or cpu_has_amx()
+    native_bf16 = device.type == "cuda" or cpu_computes_bf16()
     closed_form = losses.style_loss
     print(f"{args.size} px, {args.iterations} iterations from the content, {args.threads} "
           f"threads, {device}; medians of {args.repeats}")

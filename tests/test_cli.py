@@ -181,7 +181,7 @@ def test_precision_bf16_needs_native_bf16(monkeypatch, content_png, style_png):
     import torch
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr("nstvideo.style.device.cpu_computes_bf16", lambda: False)
     assert_clean_error(run(content_png, style_png, "--precision", "bf16", *FAST), "bf16")
     assert run(content_png, style_png, "--precision", "fp32", *FAST).exit_code == 0
 

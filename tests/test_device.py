@@ -133,15 +133,18 @@ def test_bf16_only_where_native_on_the_chosen_device(monkeypatch):
     assert D.use_bf16("fp32", torch.device("cuda", 1)) is False
 
 
-@pytest.mark.parametrize("amx", [False, True])
-def test_bf16_on_the_cpu_only_with_amx(monkeypatch, amx):
+@pytest.mark.parametrize("amx, avx512_bf16", [(False, False), (True, False), (False, True)])
+def test_bf16_on_the_cpu_only_where_it_multiplies_bf16(monkeypatch, amx, avx512_bf16):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
-    assert D.use_bf16("auto", torch.device("cpu")) is amx
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16,
+                        raising=False)
+    native = amx or avx512_bf16
+    assert D.use_bf16("auto", torch.device("cpu")) is native
     assert D.use_bf16("fp32", torch.device("cpu")) is False
-    if amx:
+    if native:
         assert D.use_bf16("bf16", torch.device("cpu")) is True
     else:
-        with pytest.raises(ModelError, match="CPU with AMX"):
+        with pytest.raises(ModelError, match="AMX or AVX512-BF16"):
             D.use_bf16("bf16", torch.device("cpu"))
 
 

@@ -75,10 +75,10 @@ def test_seeded_training_is_repeatable_and_a_saved_net_paints_the_same(tmp_path)
 
 
 def test_the_training_s_feature_term_in_bf16_learns_as_in_fp32(monkeypatch):
-    """On a device that computes bf16 natively (forced here: a CPU without AMX emulates it),
+    """On a device that computes bf16 natively (forced here: other CPUs emulate it),
     the feature term's VGG runs in bf16 and the training's losses follow fp32's."""
     from nstvideo.training import NetTraining
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    monkeypatch.setattr("nstvideo.style.device.cpu_computes_bf16", lambda: True)
     losses = {}
     for precision in ("fp32", "bf16"):
         t = NetTraining(Training(steps=20, patch=32, batch=4, perceptual=5), 0,

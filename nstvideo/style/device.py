@@ -46,17 +46,20 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (Intel AMX tiles, Sapphire Rapids and
-    later), where oneDNN's bf16 convolutions run about twice as fast as fp32 ones."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware, where oneDNN's bf16 convolutions beat
+    fp32's: Intel AMX tiles (Xeons from Sapphire Rapids on; an iteration 3.3x faster at 384
+    px) or AVX512-BF16's dot products (AMD Zen 4 and later, Cooper Lake; 2.0x at 384 px,
+    1.7x at 128, RESULTS.md "Fast 7"). Other CPUs emulate bf16, slower than fp32."""
+    probes = (getattr(torch.cpu, name, None)
+              for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(bool(probe and probe()) for probe in probes)
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
     """auto: bf16 convolutions where `device` computes bf16 natively (CUDA: Ampere and later;
-    CPU: AMX), else fp32. Emulated bf16 (older GPUs, CPUs without AMX) is slower than fp32, so
-    it never counts."""
+    CPU: AMX or AVX512-BF16), else fp32. Emulated bf16 (older GPUs and CPUs) is slower than
+    fp32, so it never counts."""
     if precision == "fp32":
         return False
     supported = False
@@ -64,11 +67,11 @@ def use_bf16(precision: str, device: torch.device) -> bool:
         with torch.cuda.device(device):
             supported = torch.cuda.is_bf16_supported(including_emulation=False)
     elif device.type == "cpu":
-        supported = cpu_has_amx()
+        supported = cpu_computes_bf16()
     if precision == "bf16" and not supported:
         raise ModelError(f"--precision bf16 needs a device that computes bf16 natively (a CUDA "
-                         f"GPU from Ampere on, or a CPU with AMX); {device} does not: use "
-                         "--precision fp32 or auto")
+                         f"GPU from Ampere on, or a CPU with AMX or AVX512-BF16); {device} "
+                         "does not: use --precision fp32 or auto")
     return supported
 
 
