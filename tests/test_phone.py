@@ -50,33 +50,46 @@ def assert_camera_metadata(path, stripped: bool = False):
         assert gps[1] == "N" and [float(v) for v in gps[2]] == [48, 51, 29], dict(gps)
 
 
-def p3_profile() -> bytes:
-    """An ICC v2 matrix/TRC profile of Display P3 (D50-adapted colorants, gamma 2.2)."""
-    def s15(v):
-        return struct.pack(">i", round(v * 65536))
+def s15(v):
+    return struct.pack(">i", round(v * 65536))
 
-    def xyz(x, y, z):
-        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
 
-    text = b"Display P3 (test)"
+def xyz(x, y, z):
+    return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+
+def icc(kind: bytes, text: bytes, tags: list) -> bytes:
+    """An ICC v2 profile byte by byte: `kind` is its class, colour space and connection
+    space (b"mntrRGB XYZ "), `tags` its (signature, data) beside a description and a D50
+    white point."""
     desc = (b"desc\0\0\0\0" + struct.pack(">I", len(text) + 1) + text + b"\0"
             + bytes(8) + bytes(3) + bytes(67))
-    curve = b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(2.2 * 256)) + bytes(2)
-    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
-            (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
-            (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)), (b"rTRC", curve), (b"gTRC", curve),
-            (b"bTRC", curve), (b"cprt", b"text\0\0\0\0" + b"none\0" + bytes(3))]
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), *tags,
+            (b"cprt", b"text\0\0\0\0" + b"none\0" + bytes(3))]
     offset, table, body = 128 + 4 + 12 * len(tags), b"", b""
     for sig, data in tags:
         data += bytes(-len(data) % 4)
         table += sig + struct.pack(">II", offset + len(body), len(data))
         body += data
     size = offset + len(body)
-    head = (struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ "
+    head = (struct.pack(">I", size) + bytes(4) + bytes([2, 0x10, 0, 0]) + kind
             + bytes(12) + b"acsp" + bytes(16) + bytes(8) + struct.pack(">I", 0)
             + s15(0.9642) + s15(1.0) + s15(0.8249) + bytes(4) + bytes(16) + bytes(28))
     assert len(head) == 128
     return head + struct.pack(">I", len(tags)) + table + body
+
+
+def gamma_curve(gamma: float) -> bytes:
+    return b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(gamma * 256)) + bytes(2)
+
+
+def p3_profile() -> bytes:
+    """An ICC v2 matrix/TRC profile of Display P3 (D50-adapted colorants, gamma 2.2)."""
+    curve = gamma_curve(2.2)
+    return icc(b"mntrRGB XYZ ", b"Display P3 (test)", [
+        (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)), (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+        (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)), (b"rTRC", curve), (b"gTRC", curve),
+        (b"bTRC", curve)])
 
 
 def p3_to_srgb(rgb: np.ndarray) -> np.ndarray:
@@ -146,6 +159,78 @@ def test_a_display_p3_photo_is_converted_to_srgb_and_tagged_so(tmp_path, style_p
     out = stylize(path, style_png, tmp_path / "o.png", settings=S).output
     with Image.open(out) as im:
         assert "sRGB" in describe(im.info["icc_profile"])
+
+
+# A press's CMYK: inks that each keep a share of R, G, B (light through cyan: little red, a
+# little green lost too) -- what a printer's profile says and a naive 255 - ink does not.
+# Corners of a 2-point CMYK table in sRGB, multiplied out; the paper white (as in a
+# relative-intent table: LittleCMS maps a profile's white to the screen's white).
+PAPER = np.array([255.0, 255.0, 255.0])
+INKS = {"C": (0.10, 0.60, 0.85), "M": (0.85, 0.25, 0.55), "Y": (0.98, 0.92, 0.15),
+        "K": (0.12, 0.12, 0.13)}
+
+
+def press_colour(cmyk) -> np.ndarray:
+    """The sRGB of a CMYK corner (each ink 0 or 255) on PAPER."""
+    rgb = PAPER.copy()
+    for ink, on in zip("CMYK", cmyk):
+        if on:
+            rgb *= np.array(INKS[ink])
+    return rgb
+
+
+SRGB_D50 = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606],
+                     [0.0139, 0.0971, 0.7141]])  # linear sRGB -> XYZ, D50-adapted
+
+
+def srgb_to_lab8(rgb: np.ndarray) -> np.ndarray:
+    """sRGB (N, 3) -> ICC v2 8-bit Lab (L x 2.55, a + 128, b + 128), D50, by the formulas."""
+    v = rgb / 255.0
+    lin = np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+    t = (lin @ SRGB_D50.T) / np.array([0.9642, 1.0, 0.8249])
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    lab = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+    return np.clip((lab * [2.55, 1, 1] + [0, 128, 128]).round(), 0, 255).astype(np.uint8)
+
+
+def cmyk_profile() -> bytes:
+    """An ICC v2 output profile, CMYK -> Lab through a lut8 A2B0 table on the 16 corners."""
+    corners = [(c, m, y, k) for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)]
+    lab = srgb_to_lab8(np.array([press_colour(c) for c in corners]))
+    identity = bytes(range(256))
+    lut = (b"mft1\0\0\0\0" + bytes([4, 3, 2, 0]) + b"".join(
+        s15(float(i == j)) for i in range(3) for j in range(3)) + identity * 4
+        + lab.tobytes() + identity * 3)
+    return icc(b"prtrCMYKLab ", b"A press (test)", [(b"A2B0", lut)])
+
+
+def test_a_cmyk_scan_and_a_gray_scan_are_read_through_their_profiles(tmp_path, style_png):
+    """A printer's CMYK scan of a painting (TIFF, JPEG) and a gray scan with a linear gray
+    profile come out as their profiles say in sRGB, not as a naive conversion would."""
+    corners = [(0, 0, 0, 0), (255, 0, 0, 0), (0, 255, 0, 0), (0, 0, 255, 0), (0, 0, 0, 255),
+               (255, 255, 0, 0)]
+    img = np.repeat(np.repeat(np.array(corners, np.uint8)[None], 16, axis=0), 8, axis=1)
+    want = np.array([press_colour(c) for c in corners])
+    naive = np.array([(255 - np.array(c[:3])) * (255 - c[3]) / 255 for c in corners])
+    for name, opts, tol in (("scan.tif", {}, 4), ("scan.jpg", {"quality": 98}, 8)):
+        path = tmp_path / name
+        Image.fromarray(img, "CMYK").save(path, icc_profile=cmyk_profile(), **opts)
+        got = read_image(path)[8, 4::8].astype(float)
+        assert np.abs(got - want).max() <= tol, (name, got, want)
+        assert np.abs(got - naive).max() >= 60  # not 255 - ink: cyan is not (0, 255, 255)
+    out = stylize(tmp_path / "scan.jpg", style_png, tmp_path / "o.jpg", settings=S).output
+    with Image.open(out) as im:
+        assert im.mode == "RGB" and "sRGB" in describe(im.info["icc_profile"])
+    levels = np.array([0, 64, 128, 192, 255], np.uint8)
+    gray = np.repeat(np.repeat(levels[None], 16, axis=0), 8, axis=1)
+    path = tmp_path / "gray.png"
+    Image.fromarray(gray, "L").save(path, icc_profile=icc(b"mntrGRAYXYZ ", b"Linear gray",
+                                                          [(b"kTRC", gamma_curve(1.0))]))
+    got = read_image(path)[8, 4::8].astype(float)
+    lin = levels / 255.0
+    srgb = 255 * np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    assert np.abs(got - srgb[:, None]).max() <= 2, (got, srgb)  # 64 -> 137, 128 -> 188
+    assert (got == got[:, :1]).all()  # still gray
 
 
 def test_a_damaged_exif_still_stylizes_without_metadata(tmp_path, style_png):

@@ -104,12 +104,13 @@ def _exif(im, name: str) -> bytes | None:
 
 def describe(icc: bytes | None) -> str | None:
     """A colour profile's description; None where there is none or LittleCMS cannot read it."""
-    if not icc:
+    src = _profile(icc)
+    if src is None:
         return None
     from PIL import ImageCms
 
     try:
-        return ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+        return ImageCms.getProfileDescription(src)
     except Exception:  # noqa: BLE001 - a damaged profile
         return None
 
@@ -132,22 +133,62 @@ def SRGB_ICC() -> bytes:  # noqa: N802 - a constant, built once
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def to_srgb(img: np.ndarray, icc: bytes | None) -> np.ndarray:
-    """RGB(A) uint8 pixels in the space of `icc` -> sRGB (perceptual intent); as they are
-    where there is no profile, it is sRGB, or it cannot be read (or used: CMYK, gray)."""
-    desc = describe(icc)
-    if desc is None or is_srgb(desc):
-        return img
-    from PIL import Image, ImageCms
+def _profile(icc: bytes | None):
+    """The LittleCMS profile of `icc`; None where there is none or it cannot be read."""
+    if not icc:
+        return None
+    from PIL import ImageCms
 
     try:
-        src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-        rgb = Image.fromarray(np.ascontiguousarray(img[..., :3]))
-        out = np.asarray(ImageCms.profileToProfile(rgb, src, ImageCms.createProfile("sRGB"),
+        return ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    except Exception:  # noqa: BLE001 - a damaged profile
+        return None
+
+
+def _converted(im, src):
+    """A Pillow image in the space of profile `src` -> sRGB RGB pixels (perceptual intent);
+    None where LittleCMS cannot use the profile for it."""
+    from PIL import ImageCms
+
+    try:
+        return np.array(ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"),
                                                    outputMode="RGB"))
-    except Exception:  # noqa: BLE001 - a profile LittleCMS cannot use (e.g. CMYK, gray)
+    except Exception:  # noqa: BLE001 - e.g. a profile without the tables this needs
+        return None
+
+
+def to_srgb(img: np.ndarray, icc: bytes | None) -> np.ndarray:
+    """RGB(A) uint8 pixels in the space of `icc` -> sRGB (perceptual intent): an RGB profile
+    (Display P3, Adobe RGB) on the colours, a gray one (a scan's dot gain or gamma) on a
+    gray image's one channel. As they are where there is no profile, it is sRGB, it cannot
+    be read or used, or it is not of these pixels' kind (a CMYK image is converted from its
+    inks where it is decoded: `cmyk_to_srgb`)."""
+    src, desc = _profile(icc), describe(icc)
+    if src is None or desc is None or is_srgb(desc):
+        return img
+    from PIL import Image
+
+    space = src.profile.xcolor_space.strip()
+    rgb = np.ascontiguousarray(img[..., :3])
+    if space == "RGB":
+        out = _converted(Image.fromarray(rgb), src)
+    elif space == "GRAY" and (rgb == rgb[..., :1]).all():
+        out = _converted(Image.fromarray(np.ascontiguousarray(rgb[..., 0])), src)
+    else:
+        out = None
+    if out is None:
         return img
     return np.dstack([out, img[..., 3:]]) if img.shape[2] == 4 else out
+
+
+def cmyk_to_srgb(im, icc: bytes | None) -> np.ndarray | None:
+    """A CMYK Pillow image (a printer's scan of a painting, a prepress JPEG or TIFF) -> sRGB
+    RGB uint8 through its own CMYK profile: the inks as that press prints them, not the
+    naive 255 - ink that decoders use without one. None where it has no usable CMYK profile."""
+    src = _profile(icc)
+    if src is None or src.profile.xcolor_space.strip() != "CMYK":
+        return None
+    return _converted(im, src)
 
 
 def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int,

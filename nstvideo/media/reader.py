@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from nstvideo.errors import InputError
-from nstvideo.media.photometa import HEIF_EXTS, heif_support, to_srgb
+from nstvideo.media.photometa import HEIF_EXTS, cmyk_to_srgb, heif_support, to_srgb
 
 IMAGE_EXTS = frozenset(
     ".png .jpg .jpeg .jpe .bmp .tif .tiff .webp .ppm .pgm .pnm .jp2 .exr .hdr".split()) | HEIF_EXTS
@@ -57,6 +57,7 @@ class Head(NamedTuple):
     height: int
     orientation: int  # EXIF 1-8
     icc: bytes | None  # the colour profile
+    mode: str  # Pillow's: RGB, L, CMYK, ...
 
 
 def header(path: Path) -> Head | None:
@@ -77,7 +78,7 @@ def header(path: Path) -> Head | None:
                 if Path(path).suffix.lower() in HEIF_EXTS:
                     orientation = 1  # libheif turns the picture upright itself
                 return Head(w, h, orientation if 1 <= orientation <= 8 else 1,
-                            im.info.get("icc_profile") or None)
+                            im.info.get("icc_profile") or None, im.mode)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -139,7 +140,10 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     if head is not None:
         check_pixels(head.width, head.height, max_pixels, what, path)
     try:
-        img = _decode_heif(path) if heif else _decode(np.fromfile(path, dtype=np.uint8))
+        cmyk = (None if heif or head is None or head.mode != "CMYK"
+                else _decode_cmyk(path, head.icc))  # sRGB already
+        img = (cmyk if cmyk is not None else _decode_heif(path) if heif
+               else _decode(np.fromfile(path, dtype=np.uint8)))
     except OSError as e:
         raise InputError(f"cannot read {what} {path} ({e.strerror}): check its permissions") from e
     if img is None or img.size == 0:
@@ -149,7 +153,7 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     if head is None:  # a format Pillow cannot read: checked once decoded
         check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
     img = upright(as_rgb(img, what=what), head.orientation if head else 1)
-    return to_srgb(img, head.icc if head else None)
+    return img if cmyk is not None else to_srgb(img, head.icc if head else None)
 
 
 def _decode(data: np.ndarray) -> np.ndarray | None:
@@ -163,13 +167,29 @@ def _decode(data: np.ndarray) -> np.ndarray | None:
     return img
 
 
+def _decode_cmyk(path: Path, icc: bytes | None) -> np.ndarray | None:
+    """A CMYK image with its own CMYK profile -> sRGB pixels through it (Pillow decodes the
+    inks); None where it has no usable profile or does not decode here, for the plain decoder
+    (its naive conversion, or its error)."""
+    from PIL import Image
+
+    try:
+        with _pillow_unlimited(), warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")
+            return cmyk_to_srgb(im, icc) if im.mode == "CMYK" else None
+    except (PermissionError, FileNotFoundError):
+        raise
+    except (OSError, ValueError, SyntaxError, RuntimeError):
+        return None
+
+
 def _decode_heif(path: Path) -> np.ndarray | None:
     """A HEIF/HEIC file -> RGB(A) pixels, upright (libheif applies its transforms)."""
     from PIL import Image
 
     try:
         with _pillow_unlimited(), Image.open(path) as im:
-            return np.asarray(im.convert("RGBA" if "A" in im.mode else "RGB"))
+            return np.array(im.convert("RGBA" if "A" in im.mode else "RGB"))
     except (PermissionError, FileNotFoundError):
         raise
     except OSError:

@@ -298,8 +298,8 @@ def image_size(path: Path) -> tuple[int, int]:
     if head is None:
         img = read_image(path)
         return img.shape[1], img.shape[0]
-    w, h, orientation, _ = head
-    return (h, w) if orientation >= 5 else (w, h)  # 5-8 turn the picture a quarter
+    w, h = head.width, head.height
+    return (h, w) if head.orientation >= 5 else (w, h)  # 5-8 turn the picture a quarter
 
 
 class FrameFolder(Source):
