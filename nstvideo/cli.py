@@ -217,8 +217,8 @@ def stylize_cmd(
                                         "auto picks CUDA, then Apple MPS, then CPU.")] = "auto",
     precision: Annotated[Precision, typer.Option(
         help="auto: bf16 convolutions where the device computes bf16 natively (CUDA GPUs "
-             "from Ampere on, CPUs with AMX; about 2x faster, costs in fp32), fp32 "
-             "elsewhere.")] = Precision(D.precision),
+             "from Ampere on, CPUs with AMX or AVX512-BF16; about 2x faster, costs in fp32), "
+             "fp32 elsewhere.")] = Precision(D.precision),
     batch: Annotated[int, typer.Option(
         min=0, max=256, help="Folder of photos: how many photos of one size to optimize at "
         "once; 0 (auto): 1 on a CPU, on a CUDA GPU as many as fit up to ~1 megapixel per "

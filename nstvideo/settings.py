@@ -70,8 +70,9 @@ class StyleSettings:
                     # many as fit under MAX_BATCH_PIXELS (stylizer.py). Each photo takes its
                     # own L-BFGS steps in a batch (equal results up to float rounding)
     precision: str = "auto"  # auto: bf16 convolutions where the device computes bf16
-                             # natively (CUDA GPUs from Ampere on, CPUs with AMX; costs in
-                             # fp32), fp32 elsewhere; "fp32" or "bf16" to force
+                             # natively (CUDA GPUs from Ampere on, CPUs with AMX or
+                             # AVX512-BF16; costs in fp32), fp32 elsewhere; "fp32" or "bf16"
+                             # to force
     weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path
     max_megapixels: float = 100.0  # refuse inputs (photos, frames) larger than this, from
                                    # their header, before decoding: bombs and mistakes
