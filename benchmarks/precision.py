@@ -12,12 +12,10 @@ Run:  python benchmarks/precision.py [--sizes 128,384] [--iterations 10] [--repe
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 from keyframes import DATA
-from style_loss import first_frame
+from style_loss import alternate, first_frame
 
 from nstvideo.photos import build_stylizer, load
 from nstvideo.settings import StyleSettings
@@ -46,24 +44,16 @@ def main() -> None:
           "fp32 / bf16 |")
     print("|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
-        runs = {}
+        stylizers = {}
         for precision in ("fp32", "bf16"):
             st = build_stylizer([style], StyleSettings(size=size, seed=0, precision=precision))
-            runs[precision] = (st, st.prepare(frame))
-        times: dict[str, list[float]] = {p: [] for p in runs}
-        final = {}
-        for i in range(args.repeats + 1):  # the first round warms up, not counted
-            for precision, (st, c) in runs.items():
-                t = time.perf_counter()
-                _, report = st.run(c, c, iterations=args.iterations)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                if i:
-                    times[precision].append(time.perf_counter() - t)
-                final[precision] = (report.last["content"] * st.alpha,
-                                    report.last["style"] * st.beta)
-        f32, b16 = statistics.median(times["fp32"]), statistics.median(times["bf16"])
-        (c32, s32), (c16, s16) = final["fp32"], final["bf16"]
+            stylizers[precision] = (st, st.prepare(frame))
+        med, last = alternate({p: (lambda st=st, c=c: st.run(c, c, iterations=args.iterations)[1])
+                               for p, (st, c) in stylizers.items()}, args.repeats, device)
+        f32, b16 = med["fp32"], med["bf16"]
+        (c32, s32), (c16, s16) = ((last[p].last["content"] * st.alpha,
+                                   last[p].last["style"] * st.beta)
+                                  for p, (st, _) in stylizers.items())
         print(f"| {size} px | {f32:.2f} | {b16:.2f} | {f32 / b16:.2f}x | {c32:.4g} / {c16:.4g}, "
               f"{s32:.4g} / {s16:.4g} |", flush=True)
 

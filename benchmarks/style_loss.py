@@ -32,6 +32,22 @@ def through_the_gram(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (losses.style_target(a_g) - target).pow(2).sum(dim=(1, 2))
 
 
+def alternate(cases: dict, repeats: int, device) -> tuple[dict, dict]:
+    """Run each case (name -> a call returning `Stylizer.run`'s report) in turn, `repeats`
+    rounds after one that warms up; the median seconds and the last report of each."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    last = {}
+    for i in range(repeats + 1):
+        for name, run in cases.items():
+            t = time.perf_counter()
+            last[name] = run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) for name, v in times.items()}, last
+
+
 def first_frame(video: str) -> np.ndarray:
     """The clip's first frame, RGB, as a render decodes it."""
     return next(iter(open_source(Path(video)).frames()))[1]
@@ -59,21 +75,19 @@ def main() -> None:
         st = build_stylizer([load(args.style, "style")],
                             StyleSettings(size=args.size, seed=0, precision=precision))
         c = st.prepare(first_frame(args.video))
-        times: dict[str, list[float]] = {"gram": [], "closed": []}
-        final = {}
-        for i in range(args.repeats + 1):  # the first round warms up, not counted
-            for name, fn in (("gram", through_the_gram), ("closed", closed_form)):
+
+        def with_loss(fn):
+            def run():
                 losses.style_loss = fn
-                t = time.perf_counter()
-                _, report = st.run(c, c, iterations=args.iterations)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                if i:
-                    times[name].append(time.perf_counter() - t)
-                final[name] = (report.last["content"] * st.alpha, report.last["style"] * st.beta)
+                return st.run(c, c, iterations=args.iterations)[1]
+            return run
+
+        med, last = alternate({"gram": with_loss(through_the_gram),
+                               "closed": with_loss(closed_form)}, args.repeats, device)
         losses.style_loss = closed_form
-        g, f = statistics.median(times["gram"]), statistics.median(times["closed"])
-        (cg, sg), (cf, sf) = final["gram"], final["closed"]
+        g, f = med["gram"], med["closed"]
+        (cg, sg), (cf, sf) = ((last[k].last["content"] * st.alpha, last[k].last["style"] * st.beta)
+                              for k in ("gram", "closed"))
         print(f"| {precision} | {g:.2f} | {f:.2f} | {g / f:.2f}x | content {cg:.4g} / {cf:.4g}, "
               f"style {sg:.4g} / {sf:.4g} |")
 
