@@ -104,7 +104,10 @@ def _exif(im, name: str) -> bytes | None:
 
 def describe(icc: bytes | None) -> str | None:
     """A colour profile's description; None where there is none or LittleCMS cannot read it."""
-    src = _profile(icc)
+    return _description(_profile(icc))
+
+
+def _description(src) -> str | None:
     if src is None:
         return None
     from PIL import ImageCms
@@ -163,8 +166,9 @@ def to_srgb(img: np.ndarray, icc: bytes | None) -> np.ndarray:
     gray image's one channel. As they are where there is no profile, it is sRGB, it cannot
     be read or used, or it is not of these pixels' kind (a CMYK image is converted from its
     inks where it is decoded: `cmyk_to_srgb`)."""
-    src, desc = _profile(icc), describe(icc)
-    if src is None or desc is None or is_srgb(desc):
+    src = _profile(icc)
+    desc = _description(src)
+    if desc is None or is_srgb(desc):
         return img
     from PIL import Image
 
