@@ -80,7 +80,8 @@ def icc(kind: bytes, text: bytes, tags: list) -> bytes:
 
 
 def gamma_curve(gamma: float) -> bytes:
-    return b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(gamma * 256)) + bytes(2)
+    return (b"curv\0\0\0\0" + struct.pack(">I", 1) + struct.pack(">H", round(gamma * 256))
+            + bytes(2))
 
 
 def p3_profile() -> bytes:
@@ -92,16 +93,21 @@ def p3_profile() -> bytes:
         (b"bTRC", curve)])
 
 
+SRGB_D50 = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606],
+                     [0.0139, 0.0971, 0.7141]])  # linear sRGB -> XYZ, D50-adapted
+
+
+def srgb_encode(lin: np.ndarray) -> np.ndarray:
+    """Linear 0-1 -> sRGB 0-255 (the sRGB transfer curve)."""
+    lin = np.clip(lin, 0, 1)
+    return 255 * np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+
+
 def p3_to_srgb(rgb: np.ndarray) -> np.ndarray:
     """The reference conversion, by the formulas: P3 (gamma 2.2) -> XYZ D50 -> sRGB."""
     p3 = np.array([[0.5151, 0.2920, 0.1571], [0.2412, 0.6922, 0.0666],
                    [-0.0011, 0.0419, 0.7841]])
-    srgb = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606],
-                     [0.0139, 0.0971, 0.7141]])
-    lin = np.linalg.solve(srgb, p3 @ ((rgb / 255.0) ** 2.2))
-    lin = np.clip(lin, 0, 1)
-    out = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
-    return out * 255
+    return srgb_encode(np.linalg.solve(SRGB_D50, p3 @ ((rgb / 255.0) ** 2.2)))
 
 
 def test_a_phone_folder_heic_and_jpeg_keeps_formats_and_metadata(tmp_path, style_png):
@@ -179,10 +185,6 @@ def press_colour(cmyk) -> np.ndarray:
     return rgb
 
 
-SRGB_D50 = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606],
-                     [0.0139, 0.0971, 0.7141]])  # linear sRGB -> XYZ, D50-adapted
-
-
 def srgb_to_lab8(rgb: np.ndarray) -> np.ndarray:
     """sRGB (N, 3) -> ICC v2 8-bit Lab (L x 2.55, a + 128, b + 128), D50, by the formulas."""
     v = rgb / 255.0
@@ -227,8 +229,7 @@ def test_a_cmyk_scan_and_a_gray_scan_are_read_through_their_profiles(tmp_path, s
     Image.fromarray(gray, "L").save(path, icc_profile=icc(b"mntrGRAYXYZ ", b"Linear gray",
                                                           [(b"kTRC", gamma_curve(1.0))]))
     got = read_image(path)[8, 4::8].astype(float)
-    lin = levels / 255.0
-    srgb = 255 * np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    srgb = srgb_encode(levels / 255.0)  # linear gray
     assert np.abs(got - srgb[:, None]).max() <= 2, (got, srgb)  # 64 -> 137, 128 -> 188
     assert (got == got[:, :1]).all()  # still gray
 

@@ -28,8 +28,8 @@ def test_optimization_paints_the_style():
 
 
 def test_bf16_convolutions_give_the_fp32_costs(monkeypatch):
-    """--precision bf16 (auto on CPUs with AMX or AVX512-BF16): only the convolutions run in bf16, so the
-    features come back fp32 and the costs stay within bf16's rounding of fp32's; an
+    """--precision bf16 (auto on CPUs with AMX or AVX512-BF16): only the convolutions run in
+    bf16, so the features come back fp32 and the costs stay within bf16's rounding of fp32's; an
     optimization in bf16 paints as an fp32 one does. Forced here on any CPU (one without AMX or
     AVX512-BF16 emulates bf16: slower, same numbers)."""
     monkeypatch.setattr("nstvideo.style.device.cpu_computes_bf16", lambda: True)

@@ -140,7 +140,7 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     if head is not None:
         check_pixels(head.width, head.height, max_pixels, what, path)
     try:
-        cmyk = (None if heif or head is None or head.mode != "CMYK"
+        cmyk = (None if heif or head is None or head.mode != "CMYK" or not head.icc
                 else _decode_cmyk(path, head.icc))  # sRGB already
         img = (cmyk if cmyk is not None else _decode_heif(path) if heif
                else _decode(np.fromfile(path, dtype=np.uint8)))
