@@ -18,6 +18,7 @@ from test_video import Interrupt
 from videokit import kept, make_clip, probe, psnr, read_frames, shots_clip
 
 from nstvideo import stylize
+from nstvideo.media.writer import scratch_root
 from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.video.flow import frame_warping_errors
 from nstvideo.video.render import stylize_video
@@ -211,14 +212,15 @@ def test_ray_not_installed_is_said_before_any_work(tmp_path, style_png, monkeypa
 def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
     """Through a real Ray instance (2 CPUs), the frames shipped through the object store as on
     a cluster without a shared filesystem: the same frames as one process, and a task whose
-    worker is killed is retried by Ray."""
+    worker is killed is retried by Ray, its scratch folder removed by a later task."""
     src, style, _, seq_frames = shots
     monkeypatch.setenv("NSTVIDEO_RAY_SHIP_FRAMES", "1")
-    killed, inputs = [], []
+    killed, inputs, scratch = [], [], []
 
     def on_event(kind, unit, where, detail):
         if kind == "frame" and not killed:
             killed.append(detail)
+            scratch.extend(scratch_root().glob(f"unit-*-{detail}-*"))  # its unit's folder
             os.kill(detail, signal.SIGKILL)
         if kind == "unit":
             inputs.append(detail["input"])
@@ -233,3 +235,5 @@ def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
     assert min(psnr(a, b) for a, b in zip(frames, seq_frames)) >= 40
     info = probe(out)
     assert info["frames"] == sum(SHOTS) and info["audio"]
+    # the killed worker's unit folder was removed by a later task, not left in the temp folder
+    assert len(scratch) == 1 and not scratch[0].exists()

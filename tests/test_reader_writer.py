@@ -1,5 +1,10 @@
 """Still-image reading and writing: colour, depth, alpha, orientation, errors, atomicity."""
 
+import os
+import subprocess
+import sys
+import tempfile
+
 import cv2
 import numpy as np
 import pytest
@@ -7,7 +12,8 @@ from PIL import Image
 
 from nstvideo.errors import InputError
 from nstvideo.media.reader import list_images, read_image
-from nstvideo.media.writer import atomic_path, write_image
+from nstvideo.media import writer
+from nstvideo.media.writer import atomic_path, scratch_folder, scratch_root, write_image
 
 from conftest import content_array
 
@@ -78,3 +84,27 @@ def test_write_is_atomic(tmp_path):
     assert list(tmp_path.iterdir()) == [target]  # no temporary left behind
     write_image(target, content_array())
     np.testing.assert_array_equal(read_image(target), content_array())
+
+
+def test_a_scratch_folder_a_killed_process_left_is_removed_by_the_next(tmp_path, monkeypatch):
+    """A Ray worker killed mid-task cannot remove its unit's folder: the next scratch folder
+    made on the machine does, and only that: a live process's, or another machine's sharing
+    the temporary folder, are kept."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root, host = scratch_root(), writer._host()
+    assert root.parent == tmp_path
+    root.mkdir()
+    left = root / f"unit-{host}-{dead.pid}-abcd1234"
+    live = root / f"unit-{host}-{os.getpid()}-efgh5678"
+    other = root / f"unit-otherhost-{dead.pid}-ijkl9012"
+    for d in (left, live, other):
+        d.mkdir()
+        (d / "frame_000000.png").write_bytes(b"frame")
+    with scratch_folder("fade") as tmp:
+        assert tmp.parent == root and tmp.name.startswith(f"fade-{host}-{os.getpid()}-")
+        (tmp / "x.png").write_bytes(b"x")
+        assert not left.exists() and live.is_dir() and other.is_dir()
+    assert not tmp.exists()
+    assert sorted(p.name for p in root.iterdir()) == sorted([live.name, other.name])

@@ -7,14 +7,13 @@ how the units were rendered.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from nstvideo.media.video import FrameFolder, Source
-from nstvideo.media.writer import join_segments, scratch_path, write_image
+from nstvideo.media.writer import join_segments, scratch_folder, scratch_path, write_image
 from nstvideo.video.checkpoint import Checkpoint
 from nstvideo.video.job import Job
 from nstvideo.video.names import FADE, FRAME
@@ -69,10 +68,10 @@ def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
 
 def _join(plan: Plan, job: Job, output: Path, stores: list[UnitStore], audio: dict) -> bool:
     segments = []
-    with tempfile.TemporaryDirectory(prefix="nstvideo-fade-") as tmp:
+    with scratch_folder("fade") as tmp:
         for u, s in zip(plan.units, stores):
             if u.head:
-                segments.append((_fade_segment(Path(tmp), plan, job, u, stores),
+                segments.append((_fade_segment(tmp, plan, job, u, stores),
                                  job.span(u.begin, u.begin + u.head)))
             segments += [(s.segment_path(r), job.span(u.begin + r["k0"], u.begin + r["k1"]))
                          for r in s.segments]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import tempfile
 from collections import deque
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def _task(token: str, job: Job, unit, frames, progress) -> dict:
     import ray
     import torch
 
-    from nstvideo.media.writer import decode_frame
+    from nstvideo.media.writer import decode_frame, scratch_folder
 
     if frames is None and not job.source.readable():
         return {"need_frames": True}
@@ -46,8 +45,8 @@ def _task(token: str, job: Job, unit, frames, progress) -> dict:
         _RUNNERS[token] = job.runner(job)
     runner = _RUNNERS[token]
     where = f"{ray.util.get_node_ip_address()} ({runner.device})"
-    with tempfile.TemporaryDirectory(prefix="nstvideo-unit-") as tmp:
-        store = UnitStore(Path(tmp), job.keep_frames)
+    with scratch_folder("unit") as tmp:  # a worker killed here leaves it to the next task
+        store = UnitStore(tmp, job.keep_frames)
         report = runner.run(unit, store, frames=frames, on_frame=lambda k: progress.put(
             Event("frame", unit.index, where, os.getpid())))
         report["input"] = "read" if frames is None else "shipped"
