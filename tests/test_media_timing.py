@@ -139,3 +139,42 @@ def test_disk_full_during_the_encode_keeps_the_frames(tmp_path, style_png, monke
     monkeypatch.setattr(writer, "_run_ffmpeg", real)
     rep = stylize(src, style_png, out, settings=S, video=V).video  # the rerun: encode only
     assert rep.resumed == 4 and rep.frames == 4 and out.exists()
+
+
+def damaged(src, folder, broken=(20, 21)):
+    """`src` with its video frames `broken` (in decode order) made undecodable, as a bad sector
+    or a broken download leaves them: each one's first NAL length set past its packet (the
+    decoder rejects the packet whole). The audio is carried over untouched."""
+    v, a, out = folder / "v.mp4", folder / "a.m4a", folder / "damaged.mp4"
+    run = lambda *args: subprocess.run([FFMPEG, "-y", "-loglevel", "error", *map(str, args)],  # noqa: E731
+                                       check=True, capture_output=True, text=True)
+    run("-i", src, "-map", "0:v", "-c", "copy", "-movflags", "+faststart", v)  # packets in a row
+    run("-i", src, "-map", "0:a", "-c", "copy", a)
+    listing = run("-i", v, "-c", "copy", "-f", "framecrc", "-").stdout
+    sizes = [int(line.split(",")[4]) for line in listing.splitlines()
+             if line and not line.startswith("#")]
+    data = bytearray(v.read_bytes())
+    at = data.index(b"mdat") + 4
+    assert int.from_bytes(data[at - 8:at - 4], "big") - 8 == sum(sizes)  # the layout assumed
+    for k in broken:
+        pos = at + sum(sizes[:k])
+        data[pos:pos + 4] = b"\xff\xff\xff\xff"
+    v.write_bytes(bytes(data))
+    run("-i", v, "-i", a, "-map", "0:v", "-map", "1:a", "-c", "copy", out)
+    return out
+
+
+def test_a_damaged_stretch_is_skipped_and_what_follows_kept_in_time(tmp_path, style_png):
+    """Two frames early in the clip cannot be decoded: the render skips them (holding the
+    frame before) and goes on to the end, the flash and the click after them still together,
+    where it used to stop at the first and call the file truncated."""
+    src = damaged(flash_clip(tmp_path / "phone.mp4"), tmp_path)
+    out = tmp_path / "out.mp4"
+    with pytest.warns(UserWarning, match=r"damaged frame\(s\) that could not be decoded"):
+        rep = stylize(src, style_png, out, settings=S, video=V).video
+    f1, c1, out_frames = events(out)
+    assert 70 <= rep.frames < 75 and len(out_frames) == rep.frames  # the two and no more lost
+    assert abs(f1 - FLASH) <= 1 / 30 and abs(c1 - FLASH) <= 1 / 30, (f1, c1)
+    assert abs(out_frames[-1][0] - 74 / 30) <= 1 / 30  # the last frame where it was
+    times = [t for t, _ in out_frames]
+    assert times == sorted(set(times))

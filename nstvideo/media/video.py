@@ -51,6 +51,7 @@ class Source:
     frame_count: int | None  # a container's guess: for progress bars only
     has_audio: bool
     info: "Probe | None" = None  # timeline, audio tracks, colour (video files)
+    damaged: int = 0  # frames the last whole pass skipped as damaged (video files)
 
     def frames(self, start: int = 0, stop: int | None = None, step: int = 1,
                decode_from=0) -> Iterator[tuple[int, np.ndarray | None, float]]:
@@ -196,6 +197,20 @@ def file_fingerprint(path: Path) -> str:
     return f"{size}:{h.hexdigest()[:32]}"
 
 
+DAMAGED_RUN = 32  # frames in a row the decoder fails on before a stream counts as ended
+# (a damaged stretch of a file, a bad sector or a broken download, is skipped and the frames
+# after it kept; at the real end every grab fails at once)
+
+
+@dataclass
+class _Pass:
+    """What one pass over a video has met of damage."""
+
+    damaged: int = 0  # frames skipped as damaged
+    failed: bool = False  # the decoder failed on a frame
+    last: float | None = None  # the time (ms) of the last frame kept
+
+
 class VideoFile(Source):
     def __init__(self, path: Path, max_pixels: int = MAX_PIXELS):
         path = existing(path, "video")
@@ -231,32 +246,60 @@ class VideoFile(Source):
         cap = cv2.VideoCapture(str(self.path))
         first = decode_from if callable(decode_from) else lambda: decode_from
         hdr = self._tonemapped() if self.info.hdr else None  # pixels from ffmpeg, times here
+        seen = _Pass()
         try:
             index = 0
             position = 0  # output position: index of the yielded frame in the result
             while stop is None or index < stop:
+                if not (self._grab(cap, seen) if hdr is None else cap.grab()):
+                    break
                 wanted = index >= start and (index - start) % step == 0
+                t = self._time(cap, index)
                 if wanted and position >= first():
                     if hdr is None:
-                        ok, frame = cap.read()
+                        ok, frame = cap.retrieve()
                         frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if ok else None
                     else:
-                        frame = self._next(hdr) if cap.grab() else None
+                        frame = self._next(hdr)
                     if frame is None:
-                        return
-                    yield index, frame, self._time(cap, index)
+                        break
+                    yield index, frame, t
                 else:
-                    if not cap.grab() or (hdr is not None and self._next(hdr) is None):
-                        return
+                    if hdr is not None and self._next(hdr) is None:
+                        break
                     if wanted:
-                        yield index, None, self._time(cap, index)
+                        yield index, None, t
                 position += wanted
                 index += 1
+            self.damaged = seen.damaged
         finally:
             cap.release()
             if hdr is not None:
                 hdr.kill()
                 hdr.wait()
+
+    @staticmethod
+    def _grab(cap, seen: "_Pass") -> bool:
+        """Grab the next frame that decodes; False at the end of the stream. A damaged stretch
+        of the file is skipped (its frames counted in `seen.damaged`; the output holds the last
+        good frame over them, as the frames keep their times): frames the decoder fails on, up
+        to DAMAGED_RUN in a row (more is the end), and after such a failure, frames whose time
+        is not after the last one kept (the stretch's reordering gone wrong)."""
+        misses = 0
+        while misses < DAMAGED_RUN:
+            if not cap.grab():
+                misses += 1
+                continue
+            seen.damaged += misses  # failures followed by a frame were damaged frames
+            seen.failed = seen.failed or misses > 0
+            misses = 0
+            t = cap.get(cv2.CAP_PROP_POS_MSEC)
+            if seen.failed and seen.last is not None and 0 < t <= seen.last:
+                seen.damaged += 1
+                continue
+            seen.last = t if t > 0 else seen.last
+            return True
+        return False
 
     @property
     def note(self) -> str | None:

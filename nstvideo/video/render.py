@@ -102,8 +102,12 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
             report.net = video.net
         stores = _render(report, ckpt, plan, job, engine, progress, on_event)
         report.frames = plan.total
+        if source.damaged:  # found by this run's pass over the clip
+            warnings.warn(f"{spec.path.name} has {source.damaged} damaged frame(s) that could "
+                          "not be decoded: skipped, the frame before held in their place",
+                          stacklevel=2)
         expected = spec.expected(source)
-        if expected is not None and 0 < plan.total < expected * 0.9:
+        if expected is not None and 0 < plan.total + source.damaged < expected * 0.9:
             warnings.warn(f"{spec.path.name} ended after {plan.total} of the {expected} frames "
                           "its header announces (truncated?); the result has those frames",
                           stacklevel=2)
