@@ -66,7 +66,8 @@ def remove_partials(folder: Path) -> None:
 def scratch_root() -> Path:
     """Where this user's scratch folders (`scratch_folder`) live: under the system's temporary
     folder (TMPDIR), one per user."""
-    uid = os.getuid() if hasattr(os, "getuid") else os.getlogin()
+    uid = os.getuid() if hasattr(os, "getuid") else re.sub(r"\W", "_", os.environ.get(
+        "USERNAME", "user"))
     return Path(tempfile.gettempdir()) / f"nstvideo-scratch-{uid}"
 
 
