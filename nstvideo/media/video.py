@@ -227,7 +227,7 @@ class VideoFile(Source):
         except InputError:
             cap.release()
             raise
-        ok, first = cap.read()
+        ok, first = cap.retrieve() if self._grab(cap, _Pass()) else (False, None)
         if not ok or first is None:
             cap.release()
             raise InputError(f"{path} has no decodable frames (empty, corrupt or truncated): "
