@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,8 @@ from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError, reason
 from nstvideo.media.photometa import PhotoMeta, read_meta
-from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, read_image
-from nstvideo.media.video import image_size
+from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, natural_key, read_image
+from nstvideo.media.video import image_size, is_video_path
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.settings import StyleSettings
@@ -131,15 +132,24 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP: dates,
     camera, place) and colour profile, unless `strip_metadata` (the profile is kept).
 
-    An image that fails is recorded in the report and the rest still run. Raises before any
-    work if the folder has no images or an output would be overwritten without `overwrite`.
+    An image that fails is recorded in the report and the rest still run; videos in the
+    folder are left out with a warning naming them. Raises before any work if the folder has
+    no images or an output would be overwritten without `overwrite`.
     """
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
     images = list_images(folder) if folder.is_dir() else []
+    videos = videos_in(folder) if folder.is_dir() else []
     if not images:
+        if videos:
+            raise InputError(f"folder {folder} holds videos but no photos "
+                             f"({_names(videos)}): give each video on its own, e.g. "
+                             f"nstvideo stylize {videos[0]} STYLE")
         raise InputError(f"no images in folder {folder}: put PNG/JPEG/HEIC/TIFF/BMP/WebP files "
                          "in it")
+    if videos:  # a phone's camera roll mixes them: say so rather than pass them over unseen
+        warnings.warn(f"{folder} also holds {len(videos)} video(s) ({_names(videos)}), left out "
+                      "of a folder of photos: give each video on its own", stacklevel=2)
     targets = [output_dir / photo_name(p.name) for p in images]
     created = not output_dir.exists()
     prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
@@ -180,6 +190,17 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
         with contextlib.suppress(OSError):
             output_dir.rmdir()
     return report
+
+
+def videos_in(folder: Path) -> list[Path]:
+    """Video files directly inside `folder`, in natural order (hidden files skipped)."""
+    return sorted((p for p in Path(folder).iterdir() if p.is_file() and is_video_path(p)
+                   and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
+
+
+def _names(paths: list[Path], most: int = 3) -> str:
+    more = f", and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(p.name for p in paths[:most]) + more
 
 
 def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderReport, bar):

@@ -12,6 +12,7 @@ from nstvideo.cli import app
 from nstvideo.media.reader import read_image
 
 from conftest import content_array, write_rgb
+from videokit import make_clip
 
 FAST = ["--size", "40", "--iterations", "3", "--quiet"]
 runner = CliRunner()
@@ -67,6 +68,25 @@ def test_folder_reports_failures_and_does_the_rest(tmp_path, style_png):
     assert read_image(out / "b.jpg").shape == (40, 30, 3)
     assert "c.png" in r.stderr and "1 of 3 images failed" in r.stderr
     assert "Traceback" not in r.output
+
+
+def test_a_camera_roll_of_photos_and_videos_says_what_it_left_out(tmp_path, style_png):
+    """A phone's folder mixes photos and clips: the photos are done and the clips named (not
+    passed over unseen); a folder of clips alone is refused in one line naming one."""
+    roll = tmp_path / "roll"
+    roll.mkdir()
+    write_rgb(roll / "IMG_1.jpg", content_array())
+    make_clip(roll / "IMG_2.MOV", size=(48, 36), frames=3, audio=False)
+    (roll / ".IMG_3.mp4").write_bytes(b"hidden")
+    r = run(roll, style_png, *FAST)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "roll_monet").iterdir()) == ["IMG_1.jpg"]
+    assert "1 video(s) (IMG_2.MOV)" in r.stderr and "give each video on its own" in r.stderr
+    assert ".IMG_3" not in r.stderr
+    (roll / "IMG_1.jpg").unlink()
+    r = run(roll, style_png, *FAST, "-o", tmp_path / "again")
+    assert_clean_error(r, "holds videos but no photos (IMG_2.MOV)", "IMG_2.MOV STYLE")
+    assert not (tmp_path / "again").exists()
 
 
 def test_folder_in_batches_matches_one_by_one(tmp_path, style_png):
