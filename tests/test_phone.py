@@ -323,3 +323,47 @@ def _heif():
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         yield
+
+
+MOTION_XMP = (  # a Pixel's motion photo: the clip's place in the file, in both XMP forms
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+    'syntax-ns#"><rdf:Description rdf:about="" xmlns:GCam="http://ns.google.com/photos/1.0/'
+    'camera/" xmlns:Container="http://ns.google.com/photos/1.0/container/" xmlns:Item="http://'
+    'ns.google.com/photos/1.0/container/item/" xmlns:xmpNote="http://ns.adobe.com/xmp/note/" '
+    'xmlns:xmp="http://ns.adobe.com/xap/1.0/" GCam:MotionPhoto="1" GCam:MotionPhotoVersion="1" '
+    "GCam:MotionPhotoPresentationTimestampUs='968000' xmpNote:HasExtendedXMP=\"0123\" "
+    'xmp:Rating="4"><GCam:MicroVideoOffset>{n}</GCam:MicroVideoOffset><Container:Directory>'
+    '<rdf:Seq><rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" '
+    'Item:Semantic="Primary" Item:Length="0" Item:Padding="0"/></rdf:li><rdf:li rdf:parseType='
+    '"Resource"><Container:Item Item:Mime="video/mp4" Item:Semantic="MotionPhoto" Item:Length='
+    '"{n}" Item:Padding="0"/></rdf:li></rdf:Seq></Container:Directory></rdf:Description>'
+    '</rdf:RDF></x:xmpmeta>')
+
+
+def test_a_motion_photo_comes_back_a_still_that_claims_no_clip(tmp_path, style_png):
+    """A motion photo (Pixel, Samsung) is a JPEG with a clip appended and XMP that says where
+    it is. The stylized copy is a still: it keeps the rest of the XMP (the rating) but not the
+    tags that would make a gallery read its last bytes as a video."""
+    from videokit import make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", size=(48, 36), frames=3).read_bytes()
+    src = tmp_path / "PXL_20261204_101010.MP.jpg"
+    buf = io.BytesIO()
+    Image.fromarray(content_array(48, 64)).save(buf, "JPEG", exif=camera_exif().tobytes(),
+                                                xmp=MOTION_XMP.format(n=len(clip)).encode())
+    src.write_bytes(buf.getvalue() + clip)
+    assert b"MotionPhoto" in read_image_xmp(src)  # what the phone wrote, read as it is
+    out = stylize(src, style_png, settings=S).output
+    xmp = read_image_xmp(out)
+    assert b'xmp:Rating="4"' in xmp and b"rdf:Description" in xmp
+    for claim in (b"MotionPhoto", b"MicroVideo", b"Container:Directory", b"Item:Mime",
+                  b"HasExtendedXMP"):
+        assert claim not in xmp, claim
+    assert b"ftyp" not in out.read_bytes()  # no clip after the picture either
+    assert_camera_metadata(out)  # the EXIF as for any photo
+
+
+def read_image_xmp(path) -> bytes:
+    with Image.open(path) as im:
+        x = im.info.get("xmp", b"")
+    return x.encode() if isinstance(x, str) else x

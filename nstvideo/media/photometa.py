@@ -9,6 +9,7 @@ pixels are made upright when read.
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass
@@ -76,7 +77,33 @@ def read_meta(path: Path) -> PhotoMeta:
         xmp = im.info.get("xmp")
         xmp = xmp.encode() if isinstance(xmp, str) else xmp
         icc = im.info.get("icc_profile")
-    return PhotoMeta(exif, xmp or None, kept_profile(icc))
+    return PhotoMeta(exif, still_xmp(xmp) if xmp else None, kept_profile(icc))
+
+
+# What a stylized copy, a still photo written whole, must not claim: that it is a motion
+# photo (Google's and Samsung's: a clip appended after the picture, found by these tags),
+# or that extended XMP (a portrait's depth map) follows in blocks that are not written.
+_NOT_KEPT = {"http://ns.google.com/photos/1.0/camera/": r"(?:MotionPhoto|MicroVideo)\w*",
+             "http://ns.google.com/photos/1.0/container/": r"Directory",
+             "http://ns.adobe.com/xmp/note/": r"HasExtendedXMP"}
+
+
+def still_xmp(xmp: bytes) -> bytes:
+    """A photo's XMP as its stylized copy keeps it: the rest as it was, without the motion
+    photo's tags (the clip after the picture is not carried: a gallery would read the
+    copy's last bytes as a video) and the pointer to extended XMP (_NOT_KEPT), in either
+    form, attribute or element. XMP that is not UTF-8 is kept as it is."""
+    try:
+        text = xmp.decode("utf-8")
+    except UnicodeDecodeError:
+        return xmp
+    for uri, names in _NOT_KEPT.items():
+        for prefix in set(re.findall(r"xmlns:([\w.-]+)\s*=\s*[\"']" + re.escape(uri), text)):
+            tag = rf"{re.escape(prefix)}:{names}"
+            text = re.sub(rf"\s+{tag}\s*=\s*(?:\"[^\"]*\"|'[^']*')", "", text)
+            text = re.sub(rf"<({tag})\b[^>]*?/>|<({tag})\b[^>]*>.*?</\2\s*>", "", text,
+                          flags=re.S)
+    return text.encode("utf-8")
 
 
 def _exif(im, name: str) -> bytes | None:
