@@ -1,5 +1,6 @@
 """The style-transfer core on real VGG-19 weights at tiny sizes."""
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -71,6 +72,20 @@ def test_style_blend_targets_are_the_weighted_mean():
         torch.testing.assert_close(blended[name], 0.75 * ta[name] + 0.25 * tb[name])
     only_a = nstvideo.stylize_image(content_array(), [a, b], style_blend=(1, 0), **TINY)
     np.testing.assert_array_equal(only_a, nstvideo.stylize_image(content_array(), a, **TINY))
+
+
+@pytest.mark.parametrize("h, w", [(1, 300), (3, 397), (4, 400)])
+def test_a_thin_strip_of_a_painting_is_enlarged_until_vgg_takes_it(h, w):
+    """A style image a few pixels tall (a strip cut from a scan) is scaled up, aspect kept,
+    until its short side reaches VGG-19's deepest pooling, from its own sides (a fit to the
+    result's size rounds a 4 px side to 1 first)."""
+    strip = cv2.resize(style_array(400), (w, h), interpolation=cv2.INTER_AREA)
+    s = StyleSettings(size=48)
+    targets = build_stylizer(strip, s).style_targets(torch.zeros(1, 3, 36, 48))
+    assert set(targets) == {n for n, _ in s.style_layers}
+    assert all(torch.isfinite(t).all() and t.abs().sum() > 0 for t in targets.values())
+    out = nstvideo.stylize_image(content_array(), strip, **TINY)
+    assert out.shape == (36, 48, 3)  # the 64x48 content at --size 48
 
 
 def test_preserve_colors_keeps_the_photos_chroma():
