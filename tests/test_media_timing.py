@@ -121,6 +121,35 @@ def test_every_audio_track_kept_first_default_and_odd_names(tmp_path, style_png)
     assert "yuv420p(tv, bt709, progressive)" in log
 
 
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_subtitles_are_carried_and_trimmed_with_the_sound(tmp_path, style_png, ext):
+    """A film's subtitles come back in the output (SRT in MKV, mov_text in MP4), their
+    times moved with the part rendered (--start 1: a line at 1.5 s plays at 0.5 s, one
+    before 1 s is left out); and the sound of an MKV cut at 1 s starts there, not at the
+    key frame its seek lands on (the picture is not delayed under a second of extra sound)."""
+    (tmp_path / "film.srt").write_text("1\n00:00:00,200 --> 00:00:00,700\nBefore\n\n"
+                                       "2\n00:00:01,500 --> 00:00:01,900\nHello there\n")
+    src = tmp_path / "film.mkv"
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=64x48:rate=10", "-f", "lavfi", "-i", "sine=440", "-i",
+                    str(tmp_path / "film.srt"), "-t", "2", "-map", "0:v", "-map", "1:a", "-map",
+                    "2:s", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-c:s",
+                    "srt", str(src)], check=True)
+    out = tmp_path / f"out{ext}"
+    rep = stylize(src, style_png, out, settings=S, video=V.replace(start="1")).video
+    assert rep.frames == 10 and rep.audio
+    srt = subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(out), "-map", "0:s:0", "-f",
+                          "srt", "-"], capture_output=True, text=True).stdout
+    assert "Hello there" in srt and "Before" not in srt, srt
+    start = re.search(r"(\d\d):(\d\d):(\d\d),(\d\d\d) -->", srt).groups()
+    assert abs(int(start[2]) + int(start[3]) / 1000 - 0.5) <= 0.05, srt
+    log = subprocess.run([FFMPEG, "-hide_banner", "-i", str(out)], capture_output=True,
+                         text=True).stderr
+    assert float(re.search(r"Duration: 00:00:([\d.]+)", log).group(1)) <= 1.1, log
+    late = re.search(r"Video: .*?, start ([\d.]+)", log)
+    assert "Subtitle:" in log and (late is None or float(late.group(1)) < 0.1), log
+
+
 def test_disk_full_during_the_encode_keeps_the_frames(tmp_path, style_png, monkeypatch):
     from nstvideo.video.checkpoint import checkpoint_dir
     from nstvideo.errors import OutputError

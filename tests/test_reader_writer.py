@@ -108,3 +108,19 @@ def test_a_scratch_folder_a_killed_process_left_is_removed_by_the_next(tmp_path,
         assert not left.exists() and live.is_dir() and other.is_dir()
     assert not tmp.exists()
     assert sorted(p.name for p in root.iterdir()) == sorted([live.name, other.name])
+
+
+def test_subtitle_cues_move_and_are_cut_with_the_part_rendered():
+    """The part from 10 s lasting 5 s: a cue before it goes, one across its start or end is
+    cut there, one inside moves 10 s earlier; two-line cues and CRLF files keep their text."""
+    srt = ("1\r\n00:00:02,000 --> 00:00:03,000\r\nbefore\r\n\r\n"
+           "2\r\n00:00:09,500 --> 00:00:10,400\r\nacross the start\r\n\r\n"
+           "3\r\n00:00:12,250 --> 00:00:13,000\r\ntwo\r\nlines\r\n\r\n"
+           "4\r\n00:00:14,500 --> 00:00:16,000\r\nacross the end\r\n\r\n"
+           "5\r\n00:00:15,000 --> 00:00:17,000\r\nafter\r\n")
+    assert writer.shifted_srt(srt, 10.0, 5.0) == (
+        "1\n00:00:00,000 --> 00:00:00,400\nacross the start\n\n"
+        "2\n00:00:02,250 --> 00:00:03,000\ntwo\nlines\n\n"
+        "3\n00:00:04,500 --> 00:00:05,000\nacross the end\n\n")
+    assert writer.shifted_srt(srt, 20.0, None) == ""
+    assert writer.shifted_srt(srt, 0.0, None).count("-->") == 5

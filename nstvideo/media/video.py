@@ -100,6 +100,7 @@ class Probe:
     sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: non-square pixels (anamorphic)
     hdr: tuple[str, str, str] | None = None  # an HDR source's (matrix, primaries, transfer)
     tags: tuple[tuple[str, str], ...] = ()  # the file's own metadata, as written back (`tags`)
+    subtitles: tuple[tuple[str, str], ...] = ()  # each subtitle track's (codec, language)
 
 
 # A file's metadata tags that describe its container or encoder, not what was filmed: not
@@ -172,7 +173,9 @@ def probe(path: Path) -> Probe:
     return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
                  audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
                  colour=colour, sar=Fraction(sar) if 1 / 8 <= sar <= 8 else Fraction(1),
-                 hdr=hdr, tags=tags(log))
+                 hdr=hdr, tags=tags(log),
+                 subtitles=tuple((codec, lang or "und") for lang, codec in re.findall(
+                     r"Stream #0:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: (\w+)", log)))
 
 
 def _streams(path: Path) -> set[str]:

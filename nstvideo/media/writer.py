@@ -191,6 +191,18 @@ _VIDEO_ARGS = {
     ".webm": (["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-row-mt", "1"], "libopus"),
     ".gif": (["-vf", "split[a][b];[a]palettegen[p];[b][p]paletteuse", "-loop", "0"], None),
 }
+# Containers that index every audio sample: a copied track starts where it is cut. Others
+# (Matroska, WebM: cues on the video's key frames; MPEG-TS: none) land a seek up to a key
+# frame early, and ffmpeg then delays the picture to keep the sound's extra seconds in sync:
+# cut there, the sound is re-encoded (decoded from the cut exactly) unless that fails
+_SAMPLE_INDEXED = frozenset(".mp4 .mov .m4v .m4a .3gp .3g2".split())
+# Text subtitles carried from the source (moved and cut with the part rendered), in each
+# container's own format; bitmap ones (DVD, Blu-ray) are left out
+_SUBTITLES = {".mp4": "mov_text", ".mov": "mov_text", ".mkv": "srt", ".webm": "webvtt"}
+TEXT_SUBTITLES = frozenset("subrip srt ass ssa mov_text webvtt text subviewer subviewer1 "
+                           "microdvd sami realtext mpl2 pjs vplayer jacosub stl".split())
+_SRT_TIME = r"(\d+):(\d\d):(\d\d)[,.](\d{1,3})"
+_CUE = re.compile(rf"{_SRT_TIME}[ \t]*-->[ \t]*{_SRT_TIME}[^\n]*\n(.*?)(?=\n[ \t]*\n|\Z)", re.S)
 # Frame times further than this share of a frame from the nominal grid: variable frame rate
 VFR_TOLERANCE = 0.25
 # swscale's names for the YUV matrices (the tag names differ for BT.601)
@@ -256,13 +268,15 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
                  end: float | None = None, vfr: bool | None = None,
                  audio_from: Path | None = None,
                  audio_start: float = 0.0, audio_duration: float | None = None,
-                 colour=None, tags=()) -> bool:
+                 colour=None, tags=(), subtitles=()) -> bool:
     """Encode the PNG frames `names` (in `folder`, numbered consecutively) into `output` at
     exactly `fps`, or at their own `times` where those are not evenly spaced (or `vfr`; the
     last one lasting until `end`), converted to YUV with and tagged as `colour` (a
     media.video.Colour), with every audio track of `audio_from` (trimmed to the rendered
     range; the first track is the default one) copied, or re-encoded where the container
-    needs it, and the metadata `tags` ((key, value) pairs: the source's, `media.video.tags`).
+    needs it, and the metadata `tags` ((key, value) pairs: the source's, `media.video.tags`);
+    and the text ones of its `subtitles` tracks ((codec, language) each, as
+    `media.video.Probe` lists them), their times moved and cut to the range as the audio's.
     Atomic: the file appears complete.
 
     Returns whether audio was included.
@@ -275,13 +289,13 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
     step = frame_duration or 1 / float(fps)
     frames_in, frames_out = _frames_input(Path(folder), names, fps, times, step, end, vfr)
     return _mux(frames_in, frames_out + vargs, output, audio_from, audio_start, audio_duration,
-                tags)
+                tags, subtitles)
 
 
 def join_segments(segments: list[tuple[Path, float]], output: Path, *,
                   audio_from: Path | None = None, audio_start: float = 0.0,
                   audio_duration: float | None = None, frames: int | None = None,
-                  tags=()) -> bool:
+                  tags=(), subtitles=()) -> bool:
     """Join video segments (path, seconds it spans) of one codec and size into `output`
     without re-encoding (ffmpeg's concat demuxer: each segment starts on a key frame and at
     the time the ones before it span: exact, where a segment's own container would round its
@@ -299,18 +313,75 @@ def join_segments(segments: list[tuple[Path, float]], output: Path, *,
         vargs += ["-frames:v", str(frames)]
     try:
         return _mux(["-f", "concat", "-safe", "0", "-i", str(listing)], vargs, output,
-                    audio_from, audio_start, audio_duration, tags)
+                    audio_from, audio_start, audio_duration, tags, subtitles)
     finally:
         listing.unlink(missing_ok=True)
 
 
+def shifted_srt(text: str, start: float, duration: float | None) -> str:
+    """SRT cues as they play with the part of a film that begins `start` s in and lasts
+    `duration` s: moved `start` s earlier, cut at the part's ends, those outside it left out
+    (renumbered). '' if none is left."""
+    def seconds(g):
+        return int(g[0]) * 3600 + int(g[1]) * 60 + int(g[2]) + int(g[3].ljust(3, "0")) / 1000
+
+    def stamp(t):
+        ms = round(t * 1000)
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+    cues = []
+    for m in _CUE.finditer(text.replace("\r\n", "\n")):
+        a, b = seconds(m.groups()[:4]) - start, seconds(m.groups()[4:8]) - start
+        end = float("inf") if duration is None else duration
+        if b > max(a, 0.0) and a < end and m.group(9).strip():
+            cues.append((max(a, 0.0), min(b, end), m.group(9).strip()))
+    return "".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{t}\n\n" for i, (a, b, t)
+                   in enumerate(cues, 1))
+
+
+def _subtitle_files(source: Path, tracks, start: float, duration: float | None,
+                    folder: Path) -> list[tuple[Path, str]]:
+    """Each text subtitle track of `source` (`tracks`: (codec, language) per subtitle
+    stream, in order) as an SRT file in `folder`, its cues moved and cut to the part from
+    `start` lasting `duration` (`shifted_srt`). Returns (file, language) for each track that
+    has cues left; a track ffmpeg cannot read is left out."""
+    files = []
+    for k, (codec, lang) in enumerate(tracks):
+        if codec not in TEXT_SUBTITLES:
+            continue
+        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(source),
+                            "-map", f"0:s:{k}", "-f", "srt", "-"], capture_output=True)
+        text = shifted_srt(p.stdout.decode("utf-8", "replace"), start, duration) \
+            if p.returncode == 0 else ""
+        if text:
+            path = folder / f"track{k}.srt"
+            path.write_text(text, encoding="utf-8")
+            files.append((path, lang))
+    return files
+
+
 def _mux(video_in: list[str], vargs: list[str], output: Path, audio_from: Path | None,
-         audio_start: float, audio_duration: float | None, tags=()) -> bool:
+         audio_start: float, audio_duration: float | None, tags=(), subtitles=()) -> bool:
     """Run ffmpeg with the video input `video_in` (first input, its first stream) and, where
     given, every audio track of `audio_from` (copied, else re-encoded to the container's
-    audio codec, else left out), with the global metadata `tags` (left out as a last resort,
-    should the container refuse them). Atomic. Returns whether audio was included."""
+    audio codec, else left out) and its text subtitles (`subtitles`: `_subtitle_files`; in
+    the container's format, else left out), with the global metadata `tags` (left out as a
+    last resort, should the container refuse them). Atomic. Returns whether audio was
+    included."""
     output = Path(output)
+    _, audio_codec = _VIDEO_ARGS[output.suffix.lower()]
+    sub_codec = _SUBTITLES.get(output.suffix.lower())
+    if audio_from is None or audio_codec is None or sub_codec is None or not any(
+            codec in TEXT_SUBTITLES for codec, _ in subtitles):
+        return _mux_with(video_in, vargs, output, audio_from, audio_start, audio_duration, tags)
+    with scratch_folder("subtitles") as tmp:
+        subs = _subtitle_files(audio_from, subtitles, audio_start, audio_duration, tmp)
+        return _mux_with(video_in, vargs, output, audio_from, audio_start, audio_duration, tags,
+                         subs, sub_codec)
+
+
+def _mux_with(video_in, vargs, output: Path, audio_from, audio_start, audio_duration, tags,
+              subs: list[tuple[Path, str]] = (), sub_codec: str | None = None) -> bool:
     _, audio_codec = _VIDEO_ARGS[output.suffix.lower()]
     attempts: list[list[str]] = []
     if audio_from is not None and audio_codec is not None:
@@ -318,8 +389,17 @@ def _mux(video_in: list[str], vargs: list[str], output: Path, audio_from: Path |
             ["-t", f"{audio_duration:.6f}"] if audio_duration is not None else [])
         audio_in = [*trim, "-i", str(audio_from)]
         tracks = ["-map", "1:a?", "-disposition:a", "0", "-disposition:a:0", "default"]
-        for acodec in (["-c:a", "copy"], ["-c:a", audio_codec, "-b:a", "192k"]):
-            attempts.append([*video_in, *audio_in, "-map", "0:v:0", *tracks, *vargs, *acodec])
+        sub_in = [a for path, _ in subs for a in ("-i", str(path))]
+        sub_out = [a for i, (_, lang) in enumerate(subs) for a in (
+            "-map", f"{2 + i}:s", f"-metadata:s:s:{i}", f"language={lang}")]
+        with_subs = [[*sub_out, "-c:s", sub_codec]] if subs else []
+        codecs = [["-c:a", "copy"], ["-c:a", audio_codec, "-b:a", "192k"]]
+        if audio_start > 0 and Path(audio_from).suffix.lower() not in _SAMPLE_INDEXED:
+            codecs.reverse()  # copied, the sound would start where the seek landed
+        for acodec in codecs:
+            for sub in (*with_subs, []):
+                attempts.append([*video_in, *audio_in, *(sub_in if sub else []), "-map",
+                                 "0:v:0", *tracks, *sub, *vargs, *acodec])
     attempts.append([*video_in, "-map", "0:v:0", *vargs, "-an"])
     meta = [a for k, v in tags for a in ("-metadata", f"{k}={v}")]
     attempts = [a + meta for a in attempts] + (attempts if meta else [])

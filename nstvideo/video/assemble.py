@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from nstvideo.media.video import FrameFolder, Source
-from nstvideo.media.writer import join_segments, scratch_folder, scratch_path, write_image
+from nstvideo.media.writer import (TEXT_SUBTITLES, join_segments, scratch_folder, scratch_path,
+                                   write_image)
 from nstvideo.video.checkpoint import Checkpoint
 from nstvideo.video.job import Job
 from nstvideo.video.names import FADE, FRAME
@@ -42,11 +43,17 @@ def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
     source's metadata tags unless `strip_metadata`. Returns whether the output carries the
     source's audio."""
     info, times = source.info, plan.times
+    subtitles = info.subtitles if info else ()
+    pictures = sorted({codec for codec, _ in subtitles if codec not in TEXT_SUBTITLES})
+    if pictures and is_video and output.suffix.lower() != ".gif":
+        warnings.warn(f"the subtitles of {source.path.name} that are pictures, not text "
+                      f"({', '.join(pictures)}), are left out", stacklevel=3)
     # the audio that plays with the first rendered frame: its time on the file's timeline
-    audio = dict(audio_from=source.path if source.has_audio else None,
+    audio = dict(audio_from=source.path if source.has_audio or subtitles else None,
                  audio_start=max(0.0, (info.video_start - info.start if info else 0.0) + times[0]),
                  audio_duration=job.end_of(plan.total - 1) - times[0],
-                 tags=info.tags if info and not strip_metadata else ())
+                 tags=info.tags if info and not strip_metadata else (),
+                 subtitles=subtitles)
     has_audio = False
     if is_video and job.segment_ext is not None:
         has_audio = _join(plan, job, output, stores, audio)
@@ -56,6 +63,7 @@ def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
             has_audio = job.encode(ckpt.folder, [ckpt.frame_path(k).name
                                                  for k in range(plan.total)], output,
                                    0, plan.total, **audio)
+    has_audio = has_audio and source.has_audio  # (the source's file is passed for subtitles too)
     if source.has_audio and is_video and not has_audio and output.suffix.lower() != ".gif":
         warnings.warn(f"the audio of {source.path.name} could not be carried over",
                       stacklevel=3)
