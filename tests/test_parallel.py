@@ -18,7 +18,7 @@ from test_video import Interrupt
 from videokit import kept, make_clip, probe, psnr, read_frames, shots_clip
 
 from nstvideo import stylize
-from nstvideo.media.writer import scratch_root
+from nstvideo.media.scratch import scratch_root
 from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.video.flow import frame_warping_errors
 from nstvideo.video.render import stylize_video

@@ -12,8 +12,9 @@ from PIL import Image
 
 from nstvideo.errors import InputError
 from nstvideo.media.reader import list_images, read_image
-from nstvideo.media import writer
-from nstvideo.media.writer import atomic_path, scratch_folder, scratch_root, write_image
+from nstvideo.media import scratch, subtitles
+from nstvideo.media.scratch import scratch_folder, scratch_root
+from nstvideo.media.writer import atomic_path, write_image
 
 from conftest import content_array
 
@@ -93,7 +94,7 @@ def test_a_scratch_folder_a_killed_process_left_is_removed_by_the_next(tmp_path,
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    root, host = scratch_root(), writer._host()
+    root, host = scratch_root(), scratch._host()
     assert root.parent == tmp_path
     root.mkdir()
     left = root / f"unit-{host}-{dead.pid}-abcd1234"
@@ -118,9 +119,9 @@ def test_subtitle_cues_move_and_are_cut_with_the_part_rendered():
            "3\r\n00:00:12,250 --> 00:00:13,000\r\ntwo\r\nlines\r\n\r\n"
            "4\r\n00:00:14,500 --> 00:00:16,000\r\nacross the end\r\n\r\n"
            "5\r\n00:00:15,000 --> 00:00:17,000\r\nafter\r\n")
-    assert writer.shifted_srt(srt, 10.0, 5.0) == (
+    assert subtitles.shifted_srt(srt, 10.0, 5.0) == (
         "1\n00:00:00,000 --> 00:00:00,400\nacross the start\n\n"
         "2\n00:00:02,250 --> 00:00:03,000\ntwo\nlines\n\n"
         "3\n00:00:04,500 --> 00:00:05,000\nacross the end\n\n")
-    assert writer.shifted_srt(srt, 20.0, None) == ""
-    assert writer.shifted_srt(srt, 0.0, None).count("-->") == 5
+    assert subtitles.shifted_srt(srt, 20.0, None) == ""
+    assert subtitles.shifted_srt(srt, 0.0, None).count("-->") == 5

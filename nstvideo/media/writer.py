@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import socket
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -21,6 +19,8 @@ import numpy as np
 
 from nstvideo.errors import OutputError
 from nstvideo.media.photometa import HEIF_EXTS, PhotoMeta, encode_with_meta
+from nstvideo.media.scratch import scratch_folder
+from nstvideo.media.subtitles import SUBTITLE_FORMATS, TEXT_SUBTITLES, subtitle_files
 
 _JPEG_QUALITY = 95  # visually lossless for painted textures; the default 75 smears brush strokes
 PARTIAL_GLOB = ".*.partial*"  # the names of files on their way (atomic_path, scratch_path)
@@ -61,47 +61,6 @@ def remove_partials(folder: Path) -> None:
     files)."""
     for p in Path(folder).glob(PARTIAL_GLOB):
         p.unlink(missing_ok=True)
-
-
-def scratch_root() -> Path:
-    """Where this user's scratch folders (`scratch_folder`) live: under the system's temporary
-    folder (TMPDIR), one per user."""
-    uid = os.getuid() if hasattr(os, "getuid") else re.sub(r"\W", "_", os.environ.get(
-        "USERNAME", "user"))
-    return Path(tempfile.gettempdir()) / f"nstvideo-scratch-{uid}"
-
-
-@contextlib.contextmanager
-def scratch_folder(kind: str):
-    """A temporary folder, removed after, named with this machine and process, so that the
-    next one made on this machine removes what a killed process left (a Ray worker killed
-    mid-task: its unit's frames; a render killed while joining: its cross-fades). Folders of
-    live processes, and of other machines or containers sharing the folder, are kept."""
-    root = scratch_root()
-    root.mkdir(mode=0o700, exist_ok=True)
-    host = _host()
-    for old in root.glob(f"*-{host}-*"):
-        pid = old.name.split("-")[-2]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    with tempfile.TemporaryDirectory(prefix=f"{kind}-{host}-{os.getpid()}-", dir=root) as tmp:
-        yield Path(tmp)
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
-
-
-def _alive(pid: int) -> bool:
-    if os.name == "nt":  # os.kill would end the process there: keep every folder
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's process, or no such check here: keep its folder
-        return True
-    return True
 
 
 def fsync_dir(folder: Path) -> None:
@@ -196,13 +155,6 @@ _VIDEO_ARGS = {
 # frame early, and ffmpeg then delays the picture to keep the sound's extra seconds in sync:
 # cut there, the sound is re-encoded (decoded from the cut exactly) unless that fails
 _SAMPLE_INDEXED = frozenset(".mp4 .mov .m4v .m4a .3gp .3g2".split())
-# Text subtitles carried from the source (moved and cut with the part rendered), in each
-# container's own format; bitmap ones (DVD, Blu-ray) are left out
-_SUBTITLES = {".mp4": "mov_text", ".mov": "mov_text", ".mkv": "srt", ".webm": "webvtt"}
-TEXT_SUBTITLES = frozenset("subrip srt ass ssa mov_text webvtt text subviewer subviewer1 "
-                           "microdvd sami realtext mpl2 pjs vplayer jacosub stl".split())
-_SRT_TIME = r"(\d+):(\d\d):(\d\d)[,.](\d{1,3})"
-_CUE = re.compile(rf"{_SRT_TIME}[ \t]*-->[ \t]*{_SRT_TIME}[^\n]*\n(.*?)(?=\n[ \t]*\n|\Z)", re.S)
 # Frame times further than this share of a frame from the nominal grid: variable frame rate
 VFR_TOLERANCE = 0.25
 # swscale's names for the YUV matrices (the tag names differ for BT.601)
@@ -318,64 +270,22 @@ def join_segments(segments: list[tuple[Path, float]], output: Path, *,
         listing.unlink(missing_ok=True)
 
 
-def shifted_srt(text: str, start: float, duration: float | None) -> str:
-    """SRT cues as they play with the part of a film that begins `start` s in and lasts
-    `duration` s: moved `start` s earlier, cut at the part's ends, those outside it left out
-    (renumbered). '' if none is left."""
-    def seconds(g):
-        return int(g[0]) * 3600 + int(g[1]) * 60 + int(g[2]) + int(g[3].ljust(3, "0")) / 1000
-
-    def stamp(t):
-        ms = round(t * 1000)
-        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-    cues = []
-    for m in _CUE.finditer(text.replace("\r\n", "\n")):
-        a, b = seconds(m.groups()[:4]) - start, seconds(m.groups()[4:8]) - start
-        end = float("inf") if duration is None else duration
-        if b > max(a, 0.0) and a < end and m.group(9).strip():
-            cues.append((max(a, 0.0), min(b, end), m.group(9).strip()))
-    return "".join(f"{i}\n{stamp(a)} --> {stamp(b)}\n{t}\n\n" for i, (a, b, t)
-                   in enumerate(cues, 1))
-
-
-def _subtitle_files(source: Path, tracks, start: float, duration: float | None,
-                    folder: Path) -> list[tuple[Path, str]]:
-    """Each text subtitle track of `source` (`tracks`: (codec, language) per subtitle
-    stream, in order) as an SRT file in `folder`, its cues moved and cut to the part from
-    `start` lasting `duration` (`shifted_srt`). Returns (file, language) for each track that
-    has cues left; a track ffmpeg cannot read is left out."""
-    files = []
-    for k, (codec, lang) in enumerate(tracks):
-        if codec not in TEXT_SUBTITLES:
-            continue
-        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(source),
-                            "-map", f"0:s:{k}", "-f", "srt", "-"], capture_output=True)
-        text = shifted_srt(p.stdout.decode("utf-8", "replace"), start, duration) \
-            if p.returncode == 0 else ""
-        if text:
-            path = folder / f"track{k}.srt"
-            path.write_text(text, encoding="utf-8")
-            files.append((path, lang))
-    return files
-
-
 def _mux(video_in: list[str], vargs: list[str], output: Path, audio_from: Path | None,
          audio_start: float, audio_duration: float | None, tags=(), subtitles=()) -> bool:
     """Run ffmpeg with the video input `video_in` (first input, its first stream) and, where
     given, every audio track of `audio_from` (copied, else re-encoded to the container's
-    audio codec, else left out) and its text subtitles (`subtitles`: `_subtitle_files`; in
-    the container's format, else left out), with the global metadata `tags` (left out as a
-    last resort, should the container refuse them). Atomic. Returns whether audio was
-    included."""
+    audio codec, else left out) and the text ones of its `subtitles` tracks (in the
+    container's format, SUBTITLE_FORMATS, else left out; media.subtitles), with the global
+    metadata `tags` (left out as a last resort, should the container refuse them). Atomic.
+    Returns whether audio was included."""
     output = Path(output)
     _, audio_codec = _VIDEO_ARGS[output.suffix.lower()]
-    sub_codec = _SUBTITLES.get(output.suffix.lower())
+    sub_codec = SUBTITLE_FORMATS.get(output.suffix.lower())
     if audio_from is None or audio_codec is None or sub_codec is None or not any(
             codec in TEXT_SUBTITLES for codec, _ in subtitles):
         return _mux_with(video_in, vargs, output, audio_from, audio_start, audio_duration, tags)
     with scratch_folder("subtitles") as tmp:
-        subs = _subtitle_files(audio_from, subtitles, audio_start, audio_duration, tmp)
+        subs = subtitle_files(audio_from, subtitles, audio_start, audio_duration, tmp)
         return _mux_with(video_in, vargs, output, audio_from, audio_start, audio_duration, tags,
                          subs, sub_codec)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from nstvideo.media.video import FrameFolder, Source
-from nstvideo.media.writer import (TEXT_SUBTITLES, join_segments, scratch_folder, scratch_path,
-                                   write_image)
+from nstvideo.media.scratch import scratch_folder
+from nstvideo.media.subtitles import TEXT_SUBTITLES
+from nstvideo.media.writer import join_segments, scratch_path, write_image
 from nstvideo.video.checkpoint import Checkpoint
 from nstvideo.video.job import Job
 from nstvideo.video.names import FADE, FRAME

@@ -32,7 +32,8 @@ def _task(token: str, job: Job, unit, frames, progress) -> dict:
     import ray
     import torch
 
-    from nstvideo.media.writer import decode_frame, scratch_folder
+    from nstvideo.media.scratch import scratch_folder
+    from nstvideo.media.writer import decode_frame
 
     if frames is None and not job.source.readable():
         return {"need_frames": True}
