@@ -330,7 +330,8 @@ MOTION_XMP = (  # a Pixel's motion photo: the clip's place in the file, in both 
     'syntax-ns#"><rdf:Description rdf:about="" xmlns:GCam="http://ns.google.com/photos/1.0/'
     'camera/" xmlns:Container="http://ns.google.com/photos/1.0/container/" xmlns:Item="http://'
     'ns.google.com/photos/1.0/container/item/" xmlns:xmpNote="http://ns.adobe.com/xmp/note/" '
-    'xmlns:xmp="http://ns.adobe.com/xap/1.0/" GCam:MotionPhoto="1" GCam:MotionPhotoVersion="1" '
+    'xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/'
+    '1.0/" hdrgm:Version="1.0" GCam:MotionPhoto="1" GCam:MotionPhotoVersion="1" '
     "GCam:MotionPhotoPresentationTimestampUs='968000' xmpNote:HasExtendedXMP=\"0123\" "
     'xmp:Rating="4"><GCam:MicroVideoOffset>{n}</GCam:MicroVideoOffset><Container:Directory>'
     '<rdf:Seq><rdf:li rdf:parseType="Resource"><Container:Item Item:Mime="image/jpeg" '
@@ -342,8 +343,9 @@ MOTION_XMP = (  # a Pixel's motion photo: the clip's place in the file, in both 
 
 def test_a_motion_photo_comes_back_a_still_that_claims_no_clip(tmp_path, style_png):
     """A motion photo (Pixel, Samsung) is a JPEG with a clip appended and XMP that says where
-    it is. The stylized copy is a still: it keeps the rest of the XMP (the rating) but not the
-    tags that would make a gallery read its last bytes as a video."""
+    it is (an Ultra HDR one: its gain map too). The stylized copy is a still: it keeps the rest
+    of the XMP (the rating) but not the tags that would make a gallery read its last bytes as
+    a video or look for a gain map."""
     from videokit import make_clip
 
     clip = make_clip(tmp_path / "clip.mp4", size=(48, 36), frames=3).read_bytes()
@@ -357,7 +359,7 @@ def test_a_motion_photo_comes_back_a_still_that_claims_no_clip(tmp_path, style_p
     xmp = read_image_xmp(out)
     assert b'xmp:Rating="4"' in xmp and b"rdf:Description" in xmp
     for claim in (b"MotionPhoto", b"MicroVideo", b"Container:Directory", b"Item:Mime",
-                  b"HasExtendedXMP"):
+                  b"HasExtendedXMP", b"hdrgm:Version"):
         assert claim not in xmp, claim
     assert b"ftyp" not in out.read_bytes()  # no clip after the picture either
     assert_camera_metadata(out)  # the EXIF as for any photo

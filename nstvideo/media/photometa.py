@@ -82,17 +82,21 @@ def read_meta(path: Path) -> PhotoMeta:
 
 # What a stylized copy, a still photo written whole, must not claim: that it is a motion
 # photo (Google's and Samsung's: a clip appended after the picture, found by these tags),
-# or that extended XMP (a portrait's depth map) follows in blocks that are not written.
+# that other images follow it (the container's directory: that clip, an Ultra HDR photo's
+# gain map) or that it has a gain map at all, or that extended XMP (a portrait's depth map)
+# follows in blocks that are not written.
 _NOT_KEPT = {"http://ns.google.com/photos/1.0/camera/": r"(?:MotionPhoto|MicroVideo)\w*",
              "http://ns.google.com/photos/1.0/container/": r"Directory",
+             "http://ns.adobe.com/hdr-gain-map/1.0/": r"\w+",
              "http://ns.adobe.com/xmp/note/": r"HasExtendedXMP"}
 
 
 def still_xmp(xmp: bytes) -> bytes:
     """A photo's XMP as its stylized copy keeps it: the rest as it was, without the motion
     photo's tags (the clip after the picture is not carried: a gallery would read the
-    copy's last bytes as a video) and the pointer to extended XMP (_NOT_KEPT), in either
-    form, attribute or element. XMP that is not UTF-8 is kept as it is."""
+    copy's last bytes as a video), the gain map's and the pointer to extended XMP
+    (_NOT_KEPT), in either form, attribute or element. XMP that is not UTF-8 is kept as it
+    is."""
     try:
         text = xmp.decode("utf-8")
     except UnicodeDecodeError:
