@@ -110,12 +110,16 @@ def file_tags(path) -> dict:
     return dict(tags(log))
 
 
+LIVE_PHOTO_ID = "com.apple.quicktime.content.identifier"
+
+
 @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
 def test_a_phone_clip_keeps_when_and_where_it_was_filmed(tmp_path, style_png, ext):
     """A phone's clip keeps its date and place (a photo library files the stylized copy with
     the source), its title and one-line comment; a multi-line value, and the container's own
-    technical tags, are not carried. The place, kept by the phone only under Apple's key, is
-    written under the key the muxer keeps."""
+    technical tags, are not carried, nor a Live Photo clip's pairing with its still (a library
+    would pair the stylized clip with the original photo). The place, kept by the phone only
+    under Apple's key, is written under the key the muxer keeps."""
     src = tmp_path / "phone.mov"
     place = "+48.8577+002.2950+035.000/"
     subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -125,9 +129,13 @@ def test_a_phone_clip_keeps_when_and_where_it_was_filmed(tmp_path, style_png, ex
                     "-metadata", "creation_time=2024-05-01T10:00:00.000000Z",
                     "-metadata", f"com.apple.quicktime.location.ISO6709={place}",
                     "-metadata", "title=Pont Neuf", "-metadata", "comment=line one\nline two",
+                    "-metadata", f"{LIVE_PHOTO_ID}=5E1F2A3B-0C4D-4E5F-8A9B-0C1D2E3F4A5B",
                     "-movflags", "use_metadata_tags", str(src)], check=True)
     got = file_tags(src)
     assert got["creation_time"].startswith("2024-05-01T10:00:00") and "comment" not in got
+    described = lambda f: subprocess.run([FFMPEG, "-hide_banner", "-i", str(f)],  # noqa: E731
+                                         capture_output=True, text=True).stderr
+    assert LIVE_PHOTO_ID in described(src)
     rep = stylize(src, style_png, tmp_path / f"o{ext}", settings=S, video=V)
     out = rep.output
     assert rep.video.audio  # the tags did not cost the sound
@@ -136,6 +144,7 @@ def test_a_phone_clip_keeps_when_and_where_it_was_filmed(tmp_path, style_png, ex
     assert kept["location"].startswith("+48.8577+002.2950"), kept
     assert kept["title"] == "Pont Neuf", kept
     assert "comment" not in kept and "major_brand" not in kept, kept
+    assert LIVE_PHOTO_ID not in described(out).lower()  # not paired with the original still
     assert len(read_frames(out)) == 3
 
 

@@ -107,6 +107,9 @@ class Probe:
 # carried to the output (whose muxer writes its own)
 TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder",
                             "handler_name", "vendor_id", "duration"})
+# ... nor tags that tie the file to another: a Live Photo's clip carries its still's content
+# identifier, and a library would pair the stylized clip with the original still
+PAIRING_TAGS = ("com.apple.quicktime.content.identifier", "com.apple.quicktime.live-photo")
 APPLE_LOCATION = "com.apple.quicktime.location.ISO6709"
 MAX_TAG = 1000  # characters: longer values (embedded blobs) are left out
 
@@ -114,7 +117,8 @@ MAX_TAG = 1000  # characters: longer values (embedded blobs) are left out
 def tags(log: str) -> tuple[tuple[str, str], ...]:
     """The first input's global metadata from ffmpeg's description of a file, to write back
     with the stylized copy: when and where it was filmed (creation_time, location), title,
-    comment and the like; technical tags left out, and multi-line or overlong values too.
+    comment and the like; technical tags left out, a Live Photo's pairing with its still
+    (PAIRING_TAGS), and multi-line or overlong values too.
     A phone's location kept only in Apple's key is also given as `location`, the key the MP4
     and MOV muxers write (a library then places the stylized clip where the source was)."""
     m = re.search(r"^Input #0, .*?\n  Metadata:\n((?:    .*\n)+)", log, re.M)
@@ -130,7 +134,8 @@ def tags(log: str) -> tuple[tuple[str, str], ...]:
         last = key
         if len(set(value.split(";"))) == 1:  # a key stored twice (MOV's header and its own
             value = value.split(";")[0]      # key list), read back joined: written once
-        if sep and value and len(value) <= MAX_TAG and key.lower() not in TECHNICAL_TAGS:
+        if sep and value and len(value) <= MAX_TAG and key.lower() not in TECHNICAL_TAGS \
+                and not key.lower().startswith(PAIRING_TAGS):
             found[key] = value
     kept = {k: v for k, v in found.items() if k not in broken}
     if APPLE_LOCATION in kept and "location" not in kept:
