@@ -1,5 +1,7 @@
 """The style-transfer core on real VGG-19 weights at tiny sizes."""
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -8,7 +10,8 @@ import torch
 import nstvideo
 from nstvideo.photos import build_stylizer, run_batch, run_one
 from nstvideo.settings import StyleSettings
-from nstvideo.style.tensors import rgb_to_yiq, to_tensor
+from nstvideo.style import losses
+from nstvideo.style.tensors import resize, rgb_to_yiq, to_tensor
 
 from conftest import content_array, style_array
 
@@ -81,9 +84,14 @@ def test_a_thin_strip_of_a_painting_is_enlarged_until_vgg_takes_it(h, w):
     result's size rounds a 4 px side to 1 first)."""
     strip = cv2.resize(style_array(400), (w, h), interpolation=cv2.INTER_AREA)
     s = StyleSettings(size=48)
-    targets = build_stylizer(strip, s).style_targets(torch.zeros(1, 3, 36, 48))
+    stylizer = build_stylizer(strip, s)
+    targets = stylizer.style_targets(torch.zeros(1, 3, 36, 48))
     assert set(targets) == {n for n, _ in s.style_layers}
-    assert all(torch.isfinite(t).all() and t.abs().sum() > 0 for t in targets.values())
+    side = stylizer.min_side  # the short side it is enlarged to, the long one in proportion
+    hw = (side, math.ceil(side * w / h))
+    feats = stylizer.features(to_tensor(resize(strip, hw), stylizer.device))
+    for name, target in targets.items():  # exactly the strip's own Gram at that size
+        torch.testing.assert_close(target, losses.style_target(feats[name]))
     out = nstvideo.stylize_image(content_array(), strip, **TINY)
     assert out.shape == (36, 48, 3)  # the 64x48 content at --size 48
 

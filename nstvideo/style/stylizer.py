@@ -93,8 +93,8 @@ class Stylizer:
         for img, w in zip(self.styles, self.blend):
             hw = fit_longest(*img.shape[:2], longest)
             if min(hw) < self.min_side:  # a thin style image: enlarged until VGG can take it
-                h, w = img.shape[:2]  # (from its own sides: the fit above rounded the short one)
-                hw = fit_longest(h, w, math.ceil(self.min_side * max(h, w) / min(h, w)))
+                sides = img.shape[:2]  # (its own: the fit above rounded the short one)
+                hw = fit_longest(*sides, math.ceil(self.min_side * max(sides) / min(sides)))
             x = to_tensor(resize(img[..., :3], hw), self.device)
             if s.preserve_colors:
                 x = luminance(x, like=content)
