@@ -51,7 +51,7 @@ class Source:
     frame_count: int | None  # a container's guess: for progress bars only
     has_audio: bool
     info: "Probe | None" = None  # timeline, audio tracks, colour (video files)
-    damaged: int = 0  # frames the last whole pass skipped as damaged (video files)
+    damaged: int = 0  # frames the last pass over it skipped as damaged (video files)
 
     def frames(self, start: int = 0, stop: int | None = None, step: int = 1,
                decode_from=0) -> Iterator[tuple[int, np.ndarray | None, float]]:

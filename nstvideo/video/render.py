@@ -93,6 +93,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
         plan = _plan(ckpt, spec, source, settings, video, hw, engine, progress,
                      keyframes=video.trains_net and given_net is None)
+        damaged = source.damaged  # found by the plan's pass over the clip (none on a resume)
         job = _job(settings, video, style_images, hw, spec, source, plan,
                    segment_ext(output) if is_video else None, keep_frames)
         report = VideoReport(output=output, fps=float(job.fps), units=len(plan.units),
@@ -102,12 +103,12 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
             report.net = video.net
         stores = _render(report, ckpt, plan, job, engine, progress, on_event)
         report.frames = plan.total
-        if source.damaged:  # found by this run's pass over the clip
-            warnings.warn(f"{spec.path.name} has {source.damaged} damaged frame(s) that could "
-                          "not be decoded: skipped, the frame before held in their place",
+        if damaged:
+            warnings.warn(f"{spec.path.name} has {damaged} damaged frame(s) that could not be "
+                          "decoded: skipped, the frame before held in their place",
                           stacklevel=2)
         expected = spec.expected(source)
-        if expected is not None and 0 < plan.total + source.damaged < expected * 0.9:
+        if expected is not None and 0 < plan.total + damaged < expected * 0.9:
             warnings.warn(f"{spec.path.name} ended after {plan.total} of the {expected} frames "
                           "its header announces (truncated?); the result has those frames",
                           stacklevel=2)
