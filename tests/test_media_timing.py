@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nstvideo import StyleSettings, VideoSettings, stylize
-from nstvideo.media.video import Colour
+from nstvideo.media.probe import Colour
 from nstvideo.media.writer import encode_video
 from videokit import FFMPEG
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from nstvideo import StyleSettings, VideoSettings, stylize
-from nstvideo.media.video import VideoFile, tags
+from nstvideo.media.probe import tags
+from nstvideo.media.video import VideoFile
 from videokit import FFMPEG, read_frames
 
 S = StyleSettings(size=96, iterations=1, seed=0)

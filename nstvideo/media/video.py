@@ -7,7 +7,6 @@ Checks run in order at open: exists -> opens -> has frames -> sane fps.
 from __future__ import annotations
 
 import hashlib
-import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from nstvideo.errors import InputError
+from nstvideo.media.probe import HDR_TRANSFERS, Probe, probe, streams
 from nstvideo.media.reader import (MAX_PIXELS, check_pixels, existing, header, list_images,
                                    read_image)
 
@@ -66,132 +66,12 @@ class Source:
         raise NotImplementedError
 
 
-# Colour descriptions we carry from source to output: SDR ones (8-bit RGB in between). Others
-# (BT.2020, HDR transfers) and untagged sources get BT.709, what HD players assume.
-SDR_MATRICES = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470bg"}
-SDR_PRIMARIES = {"bt709", "smpte170m", "bt470bg", "bt470m"}
-SDR_TRANSFERS = {"bt709", "smpte170m", "bt470bg", "bt470m", "gamma22", "gamma28", "iec61966-2-1"}
-HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
 # HDR -> SDR BT.709: linear light with HDR reference white (BT.2408: 203 cd/m²) at 1.0, so
 # SDR-range tones keep their levels; Möbius keeps them linear up to its knee and rolls the
 # highlights above white off smoothly (hue kept: desat 0); then BT.709's transfer, full range
 HDR_WHITE_NITS = 203
 TONEMAP = ("zscale=min={m}:pin={p}:tin={t}:t=linear:npl={npl},format=gbrpf32le,"
            "zscale=p=bt709,tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=full,format=rgb24")
-
-
-@dataclass(frozen=True)
-class Colour:
-    """The YUV matrix, primaries and transfer an output is converted with and tagged as."""
-
-    matrix: str = "bt709"
-    primaries: str = "bt709"
-    transfer: str = "bt709"
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What ffmpeg says of a file that OpenCV does not: its timeline and streams."""
-
-    start: float = 0.0  # the file's start time (the earliest stream's), seconds
-    video_start: float = 0.0  # the first video frame's time on the file's timeline, seconds
-    audio_tracks: int = 0
-    colour: Colour = Colour()
-    sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: non-square pixels (anamorphic)
-    hdr: tuple[str, str, str] | None = None  # an HDR source's (matrix, primaries, transfer)
-    tags: tuple[tuple[str, str], ...] = ()  # the file's own metadata, as written back (`tags`)
-    subtitles: tuple[tuple[str, str], ...] = ()  # each subtitle track's (codec, language)
-
-
-# A file's metadata tags that describe its container or encoder, not what was filmed: not
-# carried to the output (whose muxer writes its own)
-TECHNICAL_TAGS = frozenset({"major_brand", "minor_version", "compatible_brands", "encoder",
-                            "handler_name", "vendor_id", "duration"})
-# ... nor tags that tie the file to another: a Live Photo's clip carries its still's content
-# identifier, and a library would pair the stylized clip with the original still
-PAIRING_TAGS = ("com.apple.quicktime.content.identifier", "com.apple.quicktime.live-photo")
-APPLE_LOCATION = "com.apple.quicktime.location.ISO6709"
-MAX_TAG = 1000  # characters: longer values (embedded blobs) are left out
-
-
-def tags(log: str) -> tuple[tuple[str, str], ...]:
-    """The first input's global metadata from ffmpeg's description of a file, to write back
-    with the stylized copy: when and where it was filmed (creation_time, location), title,
-    comment and the like; technical tags left out, a Live Photo's pairing with its still
-    (PAIRING_TAGS), and multi-line or overlong values too.
-    A phone's location kept only in Apple's key is also given as `location`, the key the MP4
-    and MOV muxers write (a library then places the stylized clip where the source was)."""
-    m = re.search(r"^Input #0, .*?\n  Metadata:\n((?:    .*\n)+)", log, re.M)
-    found: dict[str, str] = {}
-    broken: set[str] = set()
-    last = None
-    for line in m.group(1).splitlines() if m else ():
-        key, sep, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if not key:  # a value's continuation line: that tag is left out whole
-            broken.add(last)
-            continue
-        last = key
-        if len(set(value.split(";"))) == 1:  # a key stored twice (MOV's header and its own
-            value = value.split(";")[0]      # key list), read back joined: written once
-        if sep and value and len(value) <= MAX_TAG and key.lower() not in TECHNICAL_TAGS \
-                and not key.lower().startswith(PAIRING_TAGS):
-            found[key] = value
-    kept = {k: v for k, v in found.items() if k not in broken}
-    if APPLE_LOCATION in kept and "location" not in kept:
-        kept["location"] = kept[APPLE_LOCATION]
-    return tuple(kept.items())
-
-
-def probe(path: Path) -> Probe:
-    """Streams, start times and colour description of a media file (one short ffmpeg run
-    that decodes the first video frame with its original timestamp)."""
-    try:
-        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-copyts", "-i",
-                            str(path), "-map", "0:v:0", "-frames:v", "1", "-vf", "showinfo",
-                            "-f", "null", "-"], capture_output=True, text=True,
-                           errors="replace", timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return Probe()
-    log = p.stderr
-    start = re.search(r"Duration: .*?, start: (-?[\d.]+)", log)
-    first = re.search(r"pts_time:(-?[\d.]+)", log)
-    fmt_start = float(start.group(1)) if start else 0.0
-    colour, hdr = Colour(), None
-    m = re.search(r"Stream #\d+:\d+.*?: Video: [^,]+, \w+\(([^)]*)\)", log)
-    if m:
-        fields = [f.strip() for f in m.group(1).split(",")]
-        # 'bt709' when all three agree, else 'matrix/primaries/transfer'
-        desc = next((f for f in fields if "/" in f or f in SDR_MATRICES), None)
-        if desc:
-            parts = desc.split("/") if "/" in desc else [desc] * 3
-            matrix, primaries, transfer = (parts + [parts[-1]] * 3)[:3]
-            if transfer in HDR_TRANSFERS:
-                hdr = (matrix, primaries, transfer)
-            if matrix in SDR_MATRICES:  # unknown primaries/transfer: the matrix's family's
-                colour = Colour(SDR_MATRICES[matrix],
-                                primaries if primaries in SDR_PRIMARIES else matrix,
-                                transfer if transfer in SDR_TRANSFERS else
-                                ("bt709" if matrix == "bt709" else "smpte170m"))
-    sar = re.search(r"Stream #\d+:\d+.*?: Video: .*?\[SAR (\d+):(\d+) DAR", log)
-    sar = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(2)) else 1
-    return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
-                 audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
-                 colour=colour, sar=Fraction(sar) if 1 / 8 <= sar <= 8 else Fraction(1),
-                 hdr=hdr, tags=tags(log),
-                 subtitles=tuple((codec, lang or "und") for lang, codec in re.findall(
-                     r"Stream #0:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: (\w+)", log)))
-
-
-def _streams(path: Path) -> set[str]:
-    """The kinds of stream ffmpeg finds in a file ('Video', 'Audio', ...); empty if none or
-    it cannot be read."""
-    try:
-        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                           capture_output=True, text=True, errors="replace", timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", p.stderr))
 
 
 def file_fingerprint(path: Path) -> str:
@@ -224,7 +104,7 @@ class VideoFile(Source):
         path = existing(path, "video")
         cap = cv2.VideoCapture(str(path))
         if not cap.isOpened():
-            if _streams(path) == {"Audio"}:
+            if streams(path) == {"Audio"}:
                 raise InputError(f"{path} has sound but no picture (an audio file?): give a "
                                  "video file, or an image")
             raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "

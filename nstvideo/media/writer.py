@@ -224,16 +224,16 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
     """Encode the PNG frames `names` (in `folder`, numbered consecutively) into `output` at
     exactly `fps`, or at their own `times` where those are not evenly spaced (or `vfr`; the
     last one lasting until `end`), converted to YUV with and tagged as `colour` (a
-    media.video.Colour), with every audio track of `audio_from` (trimmed to the rendered
+    media.probe.Colour), with every audio track of `audio_from` (trimmed to the rendered
     range; the first track is the default one) copied, or re-encoded where the container
-    needs it, and the metadata `tags` ((key, value) pairs: the source's, `media.video.tags`);
+    needs it, and the metadata `tags` ((key, value) pairs: the source's, `media.probe.tags`);
     and the text ones of its `subtitles` tracks ((codec, language) each, as
-    `media.video.Probe` lists them), their times moved and cut to the range as the audio's.
+    `media.probe.Probe` lists them), their times moved and cut to the range as the audio's.
     Atomic: the file appears complete.
 
     Returns whether audio was included.
     """
-    from nstvideo.media.video import Colour
+    from nstvideo.media.probe import Colour
 
     vargs, _ = _VIDEO_ARGS[Path(output).suffix.lower()]
     if Path(output).suffix.lower() != ".gif":

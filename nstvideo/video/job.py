@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from nstvideo.errors import InputError, NstVideoError
-from nstvideo.media.video import Colour, Source, open_source
+from nstvideo.media.probe import Colour
+from nstvideo.media.video import Source, open_source
 from nstvideo.media.writer import encode_video
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.tensors import fit_checked, resize

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, RenderError
 from nstvideo.media.reader import existing
-from nstvideo.media.video import Colour, FrameFolder, Source, file_fingerprint, open_source
+from nstvideo.media.probe import Colour
+from nstvideo.media.video import FrameFolder, Source, file_fingerprint, open_source
 from nstvideo.media.writer import encode_image, is_constant_rate, segment_ext, write_file
 from nstvideo.net import load_net
 from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
