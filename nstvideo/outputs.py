@@ -10,11 +10,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from nstvideo.errors import OutputError
-from nstvideo.media.photometa import HEIF_EXTS, heif_writable
+from nstvideo.media.photometa import HEIF_EXTS, avif_writable, heif_writable
 
 # Image formats a result can be written in; a photo keeps its own format where it is one of
 # these (JPEG in, JPEG out), a HEIC photo stays HEIC where pillow-heif can encode it (else it
-# becomes a JPEG), anything else becomes a PNG.
+# becomes a JPEG), an AVIF one AVIF where Pillow can encode it, anything else becomes a PNG.
 WRITABLE_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp")
 VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
 
@@ -26,7 +26,8 @@ def style_tag(styles: Sequence) -> str:
 
 
 def writable_image_exts() -> tuple[str, ...]:
-    return WRITABLE_IMAGE_EXTS + (tuple(sorted(HEIF_EXTS)) if heif_writable() else ())
+    return WRITABLE_IMAGE_EXTS + (tuple(sorted(HEIF_EXTS)) if heif_writable() else ()) + (
+        (".avif",) if avif_writable() else ())
 
 
 def photo_name(name: str) -> str:

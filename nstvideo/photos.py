@@ -145,7 +145,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
             raise InputError(f"folder {folder} holds videos but no photos "
                              f"({_names(videos)}): give each video on its own, e.g. "
                              f"nstvideo stylize {videos[0]} STYLE")
-        raise InputError(f"no images in folder {folder}: put PNG/JPEG/HEIC/TIFF/BMP/WebP files "
+        raise InputError(f"no images in folder {folder}: put PNG/JPEG/HEIC/AVIF/TIFF/BMP/WebP files "
                          "in it")
     if videos:  # a phone's camera roll mixes them: say so rather than pass them over unseen
         warnings.warn(f"{folder} also holds {len(videos)} video(s) ({_names(videos)}), left out "

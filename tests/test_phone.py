@@ -138,6 +138,27 @@ def test_a_phone_folder_heic_and_jpeg_keeps_formats_and_metadata(tmp_path, style
         assert "sRGB" in describe(im.info["icc_profile"])
 
 
+def test_an_avif_photo_comes_back_avif_upright_with_its_metadata(tmp_path, style_png):
+    """AVIF (newer Android phones, the web) is read in a folder like the others and written
+    back as AVIF under its own name: upright (stored on its side, EXIF 6: Pillow writes that
+    as the file's own rotation), its EXIF and XMP kept."""
+    folder = tmp_path / "Camera"
+    folder.mkdir()
+    photo = content_array(48, 64)
+    Image.fromarray(np.rot90(photo, 1)).save(folder / "PXL_1.avif", exif=camera_exif(6).tobytes(),
+                                             xmp=XMP, quality=90)
+    assert read_image(folder / "PXL_1.avif").shape == (48, 64, 3)  # read upright
+    rep = stylize(folder, style_png, tmp_path / "out", settings=S)
+    out = tmp_path / "out" / "PXL_1.avif"
+    assert rep.failed == [] and rep.written == [out]
+    with Image.open(out) as im:
+        assert im.format == "AVIF" and im.size == (48, 36), im.size  # upright: landscape
+        assert b"xmp:Rating" in (im.info["xmp"] if isinstance(im.info["xmp"], bytes)
+                                 else im.info["xmp"].encode())
+    assert read_image(out).shape == (36, 48, 3)
+    assert_camera_metadata(out)
+
+
 def test_strip_metadata_leaves_no_place_or_date(tmp_path, style_png):
     from nstvideo.cli import main
 

@@ -36,6 +36,13 @@ def heif_support() -> str | None:
 
 
 @cache
+def avif_writable() -> bool:
+    """Whether AVIF can be written here (Pillow built with libavif, as its wheels are)."""
+    from PIL import features
+
+    return bool(features.check("avif"))
+
+
 def heif_writable() -> bool:
     """Whether HEIC can be written here (pillow-heif with an HEVC encoder)."""
     if heif_support() is not None:
@@ -234,7 +241,7 @@ def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int
 
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG", ".webp": "WEBP",
            ".tif": "TIFF", ".tiff": "TIFF", ".heic": "HEIF", ".heif": "HEIF",
-           ".hif": "HEIF"}.get(suffix.lower())
+           ".hif": "HEIF", ".avif": "AVIF"}.get(suffix.lower())
     if fmt is None:  # a format that keeps no metadata (BMP): the caller encodes it
         raise ValueError(suffix)
     if fmt == "JPEG" and img.shape[2] == 4:
@@ -244,6 +251,7 @@ def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int
         args["quality"] = quality
     if fmt == "HEIF":
         heif_support()
+    if fmt in ("HEIF", "AVIF"):
         args["quality"] = _HEIF_QUALITY
     image = Image.fromarray(np.ascontiguousarray(img))
     buf = io.BytesIO()

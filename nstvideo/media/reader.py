@@ -19,7 +19,7 @@ from nstvideo.errors import InputError
 from nstvideo.media.photometa import HEIF_EXTS, cmyk_to_srgb, heif_support, to_srgb
 
 IMAGE_EXTS = frozenset(
-    ".png .jpg .jpeg .jpe .bmp .tif .tiff .webp .ppm .pgm .pnm .jp2 .exr .hdr".split()) | HEIF_EXTS
+    ".png .jpg .jpeg .jpe .bmp .tif .tiff .webp .avif .ppm .pgm .pnm .jp2 .exr .hdr".split()) | HEIF_EXTS
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -149,7 +149,7 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     if img is None or img.size == 0:
         raise InputError(f"{what} {path} is not a readable image (empty, corrupt, truncated, too "
                          "large, or not an image format this program decodes): give a PNG, JPEG, "
-                         "HEIC, TIFF, BMP or WebP file")
+                         "HEIC, AVIF, TIFF, BMP or WebP file")
     if head is None:  # a format Pillow cannot read: checked once decoded
         check_pixels(img.shape[1], img.shape[0], max_pixels, what, path)
     img = upright(as_rgb(img, what=what), head.orientation if head else 1)

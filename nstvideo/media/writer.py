@@ -122,12 +122,12 @@ def write_file(path: Path, data: bytes, *, durable: bool = False) -> None:
 def write_image(path: str | Path, img: np.ndarray, meta: PhotoMeta | None = None) -> Path:
     """Write RGB/RGBA uint8 to `path` atomically; the format follows the extension. `meta`:
     a photo's metadata and colour profile, written where the format keeps them (and HEIC,
-    which OpenCV cannot write, always through Pillow)."""
+    which OpenCV cannot write, and AVIF, which not every OpenCV can, always through Pillow)."""
     path = Path(path)
     suffix = path.suffix or ".png"
     try:
         if (meta and meta.save_args() and suffix.lower() != ".bmp") or \
-                suffix.lower() in HEIF_EXTS:
+                suffix.lower() in HEIF_EXTS | {".avif"}:
             data = encode_with_meta(img, suffix, meta or PhotoMeta(), _JPEG_QUALITY, path.name)
         else:
             data = encode_image(img, suffix)
