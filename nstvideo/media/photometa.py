@@ -43,6 +43,7 @@ def avif_writable() -> bool:
     return bool(features.check("avif"))
 
 
+@cache
 def heif_writable() -> bool:
     """Whether HEIC can be written here (pillow-heif with an HEVC encoder)."""
     if heif_support() is not None:
