@@ -15,8 +15,8 @@ from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError, reason
 from nstvideo.media.photometa import PhotoMeta, read_meta
-from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, natural_key, read_image
-from nstvideo.media.video import image_size, is_video_path
+from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, read_image
+from nstvideo.media.video import VIDEO_EXTS, image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.settings import StyleSettings
@@ -139,7 +139,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
     images = list_images(folder) if folder.is_dir() else []
-    videos = videos_in(folder) if folder.is_dir() else []
+    videos = list_images(folder, VIDEO_EXTS) if folder.is_dir() else []
     if not images:
         if videos:
             raise InputError(f"folder {folder} holds videos but no photos "
@@ -190,12 +190,6 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
         with contextlib.suppress(OSError):
             output_dir.rmdir()
     return report
-
-
-def videos_in(folder: Path) -> list[Path]:
-    """Video files directly inside `folder`, in natural order (hidden files skipped)."""
-    return sorted((p for p in Path(folder).iterdir() if p.is_file() and is_video_path(p)
-                   and not p.name.startswith(".")), key=lambda p: natural_key(p.name))
 
 
 def _names(paths: list[Path], most: int = 3) -> str:

@@ -28,10 +28,11 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, in natural order (hidden files skipped)."""
+def list_images(folder: Path, exts: frozenset[str] = IMAGE_EXTS) -> list[Path]:
+    """Image files (or others, by `exts`) directly inside `folder`, in natural order (hidden
+    files skipped)."""
     files = [p for p in Path(folder).iterdir()
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")]
+             if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")]
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
