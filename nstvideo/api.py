@@ -91,7 +91,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                                            strip_metadata=strip_metadata)
         return RunReport(output=out, written=rep.written, failed=rep.failed)
     check_image_output(out, input_paths([src], styles, settings), overwrite)
-    image = load(src, "content image", settings.max_pixels)
+    image = load(src, "content image", settings.max_pixels, settings.size)
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)

@@ -20,17 +20,19 @@ from nstvideo.media.video import VIDEO_EXTS, image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.settings import StyleSettings
-from nstvideo.style.stylizer import Stylizer
+from nstvideo.style.stylizer import Stylizer, style_longest
 from nstvideo.style.tensors import fit_longest, resize, to_image
 
 ImageLike = str | os.PathLike | np.ndarray
 
 
-def load(image: ImageLike, what: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A path or an array -> RGB(A) uint8."""
+def load(image: ImageLike, what: str, max_pixels: int = MAX_PIXELS,
+         longest: int | None = None) -> np.ndarray:
+    """A path or an array -> RGB(A) uint8; `longest`: the longer side it will be shrunk to,
+    if known (a large JPEG is then decoded smaller: `read_image`)."""
     if isinstance(image, np.ndarray):
         return as_rgb(image, what=what)
-    return read_image(image, what=what, max_pixels=max_pixels)
+    return read_image(image, what=what, max_pixels=max_pixels, longest=longest)
 
 
 def make_settings(settings: StyleSettings | None, overrides: dict) -> StyleSettings:
@@ -45,16 +47,22 @@ def styles_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return list(styles)
 
 
+def load_styles(styles: ImageLike | Sequence[ImageLike], settings: StyleSettings) -> list[np.ndarray]:
+    """The style image(s), each decoded no larger than the results at `settings.size` need."""
+    longest = style_longest(settings.size, settings.style_scale)
+    return [load(s, "style image", settings.max_pixels, longest) for s in styles_list(styles)]
+
+
 def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSettings) -> Stylizer:
     """Load the style image(s) and VGG-19, compute the style targets: once per run."""
-    return Stylizer([load(s, "style image", settings.max_pixels) for s in styles_list(styles)],
-                    settings)
+    return Stylizer(load_styles(styles, settings), settings)
 
 
 def init_image(settings: StyleSettings) -> np.ndarray | None:
     if settings.init in ("content", "noise"):
         return None
-    return read_image(settings.init, what="--init image", max_pixels=settings.max_pixels)
+    return read_image(settings.init, what="--init image", max_pixels=settings.max_pixels,
+                      longest=settings.size)
 
 
 def _step_bar(bar):
@@ -106,7 +114,7 @@ def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *
     side is `settings.size`.
     """
     settings = make_settings(settings, overrides)
-    image = load(content, "content image", settings.max_pixels)
+    image = load(content, "content image", settings.max_pixels, settings.size)
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     return run_one(stylizer, image, progress=progress, init=init)[0]
@@ -205,7 +213,8 @@ def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderRe
     hw = None
     for src, dst in work:
         try:
-            image = read_image(src, what="photo", max_pixels=settings.max_pixels)
+            image = read_image(src, what="photo", max_pixels=settings.max_pixels,
+                               longest=settings.size)
         except NstVideoError as e:
             report.failed.append((src, str(e)))
             bar.update(1)

@@ -120,3 +120,29 @@ def test_too_small_for_vgg_names_the_size_that_works(tmp_path, style_png, shape)
     assert need == (22 if w / h < 2 else 160)
     out = stylize(photo, style_png, tmp_path / "ok.png", settings=S.replace(size=need))
     assert min(read_image(out.output).shape[:2]) >= 16
+
+
+def test_a_photo_past_the_limit_is_decoded_smaller_not_refused(tmp_path, style_png):
+    """A 108 or 200 MP phone photo passes the 100 MP limit, but a JPEG is decoded at 1/2-1/8
+    (libjpeg's scaled IDCT) when it is to be shrunk anyway: read for the result, upright, as
+    the whole picture shrunk would be. Here at scale: 2400x1600, sideways (EXIF 6), a 1 MP
+    limit, --size 64."""
+    rng = np.random.default_rng(0)
+    stored = cv2.resize(rng.integers(0, 256, (40, 60, 3), np.uint8), (2400, 1600),
+                        interpolation=cv2.INTER_CUBIC)
+    photo = with_orientation(tmp_path / "IMG_0001.JPG", stored, 6)
+    whole = read_image(photo)  # no size given: decoded whole
+    assert whole.shape == (2400, 1600, 3)
+    with pytest.raises(InputError, match=r"2400x1600 \(4 MP\), over the 1 MP limit"):
+        read_image(photo, max_pixels=1_000_000)
+    small = read_image(photo, max_pixels=1_000_000, longest=64)
+    assert small.shape == (300, 200, 3)  # 1/8: still 4x the 64 px it is shrunk to
+    assert read_image(photo, longest=300).shape == (1200, 800, 3)  # 1/2 keeps 4x 300 px
+    assert read_image(photo, longest=400).shape == (2400, 1600, 3)  # 1/2 would not: whole
+    shrunk = cv2.resize(whole, (200, 300), interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(small.astype(int) - shrunk).mean() < 1.5  # the same picture, upright
+    with pytest.raises(InputError, match="over the 0.05 MP limit"):  # 1/8 is still too much
+        read_image(photo, max_pixels=50_000, longest=64)
+    out = stylize(photo, style_png, tmp_path / "out.jpg",
+                  settings=S.replace(size=64, max_megapixels=1))
+    assert read_image(out.output).shape[:2] == (64, 43)  # portrait, as the phone held it

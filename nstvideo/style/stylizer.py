@@ -49,6 +49,12 @@ class Temporal:
                         self.weight, frozen)
 
 
+def style_longest(content_longest: int, style_scale: float) -> int:
+    """The longer side a style image is scaled to for a result whose longer side is
+    `content_longest` (the reader may decode a large JPEG style no larger than this needs)."""
+    return max(8, round(content_longest * style_scale))
+
+
 class Stylizer:
     """Holds VGG-19 and the blended style targets; `run` stylizes one content image.
 
@@ -82,7 +88,7 @@ class Stylizer:
         the style image is scaled to style_scale x its longest side. With preserve_colors the
         style's luminance is matched to `content`'s. Cached: computed once per size."""
         s = self.settings
-        longest = max(8, round(max(content.shape[2:]) * s.style_scale))
+        longest = style_longest(max(content.shape[2:]), s.style_scale)
         key: tuple = (longest,)
         if s.preserve_colors:
             y = luminance(content)[:, 0]

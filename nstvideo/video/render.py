@@ -26,7 +26,7 @@ from nstvideo.media.video import FrameFolder, Source, file_fingerprint, open_sou
 from nstvideo.media.writer import encode_image, is_constant_rate, segment_ext, write_file
 from nstvideo.net import load_net
 from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
-from nstvideo.photos import ImageLike, init_image, load, styles_list
+from nstvideo.photos import ImageLike, init_image, load_styles, styles_list
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.device import resolve_device
 from nstvideo.style.vgg import min_side
@@ -88,7 +88,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                                                        video, files, overwrite)
     hw = even_size(source.height, source.width, settings.size,
                    min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
-    style_images = [load(s, "style image", settings.max_pixels) for s in styles]
+    style_images = load_styles(styles, settings)
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
