@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from nstvideo.errors import InputError, NstVideoError, reason
+from nstvideo.errors import InputError, NstVideoError, OutputError, reason
 from nstvideo.media.photometa import PhotoMeta, read_meta
-from nstvideo.media.reader import MAX_PIXELS, as_rgb, list_images, read_image
+from nstvideo.media.reader import IMAGE_EXTS, MAX_PIXELS, as_rgb, list_images, read_image
 from nstvideo.media.video import VIDEO_EXTS, image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
@@ -146,19 +146,21 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     """
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
-    images = list_images(folder) if folder.is_dir() else []
-    videos = list_images(folder, VIDEO_EXTS) if folder.is_dir() else []
+    images, videos = ((list_images(folder, exts, recursive=True, skip=output_dir)
+                       if folder.is_dir() else []) for exts in (IMAGE_EXTS, VIDEO_EXTS))
     if not images:
         if videos:
             raise InputError(f"folder {folder} holds videos but no photos "
                              f"({_names(videos)}): give each video on its own, e.g. "
                              f"nstvideo stylize {videos[0]} STYLE")
-        raise InputError(f"no images in folder {folder}: put PNG/JPEG/HEIC/AVIF/TIFF/BMP/WebP files "
-                         "in it")
+        raise InputError(f"no images in folder {folder} or its subfolders: put PNG/JPEG/HEIC/"
+                         "AVIF/TIFF/BMP/WebP files in it")
     if videos:  # a phone's camera roll mixes them: say so rather than pass them over unseen
         warnings.warn(f"{folder} also holds {len(videos)} video(s) ({_names(videos)}), left out "
                       "of a folder of photos: give each video on its own", stacklevel=2)
-    targets = [output_dir / photo_name(p.name) for p in images]
+    # subfolders (a camera's DCIM/100APPLE, holiday/day1) mirrored under output_dir
+    targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]
+    _refuse_clashes(images, targets)
     created = not output_dir.exists()
     prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
                                                                 settings), overwrite)
@@ -183,6 +185,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
             return
         for (src, dst, _, meta), out in zip(group, outs):
             try:
+                dst.parent.mkdir(parents=True, exist_ok=True)  # a subfolder's, made when used
                 report.written.append(write_image(dst, out, kept_meta(meta, strip_metadata)))
             except errors as e:
                 report.failed.append((src, reason(e)))
@@ -198,6 +201,17 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
         with contextlib.suppress(OSError):
             output_dir.rmdir()
     return report
+
+
+def _refuse_clashes(images: list[Path], targets: list[Path]) -> None:
+    """Two photos that would be written to one file (IMG_1.HEIC as .jpg beside IMG_1.JPG where
+    HEIC cannot be written; names differing in case only, one file on macOS or Windows)."""
+    seen: dict[str, Path] = {}
+    for src, target in zip(images, targets):
+        first = seen.setdefault(str(target).casefold(), src)
+        if first is not src:
+            raise OutputError(f"{first} and {src} would both be written as {target.name}: "
+                              "rename one, or stylize them in two runs")
 
 
 def _names(paths: list[Path], most: int = 3) -> str:

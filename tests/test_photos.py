@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import content_array, write_rgb
 from nstvideo import StyleSettings, stylize
-from nstvideo.errors import InputError
+from nstvideo.errors import InputError, OutputError
 from nstvideo.media.reader import read_image
 
 S = StyleSettings(size=48, iterations=2)
@@ -146,3 +146,35 @@ def test_a_photo_past_the_limit_is_decoded_smaller_not_refused(tmp_path, style_p
     out = stylize(photo, style_png, tmp_path / "out.jpg",
                   settings=S.replace(size=64, max_megapixels=1))
     assert read_image(out.output).shape[:2] == (64, 43)  # portrait, as the phone held it
+
+
+def test_subfolders_are_photos_too_mirrored_in_the_output(tmp_path, style_png):
+    """A camera's DCIM/100APPLE, a holiday sorted by day: the photos in subfolders are painted
+    into the same subfolders of the output; hidden folders (thumbnails) are left out, and an
+    output folder inside the input is not read back as input on the next run."""
+    hol = tmp_path / "holiday"
+    rng = np.random.default_rng(1)
+    for rel in ("day1/a.jpg", "day1/b.png", "day2/a.jpg", "top.jpg", ".thumbs/t.jpg"):
+        (hol / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_rgb(hol / rel, cv2.resize(rng.integers(0, 256, (6, 8, 3), np.uint8), (64, 48)))
+    out = hol / "painted"
+    rep = stylize(hol, style_png, out, settings=S)
+    rel = sorted(str(p.relative_to(out)) for p in rep.written)
+    assert rel == ["day1/a.jpg", "day1/b.png", "day2/a.jpg", "top.jpg"], rel
+    assert all(read_image(p).shape[:2] == (36, 48) for p in rep.written)
+    again = stylize(hol, style_png, out, settings=S, overwrite=True)
+    assert len(again.written) == 4 and not (out / "painted").exists()
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(InputError, match="no images in folder .* or its subfolders"):
+        stylize(tmp_path / "empty", style_png, tmp_path / "x", settings=S)
+
+
+def test_two_photos_that_would_be_one_output_are_refused(tmp_path, style_png):
+    """a.jpg and A.JPG are two files here and one on macOS or Windows: neither is written."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    write_rgb(folder / "a.jpg", content_array())
+    write_rgb(folder / "A.JPG", content_array())
+    with pytest.raises(OutputError, match="would both be written as"):
+        stylize(folder, style_png, tmp_path / "o", settings=S)
+    assert not (tmp_path / "o").exists()

@@ -7,6 +7,7 @@ message that says what is wrong and what to do.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import warnings
 from pathlib import Path
@@ -28,12 +29,21 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def list_images(folder: Path, exts: frozenset[str] = IMAGE_EXTS) -> list[Path]:
+def list_images(folder: Path, exts: frozenset[str] = IMAGE_EXTS, *, recursive: bool = False,
+                skip: Path | None = None) -> list[Path]:
     """Image files (or others, by `exts`) directly inside `folder`, in natural order (hidden
-    files skipped)."""
-    files = [p for p in Path(folder).iterdir()
-             if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: natural_key(p.name))
+    files skipped); `recursive`: and in its subfolders (a camera's DCIM/100APPLE, holiday/day1),
+    by their paths, hidden folders, links to folders and the folder `skip` (an output inside
+    the input) left out."""
+    folder = Path(folder)
+    skip = skip.resolve() if skip is not None else None
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if recursive and not d.startswith(".")
+                   and (skip is None or (Path(root) / d).resolve() != skip)]
+        files += [Path(root) / n for n in names if Path(n).suffix.lower() in exts
+                  and not n.startswith(".") and (Path(root) / n).is_file()]
+    return sorted(files, key=lambda p: [natural_key(part) for part in p.relative_to(folder).parts])
 
 
 MAX_PIXELS = 100_000_000  # default refusal limit: above 100 MP an image is a decompression
