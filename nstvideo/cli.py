@@ -89,13 +89,13 @@ V = VideoSettings()
 def stylize_cmd(
     input: Annotated[Path, typer.Argument(
         help="An image, a folder of photos, a folder of numbered frames, or a video file "
-             "(mp4, mov, mkv, avi, webm, gif).", show_default=False)],
+             "(mp4, mov, mkv, avi, webm, gif; an animated WebP or PNG).", show_default=False)],
     styles: Annotated[list[Path], typer.Argument(
         help="One or more style images (paintings); several are blended.", show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Output image; folder (photos, or PNG frames); or video by "
-        "extension (.mp4 .mov .mkv .webm .gif). Default: INPUT_STYLE.png, INPUT_STYLE/, or "
-        "INPUT_STYLE.mp4 beside the input.")] = None,
+        "extension (.mp4 .mov .mkv .webm .gif, animated .webp .png). Default: INPUT_STYLE.png, "
+        "INPUT_STYLE/, or INPUT_STYLE.mp4 beside the input (an animation as its own kind).")] = None,
     size: Annotated[int, typer.Option(min=16, max=8192, help="Longest side of the result in "
                                       "pixels.")] = D.size,
     iterations: Annotated[Optional[int], typer.Option(

@@ -16,7 +16,8 @@ from nstvideo.media.photometa import HEIF_EXTS, avif_writable, heif_writable
 # these (JPEG in, JPEG out), a HEIC photo stays HEIC where pillow-heif can encode it (else it
 # becomes a JPEG), an AVIF one AVIF where Pillow can encode it, anything else becomes a PNG.
 WRITABLE_IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".jpe", ".webp", ".tif", ".tiff", ".bmp")
-VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif")
+VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif", ".webp", ".png", ".apng")
+# (.webp, .png, .apng: animated pictures, as an animated WebP or APNG input comes back)
 
 
 def style_tag(styles: Sequence) -> str:
@@ -41,7 +42,8 @@ def photo_name(name: str) -> str:
 
 def default_output(src: Path, styles: Sequence, *, video: bool = False) -> Path:
     """Beside the input: photo.jpg -> photo_monet.jpg, holiday/ -> holiday_monet/,
-    clip.mp4 -> clip_monet.mp4 (a .gif stays .gif, other containers become .mp4)."""
+    clip.mp4 -> clip_monet.mp4 (a .gif stays .gif, an animated .webp or .png stays so, other
+    containers become .mp4)."""
     tag = style_tag(styles)
     if src.is_dir():
         return src.parent / f"{src.resolve().name}_{tag}"

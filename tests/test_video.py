@@ -3,10 +3,12 @@ input kind, resume, and temporal steadiness."""
 
 import shutil
 import subprocess
+import warnings
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import nstvideo.video.frames as frames_module
@@ -15,6 +17,7 @@ from nstvideo.api import stylize
 from nstvideo.video.checkpoint import checkpoint_dir
 from nstvideo.cli import app
 from nstvideo.errors import InputError
+from nstvideo.media.reader import read_image
 from nstvideo.video.flow import FlowEstimator, consistency_mask, warp
 from nstvideo.settings import StyleSettings, VideoSettings
 
@@ -57,6 +60,53 @@ def test_every_container(tmp_path, style_png, ext, out_name):
     fps = 100 / round(100 / 12) if ".gif" in (ext, out_name[-4:]) else 12
     assert info["frames"] == 6 and abs(info["fps"] - fps) < 0.01
     assert rep.audio == (ext != ".gif" and not out_name.endswith(".gif")) == info["audio"]
+
+
+@pytest.mark.parametrize("ext", [".webp", ".png"])
+def test_an_animated_webp_or_png_comes_back_animated(tmp_path, style_png, ext):
+    """A sticker or web animation (animated WebP, APNG) is a clip: every frame painted, with
+    its timing and looping, back in its own format (it was painted as one still)."""
+    rng = np.random.default_rng(0)
+    colours = [(220, 40, 40), (40, 200, 40), (40, 40, 220), (220, 220, 40), (40, 220, 220),
+               (220, 40, 220)]
+    source = [np.clip(np.array(c) + rng.normal(0, 12, (36, 48, 3)), 0, 255).astype(np.uint8)
+              for c in colours]
+    src = tmp_path / f"anim{ext}"
+    first, *rest = (Image.fromarray(f) for f in source)
+    first.save(src, save_all=True, append_images=rest, duration=100, loop=0)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        rep = stylize(src, style_png, settings=S, video=V).video
+    assert not [w for w in said if "transparent" in str(w.message)]  # opaque: nothing to say
+    out = tmp_path / f"anim_monet{ext}"
+    assert rep.output == out and rep.frames == 6
+    with Image.open(out) as im:
+        assert im.format == ("WEBP" if ext == ".webp" else "PNG") and im.n_frames == 6
+        assert im.info.get("loop") == 0 and im.size == (40, 30)
+        durations, frames = [], []
+        for i in range(6):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB"), dtype=float))
+            durations.append(im.info["duration"])  # (WebP: known once the frame is read)
+    assert abs(sum(durations) - 600) <= 6, durations  # 6 frames of 100 ms
+    small = [cv2.resize(f, (40, 30), interpolation=cv2.INTER_AREA).astype(float) for f in source]
+    for k, frame in enumerate(frames):  # each painted frame is its own source frame's
+        nearest = min(range(6), key=lambda j: np.abs(frame - small[j]).mean())
+        assert nearest == k, (k, nearest)
+    assert read_image(src).shape[:2] == (36, 48)  # the first frame is still a picture to read
+
+
+def test_a_transparent_sticker_is_said_to_lose_its_transparency(tmp_path, style_png):
+    frames = []
+    for i in range(3):
+        a = np.zeros((36, 48, 4), np.uint8)
+        a[8:28, 4 + 6 * i:24 + 6 * i] = (200, 60, 60, 255)  # a square moving over nothing
+        frames.append(Image.fromarray(a, "RGBA"))
+    frames[0].save(tmp_path / "sticker.png", save_all=True, append_images=frames[1:],
+                   duration=100, loop=0)
+    with pytest.warns(UserWarning, match="sticker.png has transparent pixels"):
+        rep = stylize(tmp_path / "sticker.png", style_png, settings=S, video=V).video
+    assert rep.frames == 3
 
 
 def test_no_audio_and_folder_outputs(tmp_path, style_png):

@@ -27,6 +27,8 @@ def make_clip(path: Path, *, size=(66, 50), rate="30000/1001", frames=8, audio=T
     ext = path.suffix.lower()
     # yuv444p lets H.264 keep odd sizes (66x51); the others pad nothing either
     codec = vcodec or {".webm": ["-c:v", "libvpx-vp9"], ".gif": [],
+                       ".webp": ["-c:v", "libwebp_anim", "-loop", "0", "-f", "webp"],
+                       ".png": ["-c:v", "apng", "-plays", "0", "-f", "apng"],
                        ".avi": ["-c:v", "mpeg4"]}.get(ext, ["-c:v", "libx264", "-pix_fmt", "yuv444p"])
     acodec = {".webm": ["-c:a", "libopus"], ".avi": ["-c:a", "pcm_s16le"],
               ".gif": []}.get(ext, ["-c:a", "aac"]) if audio else []

@@ -70,6 +70,7 @@ class Head(NamedTuple):
     icc: bytes | None  # the colour profile
     mode: str  # Pillow's: RGB, L, CMYK, ...
     format: str | None  # Pillow's: JPEG, PNG, ...
+    frames: int  # more than 1: an animated picture (WebP, APNG)
 
 
 def header(path: Path) -> Head | None:
@@ -90,9 +91,25 @@ def header(path: Path) -> Head | None:
                 if Path(path).suffix.lower() in HEIF_EXTS:
                     orientation = 1  # libheif turns the picture upright itself
                 return Head(w, h, orientation if 1 <= orientation <= 8 else 1,
-                            im.info.get("icc_profile") or None, im.mode, im.format)
+                            im.info.get("icc_profile") or None, im.mode, im.format,
+                            int(getattr(im, "n_frames", 1) or 1))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
+
+
+def transparent(path: Path) -> bool:
+    """Whether the (first) picture of `path` has transparent pixels (not only a format or
+    palette that could hold some)."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")
+            if "A" not in im.mode and "transparency" not in im.info:
+                return False
+            return im.convert("RGBA").getextrema()[3][0] < 255
+    except (OSError, ValueError, SyntaxError):
+        return False
 
 
 def check_pixels(w: int, h: int, max_pixels: int, what: str, path, scale: int = 1) -> None:

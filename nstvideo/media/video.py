@@ -20,9 +20,13 @@ import numpy as np
 from nstvideo.errors import InputError
 from nstvideo.media.probe import HDR_TRANSFERS, Probe, probe, streams
 from nstvideo.media.reader import (MAX_PIXELS, check_pixels, existing, header, list_images,
-                                   read_image)
+                                   read_image, transparent)
 
-VIDEO_EXTS = frozenset(".mp4 .mov .mkv .avi .webm .gif .m4v .mpg .mpeg .wmv .flv .ts .mts".split())
+VIDEO_EXTS = frozenset(
+    ".mp4 .mov .mkv .avi .webm .gif .apng .m4v .mpg .mpeg .wmv .flv .ts .mts".split())
+# Pictures that may be animated (stickers, web animations): a video when they are
+ANIMATED_PICTURE_EXTS = frozenset((".webp", ".png"))
+PICTURE_EXTS = ANIMATED_PICTURE_EXTS | {".gif", ".apng"}  # animations that may be transparent
 MAX_FPS = 1000  # above this a container's rate is nonsense (some report 90000 = the timebase)
 _FPS_DENOMINATOR = 1001  # NTSC rates are n·1000/1001: 29.97 must come back as 30000/1001
 
@@ -195,6 +199,9 @@ class VideoFile(Source):
         if self.info.hdr:
             return (f"{self.path.name} is HDR ({HDR_TRANSFERS[self.info.hdr[2]]}): tone-mapped to "
                     "SDR BT.709 before stylizing")
+        if self.path.suffix.lower() in PICTURE_EXTS and transparent(self.path):  # a sticker
+            return (f"{self.path.name} has transparent pixels: an animation is painted whole, "
+                    "so they come out as the colour stored under them (often black)")
         return None
 
     def _tonemapped(self) -> subprocess.Popen:
@@ -272,7 +279,12 @@ class FrameFolder(Source):
 
 
 def is_video_path(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTS
+    """A video file: by its extension, or an animated WebP or PNG (APNG) by its frames."""
+    ext = path.suffix.lower()
+    if ext in ANIMATED_PICTURE_EXTS:
+        head = header(path)
+        return head is not None and head.frames > 1
+    return ext in VIDEO_EXTS
 
 
 def open_source(path: Path, files: list[Path] | None = None, fps: float | None = None,

@@ -149,7 +149,13 @@ _VIDEO_ARGS = {
     ".mkv": (_H264, "aac"),
     ".webm": (["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-row-mt", "1"], "libopus"),
     ".gif": (["-vf", "split[a][b];[a]palettegen[p];[b][p]paletteuse", "-loop", "0"], None),
+    ".webp": (["-c:v", "libwebp_anim", "-quality", "90", "-loop", "0", "-f", "webp"], None),
+    ".png": (["-c:v", "apng", "-plays", "0", "-f", "apng"], None),
+    ".apng": (["-c:v", "apng", "-plays", "0", "-f", "apng"], None),
 }
+# Outputs that are animated pictures: RGB frames encoded whole (no segments), looping, no
+# sound, no subtitles, no YUV colour tags
+PICTURE_OUTS = frozenset((".gif", ".webp", ".png", ".apng"))
 # Containers that index every audio sample: a copied track starts where it is cut. Others
 # (Matroska, WebM: cues on the video's key frames; MPEG-TS: none) land a seek up to a key
 # frame early, and ffmpeg then delays the picture to keep the sound's extra seconds in sync:
@@ -210,7 +216,8 @@ def _frames_input(folder: Path, names: list[str], fps: Fraction, times: list[flo
 
 def segment_ext(output: Path) -> str | None:
     """The extension of the segments a video output is assembled from (its codec's own
-    container), or None where segments cannot be joined without re-encoding (GIF)."""
+    container), or None where segments cannot be joined without re-encoding (GIF, animated
+    WebP and PNG)."""
     ext = output.suffix.lower()
     return {".mp4": ".mp4", ".mov": ".mp4", ".mkv": ".mp4", ".webm": ".webm"}.get(ext)
 
@@ -236,7 +243,7 @@ def encode_video(folder: Path, names: list[str], output: Path, fps: Fraction, *,
     from nstvideo.media.probe import Colour
 
     vargs, _ = _VIDEO_ARGS[Path(output).suffix.lower()]
-    if Path(output).suffix.lower() != ".gif":
+    if Path(output).suffix.lower() not in PICTURE_OUTS:
         vargs = vargs + _colour_args(colour or Colour())
     step = frame_duration or 1 / float(fps)
     frames_in, frames_out = _frames_input(Path(folder), names, fps, times, step, end, vfr)

@@ -15,7 +15,7 @@ import numpy as np
 from nstvideo.media.video import FrameFolder, Source
 from nstvideo.media.scratch import scratch_folder
 from nstvideo.media.subtitles import TEXT_SUBTITLES
-from nstvideo.media.writer import join_segments, scratch_path, write_image
+from nstvideo.media.writer import PICTURE_OUTS, join_segments, scratch_path, write_image
 from nstvideo.video.checkpoint import Checkpoint
 from nstvideo.video.job import Job
 from nstvideo.video.names import FADE, FRAME
@@ -46,7 +46,7 @@ def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
     info, times = source.info, plan.times
     subtitles = info.subtitles if info else ()
     pictures = sorted({codec for codec, _ in subtitles if codec not in TEXT_SUBTITLES})
-    if pictures and is_video and output.suffix.lower() != ".gif":
+    if pictures and is_video and output.suffix.lower() not in PICTURE_OUTS:
         warnings.warn(f"the subtitles of {source.path.name} that are pictures, not text "
                       f"({', '.join(pictures)}), are left out", stacklevel=3)
     # the audio that plays with the first rendered frame: its time on the file's timeline
@@ -60,12 +60,12 @@ def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
         has_audio = _join(plan, job, output, stores, audio)
     if job.keep_frames or not is_video or job.segment_ext is None:
         _gather(ckpt, plan, job, source, output, is_video, stores)
-        if is_video and job.segment_ext is None:  # GIF: encoded from the gathered frames
+        if is_video and job.segment_ext is None:  # GIF, WebP, APNG: from the gathered frames
             has_audio = job.encode(ckpt.folder, [ckpt.frame_path(k).name
                                                  for k in range(plan.total)], output,
                                    0, plan.total, **audio)
     has_audio = has_audio and source.has_audio  # (the source's file is passed for subtitles too)
-    if source.has_audio and is_video and not has_audio and output.suffix.lower() != ".gif":
+    if source.has_audio and is_video and not has_audio and output.suffix.lower() not in PICTURE_OUTS:
         warnings.warn(f"the audio of {source.path.name} could not be carried over",
                       stacklevel=3)
     if job.keep_frames and is_video:
