@@ -70,7 +70,7 @@ class Head(NamedTuple):
     icc: bytes | None  # the colour profile
     mode: str  # Pillow's: RGB, L, CMYK, ...
     format: str | None  # Pillow's: JPEG, PNG, ...
-    frames: int  # more than 1: an animated picture (WebP, APNG)
+    frames: int  # more than 1: an animated WebP or PNG (APNG); 1 for other formats
 
 
 def header(path: Path) -> Head | None:
@@ -92,7 +92,9 @@ def header(path: Path) -> Head | None:
                     orientation = 1  # libheif turns the picture upright itself
                 return Head(w, h, orientation if 1 <= orientation <= 8 else 1,
                             im.info.get("icc_profile") or None, im.mode, im.format,
-                            int(getattr(im, "n_frames", 1) or 1))
+                            # (counted where the header says: a GIF's are found by reading it)
+                            int(getattr(im, "n_frames", 1) or 1)
+                            if im.format in ("WEBP", "PNG") else 1)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -103,7 +105,7 @@ def transparent(path: Path) -> bool:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings(), Image.open(path) as im:
+        with _pillow_unlimited(), warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore")
             if "A" not in im.mode and "transparency" not in im.info:
                 return False
