@@ -15,7 +15,8 @@ from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError, OutputError, reason
 from nstvideo.media.photometa import PhotoMeta, read_meta
-from nstvideo.media.reader import IMAGE_EXTS, MAX_PIXELS, as_rgb, list_images, read_image
+from nstvideo.media.reader import (IMAGE_EXTS, MAX_PIXELS, RAW_EXTS, as_rgb, list_images,
+                                   read_image)
 from nstvideo.media.video import VIDEO_EXTS, image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
@@ -146,18 +147,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     """
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
-    images, videos = ((list_images(folder, exts, recursive=True, skip=output_dir)
-                       if folder.is_dir() else []) for exts in (IMAGE_EXTS, VIDEO_EXTS))
-    if not images:
-        if videos:
-            raise InputError(f"folder {folder} holds videos but no photos "
-                             f"({_names(videos)}): give each video on its own, e.g. "
-                             f"nstvideo stylize {videos[0]} STYLE")
-        raise InputError(f"no images in folder {folder} or its subfolders: put PNG/JPEG/HEIC/"
-                         "AVIF/TIFF/BMP/WebP files in it")
-    if videos:  # a phone's camera roll mixes them: say so rather than pass them over unseen
-        warnings.warn(f"{folder} also holds {len(videos)} video(s) ({_names(videos)}), left out "
-                      "of a folder of photos: give each video on its own", stacklevel=2)
+    images = _folder_photos(folder, output_dir)
     # subfolders (a camera's DCIM/100APPLE, holiday/day1) mirrored under output_dir
     targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]
     _refuse_clashes(images, targets)
@@ -201,6 +191,34 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
         with contextlib.suppress(OSError):
             output_dir.rmdir()
     return report
+
+
+def _folder_photos(folder: Path, output_dir: Path) -> list[Path]:
+    """The photos of `folder` and its subfolders (not `output_dir`'s); refused in one line if
+    there are none, and what is left out (videos, camera RAW files) named in a warning."""
+    images, videos, raws = ((list_images(folder, exts, recursive=True, skip=output_dir)
+                             if folder.is_dir() else []) for exts in (IMAGE_EXTS, VIDEO_EXTS,
+                                                                      RAW_EXTS))
+    if not images:
+        if videos:
+            raise InputError(f"folder {folder} holds videos but no photos "
+                             f"({_names(videos)}): give each video on its own, e.g. "
+                             f"nstvideo stylize {videos[0]} STYLE")
+        if raws:
+            raise InputError(f"folder {folder} holds camera RAW files only ({_names(raws)}): "
+                             "develop them to JPEG or TIFF first (the camera's app, Lightroom, "
+                             "darktable)")
+        raise InputError(f"no images in folder {folder} or its subfolders: put PNG/JPEG/HEIC/"
+                         "AVIF/TIFF/BMP/WebP files in it")
+    # a phone's camera roll mixes in videos, a camera RAW files (beside their JPEGs): say so
+    # rather than pass them over unseen
+    if videos:
+        warnings.warn(f"{folder} also holds {len(videos)} video(s) ({_names(videos)}), left out "
+                      "of a folder of photos: give each video on its own", stacklevel=3)
+    if raws:
+        warnings.warn(f"{folder} also holds {len(raws)} camera RAW file(s) ({_names(raws)}), "
+                      "left out: develop them to JPEG or TIFF to paint them", stacklevel=3)
+    return images
 
 
 def _refuse_clashes(images: list[Path], targets: list[Path]) -> None:

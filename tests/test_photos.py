@@ -178,3 +178,21 @@ def test_two_photos_that_would_be_one_output_are_refused(tmp_path, style_png):
     with pytest.raises(OutputError, match="would both be written as"):
         stylize(folder, style_png, tmp_path / "o", settings=S)
     assert not (tmp_path / "o").exists()
+
+
+def test_camera_raw_files_are_named_not_read_as_their_previews(tmp_path, style_png):
+    """A DNG (iPhone ProRAW, Android RAW) or a camera's CR2/NEF is sensor data: Pillow would
+    read a DNG's small preview as the photo. Alone it is refused in one line; in a folder
+    (RAW beside JPEG, as cameras save) it is named in a warning and its JPEG is painted."""
+    folder = tmp_path / "card"
+    folder.mkdir()
+    write_rgb(folder / "IMG_0001.JPG", content_array())
+    (folder / "IMG_0001.DNG").write_bytes((folder / "IMG_0001.JPG").read_bytes())
+    with pytest.raises(InputError, match=r"IMG_0001.DNG is a camera RAW file: develop it"):
+        stylize(folder / "IMG_0001.DNG", style_png, tmp_path / "o.png", settings=S)
+    with pytest.warns(UserWarning, match=r"1 camera RAW file\(s\) \(IMG_0001.DNG\), left out"):
+        rep = stylize(folder, style_png, tmp_path / "out", settings=S)
+    assert [p.name for p in rep.written] == ["IMG_0001.JPG"]
+    (folder / "IMG_0001.JPG").unlink()
+    with pytest.raises(InputError, match="holds camera RAW files only"):
+        stylize(folder, style_png, tmp_path / "out2", settings=S)

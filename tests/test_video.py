@@ -109,6 +109,17 @@ def test_a_transparent_sticker_is_said_to_lose_its_transparency(tmp_path, style_
     assert rep.frames == 3
 
 
+def test_a_video_of_an_extension_not_listed_is_found_by_its_content(tmp_path, style_png):
+    """A camcorder's .m2ts (AVCHD) is a video, though no list of extensions here names it; a
+    file that is neither picture nor video is still refused as an image, in one line."""
+    src = make_clip(tmp_path / "00001.m2ts", size=(48, 36), frames=6, rate="12")
+    rep = stylize(src, style_png, settings=S, video=V).video
+    assert rep.output == tmp_path / "00001_monet.mp4" and rep.frames == 6 and rep.audio
+    (tmp_path / "notes.xyz").write_bytes(b"not a picture, not a video" * 40)
+    with pytest.raises(InputError, match="notes.xyz is not a readable image"):
+        stylize(tmp_path / "notes.xyz", style_png, settings=S, video=V)
+
+
 def test_no_audio_and_folder_outputs(tmp_path, style_png):
     src = make_clip(tmp_path / "mute.mp4", frames=6, audio=False)
     rep = stylize(src, style_png, tmp_path / "frames_out", settings=S, video=V).video

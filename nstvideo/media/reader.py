@@ -22,6 +22,11 @@ from nstvideo.media.photometa import HEIF_EXTS, cmyk_to_srgb, heif_support, to_s
 IMAGE_EXTS = frozenset(
     ".png .jpg .jpeg .jpe .bmp .tif .tiff .webp .avif .ppm .pgm .pnm .jp2 .exr .hdr".split()) | HEIF_EXTS
 _EXIF_ORIENTATION = 0x0112
+# Camera RAW files: sensor data to be developed, not pictures (Pillow would read a DNG's small
+# preview as if it were the photo)
+RAW_EXTS = frozenset(
+    ".dng .cr2 .cr3 .crw .nef .nrw .arw .srf .sr2 .raf .orf .rw2 .pef .srw .x3f .3fr .iiq .rwl"
+    .split())
 
 
 def natural_key(name: str) -> list:
@@ -189,6 +194,9 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
     path = existing(path, what)
     if path.is_dir():
         raise InputError(f"{what} {path} is a folder: give an image file")
+    if path.suffix.lower() in RAW_EXTS:
+        raise InputError(f"{what} {path} is a camera RAW file: develop it to a JPEG or TIFF first "
+                         "(the camera's app, Lightroom, darktable), or give the JPEG saved beside it")
     heif = path.suffix.lower() in HEIF_EXTS
     if heif and heif_support() is not None:
         raise InputError(f"{what} {path}: {heif_support()}")

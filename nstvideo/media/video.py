@@ -19,8 +19,8 @@ import numpy as np
 
 from nstvideo.errors import InputError
 from nstvideo.media.probe import HDR_TRANSFERS, Probe, probe, streams
-from nstvideo.media.reader import (MAX_PIXELS, check_pixels, existing, header, list_images,
-                                   read_image, transparent)
+from nstvideo.media.reader import (IMAGE_EXTS, MAX_PIXELS, RAW_EXTS, check_pixels, existing,
+                                   header, list_images, read_image, transparent)
 
 VIDEO_EXTS = frozenset(
     ".mp4 .mov .mkv .avi .webm .gif .apng .m4v .mpg .mpeg .wmv .flv .ts .mts".split())
@@ -279,12 +279,18 @@ class FrameFolder(Source):
 
 
 def is_video_path(path: Path) -> bool:
-    """A video file: by its extension, or an animated WebP or PNG (APNG) by its frames."""
+    """A video file: by its extension, an animated WebP or PNG (APNG) by its frames, and a file
+    of another extension (a camcorder's .m2ts, an old phone's .3gp, .vob, .mxf) by its content:
+    a video stream in what no image reader takes."""
     ext = path.suffix.lower()
     if ext in ANIMATED_PICTURE_EXTS:
         head = header(path)
         return head is not None and head.frames > 1
-    return ext in VIDEO_EXTS
+    if ext in VIDEO_EXTS:
+        return True
+    if ext in IMAGE_EXTS or ext in RAW_EXTS or not path.is_file():
+        return False
+    return header(path) is None and "Video" in streams(path)
 
 
 def open_source(path: Path, files: list[Path] | None = None, fps: float | None = None,
