@@ -96,6 +96,27 @@ def test_a_thin_strip_of_a_painting_is_enlarged_until_vgg_takes_it(h, w):
     assert out.shape == (36, 48, 3)  # the 64x48 content at --size 48
 
 
+def test_a_painting_cut_out_on_transparency_is_its_painted_pixels_style():
+    """A style PNG whose right half is transparent (stored black under it, as cut-outs often
+    are): its targets are the painted half's, not a style half of flat black."""
+    painted = style_array(96)[:, :48]
+    cutout = np.zeros((96, 96, 4), np.uint8)
+    cutout[:, :48, :3], cutout[:, :48, 3] = painted, 255
+    s = StyleSettings(size=96)
+    content = torch.zeros(1, 3, 96, 96)
+    mine = build_stylizer(cutout, s).style_targets(content)
+    alone = build_stylizer(painted, s).style_targets(content)  # 96x48: as large as in mine
+    black = build_stylizer(np.ascontiguousarray(cutout[..., :3]), s).style_targets(content)
+    for name, _ in s.style_layers:
+        gap = (mine[name] - alone[name]).norm() / alone[name].norm()
+        naive = (black[name] - alone[name]).norm() / alone[name].norm()
+        assert gap < naive, (name, float(gap), float(naive))
+        if name != "relu5_1":  # (at 96 px its 6x6 positions all see across the cut's edge)
+            assert gap < 0.35 and gap < 0.5 * naive, (name, float(gap), float(naive))
+    with pytest.raises(nstvideo.InputError, match="wholly transparent"):
+        build_stylizer(np.zeros((64, 64, 4), np.uint8), s).style_targets(content)
+
+
 def test_preserve_colors_keeps_the_photos_chroma():
     content = content_array()
     style = np.zeros((64, 64, 3), np.uint8)

@@ -55,6 +55,21 @@ def style_longest(content_longest: int, style_scale: float) -> int:
     return max(8, round(content_longest * style_scale))
 
 
+def _style_pixels(img: np.ndarray, device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A style image as VGG's input, and its opacity (1, 1, H, W) where it has transparent
+    pixels (else None). Those are given the opaque pixels' mean colour, so that what is stored
+    under them (black, mostly) does not bleed into the painted pixels' features at the edge;
+    the style targets then weigh each position by its opacity."""
+    if img.ndim < 3 or img.shape[2] < 4 or img[..., 3].min() == 255:
+        return to_tensor(img[..., :3], device), None
+    a = img[..., 3:4].astype(np.float32) / 255.0
+    if a.max() < 0.5 / 255:
+        raise InputError("the style image is wholly transparent: give one with painted pixels")
+    mean = (img[..., :3] * a).sum(axis=(0, 1)) / a.sum()
+    rgb = np.clip(img[..., :3] * a + mean * (1 - a) + 0.5, 0, 255).astype(np.uint8)
+    return to_tensor(rgb, device), torch.from_numpy(a[None, ..., 0][None]).to(device)
+
+
 class Stylizer:
     """Holds VGG-19 and the blended style targets; `run` stylizes one content image.
 
@@ -101,12 +116,14 @@ class Stylizer:
             if min(hw) < self.min_side:  # a thin style image: enlarged until VGG can take it
                 sides = img.shape[:2]  # (its own: the fit above rounded the short one)
                 hw = fit_longest(*sides, math.ceil(self.min_side * max(sides) / min(sides)))
-            x = to_tensor(resize(img[..., :3], hw), self.device)
+            x, opacity = _style_pixels(resize(img, hw), self.device)
             if s.preserve_colors:
                 x = luminance(x, like=content)
             feats = self.features(x)
             for name, _ in s.style_layers:
-                t = w * losses.style_target(feats[name])
+                f = feats[name]
+                t = w * (losses.style_target(f) if opacity is None else losses.weighted_style_target(
+                    f, torch.nn.functional.adaptive_avg_pool2d(opacity, f.shape[2:])))
                 targets[name] = targets[name] + t if name in targets else t
         if len(self._targets) > 8:  # bounded: preserve_colors over many photos adds keys
             self._targets.clear()
