@@ -28,6 +28,7 @@ class RunReport:
     output: Path
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # a folder's photos painted before
     losses: tuple[dict, dict] | None = None
     video: VideoReport | None = None  # for a video or frame-sequence input
 
@@ -89,7 +90,8 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress,
                                            strip_metadata=strip_metadata)
-        return RunReport(output=out, written=rep.written, failed=rep.failed)
+        return RunReport(output=out, written=rep.written, failed=rep.failed,
+                         skipped=rep.skipped)
     check_image_output(out, input_paths([src], styles, settings), overwrite)
     image = load(src, "content image", settings.max_pixels, settings.size)
     init = init_image(settings)

@@ -259,10 +259,10 @@ def _run(verbose: bool, call):
     except NstVideoError as e:
         fail(str(e), e.exit_code)
     except KeyboardInterrupt as e:
-        fail(("terminated" if isinstance(e, Terminated) else "interrupted") + ": nothing was "
-             "written under the final name (a video render resumes from its last finished "
-             "frame when you run the same command again)", 143 if isinstance(e, Terminated)
-             else 130)
+        fail(("terminated" if isinstance(e, Terminated) else "interrupted") + ": no file was "
+             "left half-written; run the same command again to resume (a video from its last "
+             "finished frame, a folder of photos from its next photo)",
+             143 if isinstance(e, Terminated) else 130)
     except MemoryError:
         fail("out of memory: use a smaller --size", 5)
     except Exception as e:  # noqa: BLE001 - a bug or a library failure: one line, not a trace
@@ -320,8 +320,12 @@ def summary(report) -> str:
             extra.append(f"{v.units} units: " + ", ".join(
                 f"{n} on {w}" for w, n in sorted(v.where.items())))
         return f"wrote {v.output} ({', '.join(extra)})"
+    if report.skipped and not report.written and not report.failed:
+        return (f"nothing to do: the {len(report.skipped)} photos were painted into "
+                f"{report.output} before, with these settings (--overwrite paints them again)")
     if report.output.is_dir():
-        return f"wrote {report.output} ({len(report.written)} images)"
+        skipped = f"; {len(report.skipped)} painted before, skipped" if report.skipped else ""
+        return f"wrote {report.output} ({len(report.written)} images{skipped})"
     return f"wrote {report.output}"
 
 

@@ -6,7 +6,7 @@ refusal rules (an output is never one of the inputs; nothing existing is replace
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from nstvideo.errors import OutputError
@@ -127,20 +127,22 @@ def check_video_output(output: Path, inputs: Sequence[Path | None], overwrite: b
 
 
 def prepare_output_dir(output_dir: Path, source_dir: Path, targets: list[Path],
-                       inputs: Sequence[Path | None], overwrite: bool) -> None:
+                       inputs: Sequence[Path | None], overwrite: bool,
+                       ours: Callable[[Path], bool] = lambda target: False) -> None:
     """A folder of photos' outputs: never the source folder, never over an input, over
-    existing files only with `overwrite`; the folder is created."""
+    existing files only with `overwrite` or where `ours` (an earlier run's, with the same
+    settings); the folder is created."""
     if output_dir.exists() and _same_file(output_dir, source_dir):
         raise OutputError(f"output folder {output_dir} is the input folder: the originals would "
                           "be overwritten; choose another with -o")
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"output {output_dir} is a file: give a folder name with -o")
     refuse_inputs(targets, inputs)
-    existing = [t for t in targets if t.exists()]
+    existing = [t for t in targets if t.exists() and not ours(t)]
     if existing and not overwrite:
         raise OutputError(f"{output_dir} already holds {len(existing)} of the outputs (e.g. "
-                          f"{existing[0].name}): pass --overwrite to replace them or -o to "
-                          "choose another folder")
+                          f"{existing[0].name}), not painted there with these settings: pass "
+                          "--overwrite to replace them or -o to choose another folder")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

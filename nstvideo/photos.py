@@ -20,6 +20,7 @@ from nstvideo.media.reader import (IMAGE_EXTS, MAX_PIXELS, RAW_EXTS, as_rgb, lis
 from nstvideo.media.video import VIDEO_EXTS, image_size
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
+from nstvideo.record import FolderRecord, style_state
 from nstvideo.settings import StyleSettings
 from nstvideo.style.stylizer import Stylizer, style_longest
 from nstvideo.style.tensors import fit_longest, resize, to_image
@@ -123,10 +124,12 @@ def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *
 
 @dataclass
 class FolderReport:
-    """What a folder run did: outputs written and inputs that failed (with the reason)."""
+    """What a folder run did: outputs written, inputs that failed (with the reason), and
+    inputs skipped (painted into the folder before, with the same settings)."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # painted before, with these settings
 
     @property
     def ok(self) -> bool:
@@ -141,9 +144,13 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP: dates,
     camera, place) and colour profile, unless `strip_metadata` (the profile is kept).
 
-    An image that fails is recorded in the report and the rest still run; videos in the
+    Subfolders' photos are painted into the same subfolders of `output_dir`. An image that
+    fails is recorded in the report and the rest still run; videos and camera RAW files in the
     folder are left out with a warning naming them. Raises before any work if the folder has
-    no images or an output would be overwritten without `overwrite`.
+    no images or an output would be overwritten without `overwrite`. The output folder keeps a
+    record (`record.FOLDER_RECORD`) of what it painted with which settings: run again the
+    same way, photos already painted are skipped (`report.skipped`), so an interrupted folder,
+    or one that has since grown, picks up where it stopped; `overwrite` paints them all anew.
     """
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
@@ -151,12 +158,19 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     # subfolders (a camera's DCIM/100APPLE, holiday/day1) mirrored under output_dir
     targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]
     _refuse_clashes(images, targets)
+    record = FolderRecord(output_dir, {**style_state(settings, styles_list(styles)),
+                                       "strip_metadata": strip_metadata}, fresh=overwrite)
+    done = [record.finished(src, target) for src, target in zip(images, targets)]
+    report = FolderReport(skipped=[src for src, d in zip(images, done) if d])
+    work = [pair for pair, d in zip(zip(images, targets), done) if not d]
+    if not work:
+        return report  # all painted before, with these settings
     created = not output_dir.exists()
-    prepare_output_dir(output_dir, folder, targets, input_paths(images, styles_list(styles),
-                                                                settings), overwrite)
+    prepare_output_dir(output_dir, folder, [t for _, t in work],
+                       input_paths(images, styles_list(styles), settings), overwrite,
+                       ours=record.ours)
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
-    report = FolderReport()
     errors = Exception  # any failure on one photo (cv2.error, a NaN loss...) fails that one
 
     def run(group: list[tuple[Path, Path, np.ndarray, PhotoMeta]]) -> None:
@@ -179,11 +193,12 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
                 report.written.append(write_image(dst, out, kept_meta(meta, strip_metadata)))
             except errors as e:
                 report.failed.append((src, reason(e)))
+                continue
+            record.add(src, dst)
 
-    work = list(zip(images, targets))
     if stylizer.batch_limit((settings.size, settings.size)) > 1:  # batches: same sizes together
         work.sort(key=lambda pair: _header_size(pair[0]))  # stable: name order within a size
-    with tqdm(total=len(images), desc="images", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(work), desc="images", unit="img", disable=not progress) as bar:
         for batch in _batches(work, stylizer, report, bar):
             run(batch)
             bar.update(len(batch))

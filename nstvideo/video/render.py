@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -22,11 +21,12 @@ from tqdm.auto import tqdm
 from nstvideo.errors import InputError, RenderError
 from nstvideo.media.reader import existing
 from nstvideo.media.probe import Colour
-from nstvideo.media.video import FrameFolder, Source, file_fingerprint, open_source
+from nstvideo.media.video import FrameFolder, Source, open_source
 from nstvideo.media.writer import encode_image, is_constant_rate, segment_ext, write_file
 from nstvideo.net import load_net
 from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
 from nstvideo.photos import ImageLike, init_image, load_styles, styles_list
+from nstvideo.record import fingerprint, style_state
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.device import resolve_device
 from nstvideo.style.vgg import min_side
@@ -161,10 +161,7 @@ def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> 
 
 def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
            styles) -> dict:
-    style = dataclasses.asdict(settings)
-    style.pop("device")  # resuming on another device is fine
-    style.pop("batch")  # photos only
-    style.pop("max_megapixels")  # a limit on inputs, not a setting of the result
+    state = style_state(settings, styles)
     vid = dataclasses.asdict(video)
     vid.pop("segment_frames")  # how the result is stored on the way, not what it is
     vid.pop("save_net")  # a copy of the network, not the result
@@ -177,18 +174,9 @@ def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
         vid.pop("refine_iterations")
     vid["warp"] = video.interpolation  # auto as what it means (as before auto)
     vid["temporal_weight"] = video.tau  # the same
-    files = {"init": settings.init, "weights": settings.weights, "net": video.net or ""}
-    return {"style": style, "video": vid, "input": spec.fingerprint, "range": list(rng),
-            # by content: a style image replaced under the same name is another render
-            "styles": [_fingerprint(s) for s in styles],
-            "files": {k: _fingerprint(v) for k, v in files.items() if Path(v).is_file()}}
-
-
-def _fingerprint(image) -> str:
-    """A style, init or weights file by its contents; an array by its pixels."""
-    if isinstance(image, np.ndarray):
-        return "array:" + hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()[:32]
-    return f"{Path(image).name}:{file_fingerprint(Path(image))}"
+    if video.net and Path(video.net).is_file():
+        state["files"]["net"] = fingerprint(video.net)
+    return {**state, "video": vid, "input": spec.fingerprint, "range": list(rng)}
 
 
 def _engine(workers: int, ray: str | None) -> Engine:
