@@ -45,8 +45,9 @@ def default_output(src: Path, styles: Sequence, *, video: bool = False) -> Path:
     clip.mp4 -> clip_monet.mp4 (a .gif stays .gif, an animated .webp or .png stays so, other
     containers become .mp4)."""
     tag = style_tag(styles)
-    if src.is_dir():
-        return src.parent / f"{src.resolve().name}_{tag}"
+    if src.is_dir():  # beside it, also for `.` (its parent, not inside it)
+        parent = src.parent if src.name not in ("", ".", "..") else src.resolve().parent
+        return parent / f"{src.resolve().name}_{tag}"
     if video:
         ext = src.suffix.lower() if src.suffix.lower() in VIDEO_OUT_EXTS else ".mp4"
         return src.with_name(f"{src.stem}_{tag}{ext}")

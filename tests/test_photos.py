@@ -196,3 +196,13 @@ def test_camera_raw_files_are_named_not_read_as_their_previews(tmp_path, style_p
     (folder / "IMG_0001.JPG").unlink()
     with pytest.raises(InputError, match="holds camera RAW files only"):
         stylize(folder, style_png, tmp_path / "out2", settings=S)
+
+
+def test_the_current_folder_is_painted_beside_it_not_into_it(tmp_path, style_png, monkeypatch):
+    """`nstvideo stylize . monet.jpg` in holiday/ writes holiday_monet/ beside it."""
+    folder = tmp_path / "holiday"
+    folder.mkdir()
+    write_rgb(folder / "a.png", content_array())
+    monkeypatch.chdir(folder)
+    rep = stylize(".", style_png, settings=S)
+    assert rep.output.resolve() == tmp_path / "holiday_monet" and len(rep.written) == 1
