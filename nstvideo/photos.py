@@ -140,9 +140,9 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
                    output_dir: str | os.PathLike, *, settings: StyleSettings | None = None,
                    overwrite: bool = False, progress: bool = False,
                    strip_metadata: bool = False, **overrides) -> FolderReport:
-    """Stylize every image directly in `folder` into `output_dir` under the same names (a
-    HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP: dates,
-    camera, place) and colour profile, unless `strip_metadata` (the profile is kept).
+    """Stylize every image in `folder` (and its subfolders) into `output_dir` under the same
+    names (a HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP:
+    dates, camera, place) and colour profile, unless `strip_metadata` (the profile is kept).
 
     Subfolders' photos are painted into the same subfolders of `output_dir`. An image that
     fails is recorded in the report and the rest still run; videos and camera RAW files in the
