@@ -123,12 +123,26 @@ def probe(path: Path) -> Probe:
                      r"Stream #0:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: (\w+)", log)))
 
 
+def _described(path: Path) -> str:
+    """What `ffmpeg -i` says of a file ('' if it cannot run)."""
+    try:
+        return subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                              capture_output=True, text=True, errors="replace",
+                              timeout=60).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def streams(path: Path) -> set[str]:
     """The kinds of stream ffmpeg finds in a file ('Video', 'Audio', ...); empty if none or
     it cannot be read."""
-    try:
-        p = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                           capture_output=True, text=True, errors="replace", timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return set()
-    return set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", p.stderr))
+    return set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", _described(path)))
+
+
+def container(path: Path) -> tuple[set[str], set[str]]:
+    """The names of the demuxer ffmpeg reads a file with ('mpegts'; 'mov', 'mp4', ... for
+    one that has several) and the kinds of its streams; empty sets if it reads none."""
+    text = _described(path)
+    m = re.search(r"Input #0, (.+?), from ", text)
+    return (set(m.group(1).split(",")) if m else set(),
+            set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", text)))

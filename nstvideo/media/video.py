@@ -18,7 +18,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from nstvideo.errors import InputError
-from nstvideo.media.probe import HDR_TRANSFERS, Probe, probe, streams
+from nstvideo.media.probe import HDR_TRANSFERS, Probe, container, probe, streams
 from nstvideo.media.reader import (IMAGE_EXTS, MAX_PIXELS, RAW_EXTS, check_pixels, existing,
                                    header, list_images, read_image, transparent)
 
@@ -27,6 +27,11 @@ VIDEO_EXTS = frozenset(
 # Pictures that may be animated (stickers, web animations): a video when they are
 ANIMATED_PICTURE_EXTS = frozenset((".webp", ".png"))
 PICTURE_EXTS = ANIMATED_PICTURE_EXTS | {".gif", ".apng"}  # animations that may be transparent
+# ffmpeg's demuxers of video containers and streams: a file of another extension read by one
+# of these is a video (not one read as a picture or as text)
+VIDEO_CONTAINERS = frozenset(
+    "mpegts mov mp4 3gp 3g2 matroska webm avi asf flv mpeg mpegvideo mxf dv ogg rm nut ivf "
+    "h264 hevc m4v vc1 yuv4mpegpipe wtv gxf".split())
 MAX_FPS = 1000  # above this a container's rate is nonsense (some report 90000 = the timebase)
 _FPS_DENOMINATOR = 1001  # NTSC rates are n·1000/1001: 29.97 must come back as 30000/1001
 
@@ -288,9 +293,10 @@ def is_video_path(path: Path) -> bool:
         return head is not None and head.frames > 1
     if ext in VIDEO_EXTS:
         return True
-    if ext in IMAGE_EXTS or ext in RAW_EXTS or not path.is_file():
+    if ext in IMAGE_EXTS or ext in RAW_EXTS or not path.is_file() or header(path) is not None:
         return False
-    return header(path) is None and "Video" in streams(path)
+    names, kinds = container(path)
+    return bool(names & VIDEO_CONTAINERS) and "Video" in kinds
 
 
 def open_source(path: Path, files: list[Path] | None = None, fps: float | None = None,
