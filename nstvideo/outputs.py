@@ -20,10 +20,26 @@ VIDEO_OUT_EXTS = (".mp4", ".mov", ".mkv", ".webm", ".gif", ".webp", ".png", ".ap
 # (.webp, .png, .apng: animated pictures, as an animated WebP or APNG input comes back)
 
 
+NAME_BYTES = 200  # an output's name at most: filesystems take 255 bytes, and the temporary
+                  # names beside it (.NAME.xxxxxxxx.partial.mp4) and a video's NAME.frames/ add
+                  # up to 25
+
+
 def style_tag(styles: Sequence) -> str:
     """The part of a default output name that names the style(s): monet_vangogh."""
     return "_".join(Path(s).stem if isinstance(s, (str, os.PathLike)) else "style"
                     for s in styles)
+
+
+def _fitted(stem: str, tag: str, ext: str) -> str:
+    """STEM_TAG.EXT, the tag (then the stem) cut short where the whole would pass NAME_BYTES
+    (long painting titles, several styles), cut on a character, never mid-way through one."""
+    def cut(text: str, room: int) -> str:
+        return text.encode()[:max(room, 1)].decode(errors="ignore")
+
+    room = NAME_BYTES - len(ext.encode()) - 1
+    stem = cut(stem, room - min(len(tag.encode()), 24))
+    return f"{stem}_{cut(tag, room - len(stem.encode()))}{ext}"
 
 
 def writable_image_exts() -> tuple[str, ...]:
@@ -47,11 +63,11 @@ def default_output(src: Path, styles: Sequence, *, video: bool = False) -> Path:
     tag = style_tag(styles)
     if src.is_dir():  # beside it, also for `.` (its parent, not inside it)
         parent = src.parent if src.name not in ("", ".", "..") else src.resolve().parent
-        return parent / f"{src.resolve().name}_{tag}"
+        return parent / _fitted(src.resolve().name, tag, "")
     if video:
         ext = src.suffix.lower() if src.suffix.lower() in VIDEO_OUT_EXTS else ".mp4"
-        return src.with_name(f"{src.stem}_{tag}{ext}")
-    return src.with_name(photo_name(f"{src.stem}_{tag}{src.suffix}"))
+        return src.with_name(_fitted(src.stem, tag, ext))
+    return src.with_name(photo_name(_fitted(src.stem, tag, src.suffix)))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -73,6 +89,11 @@ def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None], flag: 
 
 
 def _check_parent(output: Path, flag: str = "-o") -> None:
+    if len(output.name.encode()) > NAME_BYTES:
+        raise OutputError(f"output name {output.name[:40]}... is {len(output.name.encode())} "
+                          f"bytes long, over the {NAME_BYTES} this program can use (filesystems "
+                          f"take 255, with its temporary names beside it): choose a shorter one "
+                          f"with {flag}")
     parent = output.parent
     if not parent.is_dir():
         raise OutputError(f"output folder {parent} does not exist: create it or choose another "

@@ -206,3 +206,18 @@ def test_the_current_folder_is_painted_beside_it_not_into_it(tmp_path, style_png
     monkeypatch.chdir(folder)
     rep = stylize(".", style_png, settings=S)
     assert rep.output.resolve() == tmp_path / "holiday_monet" and len(rep.written) == 1
+
+
+def test_names_too_long_for_a_filesystem_are_cut_or_refused_before_the_work(tmp_path):
+    """Styles named by long titles (two of them) made a default name past the 255 bytes a
+    filesystem takes, found only when the result was written; a long -o is refused at once."""
+    title = "The Starry Night by Vincent van Gogh (1889), Museum of Modern Art, scan é" * 2
+    styles = []
+    for k in range(2):
+        styles.append(write_rgb(tmp_path / f"{title}{k}.png", content_array(48, 48)))
+    photo = write_rgb(tmp_path / ("IMG_" + "0" * 120 + ".png"), content_array())
+    rep = stylize(photo, styles, settings=S)
+    assert len(rep.output.name.encode()) <= 200 and rep.output.name.startswith("IMG_0000")
+    assert rep.output.suffix == ".png" and read_image(rep.output).shape[:2] == (36, 48)
+    with pytest.raises(OutputError, match="bytes long, over the 200"):
+        stylize(photo, styles[0], tmp_path / ("o" * 230 + ".png"), settings=S)
