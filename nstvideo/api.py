@@ -3,6 +3,7 @@ is (image, folder of photos, ...), where the result goes, and refuses to overwri
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -47,6 +48,16 @@ def frame_sequence(folder: Path, output: Path | None, video: VideoSettings | Non
     return (list_images(folder) or None) if wants else None
 
 
+def _video_only(video: VideoSettings | None) -> list[str]:
+    """The options given in `video` (as the CLI names them) that only a video or a frame
+    sequence uses (not --iterations, which photos take too)."""
+    if video is None:
+        return []
+    default = VideoSettings()
+    return [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(video)
+            if f.name != "iterations" and getattr(video, f.name) != getattr(default, f.name)]
+
+
 def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
             output: str | os.PathLike | None = None, *, settings: StyleSettings | None = None,
             video: VideoSettings | None = None, overwrite: bool = False, restart: bool = False,
@@ -83,9 +94,11 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
         warnings.warn("--workers and --ray spread the shots of a video; photos are rendered "
                       "in this process (on a GPU, --batch renders several at once)",
                       stacklevel=2)
-    if video is not None and video.method != "optimize":
-        warnings.warn(f"--method {video.method} is for videos and frame sequences; photos are "
-                      "optimized one by one", stacklevel=2)
+    ignored = _video_only(video) + (["--keep-frames"] if keep_frames else []) + (
+        ["--restart"] if restart else [])
+    if ignored:
+        warnings.warn(f"{', '.join(ignored)}: for videos and frame sequences, ignored for "
+                      "photos (each is optimized on its own)", stacklevel=2)
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress,

@@ -216,3 +216,14 @@ def test_an_option_of_another_method_is_refused_not_ignored(tmp_path, content_pn
     out = tmp_path / "out.png"
     assert_clean_error(run(content_png, style_png, "-o", out, *args, *FAST), *fragments)
     assert not out.exists()
+
+
+def test_video_options_given_for_a_photo_are_said_to_be_ignored(tmp_path, style_png):
+    photo = write_rgb(tmp_path / "p.png", content_array())
+    r = run(photo, style_png, *FAST, "--start", "10", "--fps", "24", "--method", "fast",
+            "-o", tmp_path / "a.png")
+    assert r.exit_code == 0 and read_image(tmp_path / "a.png").shape == (30, 40, 3)
+    assert "--start, --fps, --method: for videos and frame sequences, ignored for photos" \
+        in r.stderr, r.stderr
+    r = run(photo, style_png, *FAST, "-o", tmp_path / "b.png")  # --iterations is a photo's too
+    assert r.exit_code == 0 and "ignored" not in r.stderr, r.stderr
