@@ -68,7 +68,7 @@ def test_a_camera_folder_is_photos(tmp_path, style_png, monkeypatch):
     rep = stylize(folder, style_png, settings=S.replace(iterations=3))
     out = tmp_path / "DCIM_monet"
     assert rep.video is None and iterations == [3] * 5
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name[0] != ".") == [
         "IMG_0001.JPG", "IMG_0002.JPG", "IMG_0003.JPG", "IMG_0004.JPG", "IMG_0005.png"]
     assert [p.name for p, _ in rep.failed] == ["IMG_0006.JPG"]
     assert Image.open(out / "IMG_0001.JPG").format == "JPEG"
