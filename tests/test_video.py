@@ -117,7 +117,7 @@ def test_a_video_of_an_extension_not_listed_is_found_by_its_content(tmp_path, st
     assert rep.output == tmp_path / "00001_monet.mp4" and rep.frames == 6 and rep.audio
     (tmp_path / "notes.xyz").write_bytes(b"not a picture, not a video" * 40)
     with pytest.raises(InputError, match="notes.xyz is not a readable image"):
-        stylize(tmp_path / "notes.xyz", style_png, settings=S, video=V)
+        stylize(tmp_path / "notes.xyz", style_png, settings=S)
 
 
 def test_no_audio_and_folder_outputs(tmp_path, style_png):
