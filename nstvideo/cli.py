@@ -95,7 +95,8 @@ def stylize_cmd(
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Output image; folder (photos, or PNG frames); or video by "
         "extension (.mp4 .mov .mkv .webm .gif, animated .webp .png). Default: INPUT_STYLE.png, "
-        "INPUT_STYLE/, or INPUT_STYLE.mp4 beside the input (an animation as its own kind).")] = None,
+        "INPUT_STYLE/, or INPUT_STYLE.mp4 beside the input (an animation as its own "
+        "kind).")] = None,
     size: Annotated[int, typer.Option(min=16, max=8192, help="Longest side of the result in "
                                       "pixels.")] = D.size,
     iterations: Annotated[Optional[int], typer.Option(

@@ -49,7 +49,8 @@ def styles_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return list(styles)
 
 
-def load_styles(styles: ImageLike | Sequence[ImageLike], settings: StyleSettings) -> list[np.ndarray]:
+def load_styles(styles: ImageLike | Sequence[ImageLike],
+                settings: StyleSettings) -> list[np.ndarray]:
     """The style image(s), each decoded no larger than the results at `settings.size` need."""
     longest = style_longest(settings.size, settings.style_scale)
     return [load(s, "style image", settings.max_pixels, longest) for s in styles_list(styles)]

@@ -196,7 +196,8 @@ def read_image(path: str | Path, *, what: str = "image", max_pixels: int = MAX_P
         raise InputError(f"{what} {path} is a folder: give an image file")
     if path.suffix.lower() in RAW_EXTS:
         raise InputError(f"{what} {path} is a camera RAW file: develop it to a JPEG or TIFF first "
-                         "(the camera's app, Lightroom, darktable), or give the JPEG saved beside it")
+                         "(the camera's app, Lightroom, darktable), or give the JPEG saved "
+                         "beside it")
     heif = path.suffix.lower() in HEIF_EXTS
     if heif and heif_support() is not None:
         raise InputError(f"{what} {path}: {heif_support()}")

@@ -122,8 +122,9 @@ class Stylizer:
             feats = self.features(x)
             for name, _ in s.style_layers:
                 f = feats[name]
-                t = w * (losses.style_target(f) if opacity is None else losses.weighted_style_target(
-                    f, torch.nn.functional.adaptive_avg_pool2d(opacity, f.shape[2:])))
+                t = w * (losses.style_target(f) if opacity is None else
+                         losses.weighted_style_target(f, torch.nn.functional.adaptive_avg_pool2d(
+                             opacity, f.shape[2:])))
                 targets[name] = targets[name] + t if name in targets else t
         if len(self._targets) > 8:  # bounded: preserve_colors over many photos adds keys
             self._targets.clear()

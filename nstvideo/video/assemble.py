@@ -65,7 +65,8 @@ def finish(ckpt: Checkpoint, plan: Plan, job: Job, source: Source, output: Path,
                                                  for k in range(plan.total)], output,
                                    0, plan.total, **audio)
     has_audio = has_audio and source.has_audio  # (the source's file is passed for subtitles too)
-    if source.has_audio and is_video and not has_audio and output.suffix.lower() not in PICTURE_OUTS:
+    picture = output.suffix.lower() in PICTURE_OUTS  # (an animated picture: no sound to carry)
+    if source.has_audio and is_video and not has_audio and not picture:
         warnings.warn(f"the audio of {source.path.name} could not be carried over",
                       stacklevel=3)
     if job.keep_frames and is_video:
