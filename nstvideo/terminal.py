@@ -14,7 +14,7 @@ import threading
 
 # Lines that libraries below us print straight to file descriptor 2.
 NOISE = re.compile(r"^(libpng (warning|error)|\[[\w ,-]+ @ 0x[0-9a-f]+\]|\[ ?(WARN|INFO|DEBUG)"
-                   r"[:\]]|Token authentication is enabled for this Ray cluster|\s*$)")
+                   r"[:\]]|\[ERROR:\d+@|Token authentication is enabled for this Ray cluster|\s*$)")
 
 
 class Terminated(KeyboardInterrupt):

@@ -221,3 +221,8 @@ def test_noise_of_libraries_stays_off_the_terminal(tmp_path):
                           capture_output=True, text=True, env=env)
     assert quiet.returncode == 0 and loud.returncode == 0, quiet.stderr + loud.stderr
     assert "libpng" in loud.stderr and "libpng" not in quiet.stderr
+    (tmp_path / "bad.gif").write_bytes(b"GIF89a")  # OpenCV logs an [ERROR:...] of its own
+    broken = subprocess.run([sys.executable, "-m", "nstvideo", "stylize", str(tmp_path / "bad.gif"),
+                             str(tmp_path / "s.png")], capture_output=True, text=True, env=env)
+    assert broken.returncode == 2 and broken.stderr.count("\n") == 1, broken.stderr
+    assert broken.stderr.startswith("nstvideo: error: "), broken.stderr
