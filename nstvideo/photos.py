@@ -16,8 +16,9 @@ from tqdm.auto import tqdm
 from nstvideo.errors import InputError, NstVideoError, OutputError, reason
 from nstvideo.media.photometa import PhotoMeta, read_meta
 from nstvideo.media.reader import (IMAGE_EXTS, MAX_PIXELS, RAW_EXTS, as_rgb, list_images,
-                                   read_image)
-from nstvideo.media.video import VIDEO_EXTS, image_size
+                                   natural_key, read_image)
+from nstvideo.media.video import (ANIMATED_PICTURE_EXTS, VIDEO_EXTS, image_size,
+                                  is_video_path)
 from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.record import FolderRecord, style_state
@@ -215,9 +216,14 @@ def _folder_photos(folder: Path, output_dir: Path) -> list[Path]:
     images, videos, raws = ((list_images(folder, exts, recursive=True, skip=output_dir)
                              if folder.is_dir() else []) for exts in (IMAGE_EXTS, VIDEO_EXTS,
                                                                       RAW_EXTS))
+    moving = [p for p in images
+              if p.suffix.lower() in ANIMATED_PICTURE_EXTS and is_video_path(p)]
+    if moving:  # animated WebP/PNG: clips, each rendered on its own (a still would lose it)
+        images = [p for p in images if p not in set(moving)]
+        videos = sorted(videos + moving, key=lambda p: [natural_key(x) for x in p.parts])
     if not images:
         if videos:
-            raise InputError(f"folder {folder} holds videos but no photos "
+            raise InputError(f"folder {folder} holds videos or animations but no photos "
                              f"({_names(videos)}): give each video on its own, e.g. "
                              f"nstvideo stylize {videos[0]} STYLE")
         if raws:
@@ -229,8 +235,9 @@ def _folder_photos(folder: Path, output_dir: Path) -> list[Path]:
     # a phone's camera roll mixes in videos, a camera RAW files (beside their JPEGs): say so
     # rather than pass them over unseen
     if videos:
-        warnings.warn(f"{folder} also holds {len(videos)} video(s) ({_names(videos)}), left out "
-                      "of a folder of photos: give each video on its own", stacklevel=3)
+        warnings.warn(f"{folder} also holds {len(videos)} video(s) or animation(s) "
+                      f"({_names(videos)}), left out of a folder of photos: give each on its "
+                      "own", stacklevel=3)
     if raws:
         warnings.warn(f"{folder} also holds {len(raws)} camera RAW file(s) ({_names(raws)}), "
                       "left out: develop them to JPEG or TIFF to paint them", stacklevel=3)

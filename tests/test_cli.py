@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from nstvideo.cli import app
@@ -78,15 +79,20 @@ def test_a_camera_roll_of_photos_and_videos_says_what_it_left_out(tmp_path, styl
     write_rgb(roll / "IMG_1.jpg", content_array())
     make_clip(roll / "IMG_2.MOV", size=(48, 36), frames=3, audio=False)
     (roll / ".IMG_3.mp4").write_bytes(b"hidden")
+    moving = [Image.fromarray(content_array()), Image.fromarray(content_array()[::-1])]
+    moving[0].save(roll / "IMG_4.webp", save_all=True, append_images=moving[1:], duration=100)
+    Image.fromarray(content_array()).save(roll / "IMG_5.webp")  # a still WebP is a photo
     r = run(roll, style_png, *FAST)
     assert r.exit_code == 0, r.output
     painted = (tmp_path / "roll_monet").iterdir()
-    assert sorted(p.name for p in painted if p.name[0] != ".") == ["IMG_1.jpg"]  # (a record)
-    assert "1 video(s) (IMG_2.MOV)" in r.stderr and "give each video on its own" in r.stderr
-    assert ".IMG_3" not in r.stderr
+    assert sorted(p.name for p in painted if p.name[0] != ".") == ["IMG_1.jpg", "IMG_5.webp"]
+    assert "2 video(s) or animation(s) (IMG_2.MOV, IMG_4.webp)" in r.stderr, r.stderr
+    assert "give each on its own" in r.stderr and ".IMG_3" not in r.stderr
     (roll / "IMG_1.jpg").unlink()
+    (roll / "IMG_5.webp").unlink()
     r = run(roll, style_png, *FAST, "-o", tmp_path / "again")
-    assert_clean_error(r, "holds videos but no photos (IMG_2.MOV)", "IMG_2.MOV STYLE")
+    assert_clean_error(r, "holds videos or animations but no photos (IMG_2.MOV, IMG_4.webp)",
+                       "IMG_2.MOV STYLE")
     assert not (tmp_path / "again").exists()
 
 
