@@ -136,7 +136,7 @@ def _described(path: Path) -> str:
 def streams(path: Path) -> set[str]:
     """The kinds of stream ffmpeg finds in a file ('Video', 'Audio', ...); empty if none or
     it cannot be read."""
-    return set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", _described(path)))
+    return container(path)[1]
 
 
 def container(path: Path) -> tuple[set[str], set[str]]:
