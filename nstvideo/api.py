@@ -62,7 +62,8 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
             output: str | os.PathLike | None = None, *, settings: StyleSettings | None = None,
             video: VideoSettings | None = None, overwrite: bool = False, restart: bool = False,
             keep_frames: bool = False, progress: bool = False, workers: int = 1,
-            ray: str | None = None, strip_metadata: bool = False, **overrides) -> RunReport:
+            ray: str | None = None, strip_metadata: bool = False, dpi: float | None = None,
+            **overrides) -> RunReport:
     """Stylize an image, a folder of photos, a folder of numbered frames or a video file, and
     write the result (what the `nstvideo stylize` command does).
 
@@ -75,7 +76,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     'auto' or 'local'); see `stylize_video`. Photos keep their metadata (EXIF with the
     orientation reset, XMP) and colour profile (wide-gamut ones converted to sRGB), videos
     their metadata tags (creation time, place, title), unless `strip_metadata` (dates, camera
-    and place gone; a photo's profile kept).
+    and place gone; a photo's profile and print resolution kept). A photo keeps its print
+    resolution (DPI) unless `dpi` sets it: a 10800 px result at `dpi=300` prints 36 inches
+    wide.
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
@@ -84,6 +87,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     out = Path(output) if output is not None else None
     frames = frame_sequence(src, out, video) if src.is_dir() else None
     if frames is not None or (src.is_file() and is_video_path(src)):
+        if dpi is not None:
+            warnings.warn("--dpi: for photos (a print resolution), ignored for videos",
+                          stacklevel=2)
         rep = stylize_video(src, list(styles), out, settings=settings, video=video,
                             overwrite=overwrite, restart=restart, keep_frames=keep_frames,
                             progress=progress, files=frames, workers=workers, ray=ray,
@@ -102,7 +108,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress,
-                                           strip_metadata=strip_metadata)
+                                           strip_metadata=strip_metadata, dpi=dpi)
         return RunReport(output=out, written=rep.written, failed=rep.failed,
                          skipped=rep.skipped)
     check_image_output(out, input_paths([src], styles, settings), overwrite)
@@ -110,5 +116,5 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
-    write_image(out, result, kept_meta(read_meta(src), strip_metadata))
+    write_image(out, result, kept_meta(read_meta(src), strip_metadata, dpi))
     return RunReport(output=out, written=[out], losses=(opt.first, opt.last))

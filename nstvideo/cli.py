@@ -15,8 +15,8 @@ import typer
 from nstvideo import __version__
 from nstvideo.api import stylize
 from nstvideo.errors import InputError, NstVideoError, reason
-from nstvideo.settings import (METHODS, OPTIMIZERS, PRECISIONS, TEMPORAL_MODES, WARPS,
-                               StyleSettings, VideoSettings)
+from nstvideo.settings import (MAX_SIZE, METHODS, OPTIMIZERS, PRECISIONS, TEMPORAL_MODES,
+                               WARPS, StyleSettings, VideoSettings)
 from nstvideo.terminal import Terminated, quiet_libraries, sigterm_as_interrupt
 
 app = typer.Typer(
@@ -97,8 +97,9 @@ def stylize_cmd(
         "extension (.mp4 .mov .mkv .webm .gif, animated .webp .png). Default: INPUT_STYLE.png, "
         "INPUT_STYLE/, or INPUT_STYLE.mp4 beside the input (an animation as its own "
         "kind).")] = None,
-    size: Annotated[int, typer.Option(min=16, max=8192, help="Longest side of the result in "
-                                      "pixels.")] = D.size,
+    size: Annotated[int, typer.Option(min=16, max=MAX_SIZE, help="Longest side of the result "
+                                      "in pixels (a 36 x 24 inch print at 300 dpi: 10800).")]
+    = D.size,
     iterations: Annotated[Optional[int], typer.Option(
         min=1, help=f"Optimizer iterations per image [default: {D.iterations}]; for a video, "
         f"per frame after the first [default: {V.iterations}], each stopping early when the "
@@ -230,6 +231,19 @@ def stylize_cmd(
     max_megapixels: Annotated[float, typer.Option(
         min=0.001, help="Refuse photos and frames larger than this many megapixels (checked "
         "from the header, before decoding).")] = D.max_megapixels,
+    max_memory: Annotated[Optional[float], typer.Option(
+        min=0.05, help="GB of memory the painting may use [default: 3/4 of the free RAM, 9/10 "
+        "of the free GPU memory]. Larger pictures are painted in tiles, with the same result; "
+        "what cannot fit even so is refused before any work, naming the --size that fits.",
+        show_default=False)] = None,
+    tile: Annotated[Optional[int], typer.Option(
+        min=16, max=MAX_SIZE, help="Paint in tiles of this many pixels a side whatever the "
+        "memory (the result is the same; only memory and time change) [default: tiles only "
+        "where --max-memory needs them].", show_default=False)] = None,
+    dpi: Annotated[Optional[float], typer.Option(
+        min=1, max=100000, help="Photos: the print resolution written into the result "
+        "(--size 10800 --dpi 300 prints 36 inches wide) [default: the photo's own].",
+        show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs "
                                             "(never an input).")] = False,
     verbose: Annotated[bool, typer.Option(
@@ -280,7 +294,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
              train_seconds, train_perceptual, net, save_net, content_weight, style_weight,
              tv_weight, content_layer, style_layers, style_scale, style_weights,
              preserve_colors, optimizer, init, seed, device, precision, batch, weights,
-             max_megapixels, overwrite, verbose, quiet):
+             max_megapixels, max_memory, tile, dpi, overwrite, verbose, quiet):
     settings = StyleSettings(
         size=size, iterations=iterations or D.iterations, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
@@ -289,7 +303,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         if style_weights else None, preserve_colors=preserve_colors,
         optimizer=optimizer.value, init=init, seed=seed, device=device,
         precision=precision.value, batch=batch, weights=weights,
-        max_megapixels=max_megapixels)
+        max_megapixels=max_megapixels, max_memory=max_memory, tile=tile)
     video = VideoSettings(
         temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
         iterations_first=iterations_first, iterations=iterations or V.iterations,
@@ -301,7 +315,8 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         save_net=None if save_net is None else str(save_net))
     return stylize(input, styles, output, settings=settings, video=video,
                    overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                   progress=not quiet, workers=workers, ray=ray, strip_metadata=strip_metadata)
+                   progress=not quiet, workers=workers, ray=ray, strip_metadata=strip_metadata,
+                   dpi=dpi)
 
 
 def summary(report) -> str:
@@ -317,6 +332,8 @@ def summary(report) -> str:
                          f"{v.training.get('steps', 0)} steps")
         elif v.net:
             extra.append(f"painted by the network {v.net}")
+        if v.memory:
+            extra.append(f"each frame {v.memory}")
         if v.where and (len(v.where) > 1 or v.units > 1):
             extra.append(f"{v.units} units: " + ", ".join(
                 f"{n} on {w}" for w, n in sorted(v.where.items())))

@@ -94,7 +94,8 @@ def run_batch(stylizer: Stylizer, images: Sequence[np.ndarray], *, progress: boo
     over the batch)."""
     content = torch.cat([stylizer.prepare(image) for image in images])
     start = stylizer.initial(content, init)
-    with tqdm(total=stylizer.settings.iterations, desc=desc, unit="it", leave=False,
+    with tqdm(total=stylizer.planned_iterations(tuple(content.shape[2:])), desc=desc,
+              unit="it", leave=False,
               disable=not progress) as bar:
         x, report = stylizer.run(content, start, on_step=_step_bar(bar))
     outs = []
@@ -141,10 +142,12 @@ class FolderReport:
 def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[ImageLike],
                    output_dir: str | os.PathLike, *, settings: StyleSettings | None = None,
                    overwrite: bool = False, progress: bool = False,
-                   strip_metadata: bool = False, **overrides) -> FolderReport:
+                   strip_metadata: bool = False, dpi: float | None = None,
+                   **overrides) -> FolderReport:
     """Stylize every image in `folder` (and its subfolders) into `output_dir` under the same
     names (a HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP:
-    dates, camera, place) and colour profile, unless `strip_metadata` (the profile is kept).
+    dates, camera, place) and colour profile, unless `strip_metadata` (the profile is kept),
+    and its print resolution, or `dpi` where given.
 
     Subfolders' photos are painted into the same subfolders of `output_dir`. An image that
     fails is recorded in the report and the rest still run; videos and camera RAW files in the
@@ -161,7 +164,8 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]
     _refuse_clashes(images, targets)
     record = FolderRecord(output_dir, {**style_state(settings, styles_list(styles)),
-                                       "strip_metadata": strip_metadata}, fresh=overwrite)
+                                       "strip_metadata": strip_metadata,
+                                       **({"dpi": dpi} if dpi else {})}, fresh=overwrite)
     done = [record.finished(src, target) for src, target in zip(images, targets)]
     report = FolderReport(skipped=[src for src, d in zip(images, done) if d])
     work = [pair for pair, d in zip(zip(images, targets), done) if not d]
@@ -192,7 +196,8 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
         for (src, dst, _, meta), out in zip(group, outs):
             try:
                 dst.parent.mkdir(parents=True, exist_ok=True)  # a subfolder's, made when used
-                report.written.append(write_image(dst, out, kept_meta(meta, strip_metadata)))
+                kept = kept_meta(meta, strip_metadata, dpi)
+                report.written.append(write_image(dst, out, kept))
             except errors as e:
                 report.failed.append((src, reason(e)))
                 continue
@@ -284,9 +289,11 @@ def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderRe
         yield batch
 
 
-def kept_meta(meta: PhotoMeta, strip: bool) -> PhotoMeta:
-    """What of a photo's metadata its result keeps: all, or (strip) its colour profile only."""
-    return PhotoMeta(icc=meta.icc) if strip else meta
+def kept_meta(meta: PhotoMeta, strip: bool, dpi: float | None = None) -> PhotoMeta:
+    """What of a photo's metadata its result keeps: all, or (strip) its colour profile and
+    print resolution only; `dpi` sets the print resolution (None: the photo's own)."""
+    kept = PhotoMeta(icc=meta.icc, dpi=meta.dpi) if strip else meta
+    return kept.with_dpi(dpi)
 
 
 def _header_size(path: Path) -> tuple[int, int]:

@@ -33,6 +33,8 @@ def style_state(settings: StyleSettings, styles: list) -> dict:
     style.pop("device")  # another device paints the same
     style.pop("batch")  # photos in a batch take their own steps
     style.pop("max_megapixels")  # a limit on inputs, not a setting of the result
+    style.pop("max_memory")  # tiles give the same result, up to float rounding
+    style.pop("tile")
     files = {"init": settings.init, "weights": settings.weights}
     return {"style": style, "styles": [fingerprint(s) for s in styles],
             "files": {k: fingerprint(v) for k, v in files.items() if Path(v).is_file()}}

@@ -31,6 +31,8 @@ DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = (
     ("relu1_1", 0.2), ("relu2_1", 0.2), ("relu3_1", 0.2), ("relu4_1", 0.2), ("relu5_1", 0.2))
 
 OPTIMIZERS = ("lbfgs", "adam")
+MAX_SIZE = 16384  # px, the longest side: a 36 x 24 inch print at 300 dpi is 10800 x 7200, and
+# tiles keep any size within memory (nstvideo.style.memory); this is a ceiling on mistakes
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -57,10 +59,13 @@ class StyleSettings:
     style_scale: float = 1.0  # style image's longest side relative to the result's
     style_blend: tuple[float, ...] | None = None  # weight of each style image; None: equal
     preserve_colors: bool = False  # transfer luminance only, keep the content's colours
-    # Coarse-to-fine: levels of halving size (1 = off) and the share of the iterations spent
-    # on the coarser levels. Coarse iterations cost 1/4 per halving and set the large shapes.
-    coarse_levels: int = 1
-    coarse_share: float = 0.5
+    # Coarse-to-fine (nstvideo.style.stylizer.schedule): the picture is composed at a size
+    # VGG sees whole, then refined level by level, each twice the size of the one before,
+    # the style image scaled with it (so the strokes are at the picture's scale). Levels:
+    # None (auto) halves down to COARSEST_SIDE; 1 is one level at the full size. The
+    # coarsest level runs `iterations`, each finer one `level_decay` times the one before.
+    coarse_levels: int | None = None
+    level_decay: float = 0.5
     optimizer: str = "lbfgs"  # L-BFGS converges in far fewer iterations than Adam here
     learning_rate: float = 4.0  # Adam's step in pixel units (0-255); unused by L-BFGS
     init: str = "content"  # "content", "noise", or the path of an image to start from
@@ -76,6 +81,12 @@ class StyleSettings:
     weights: str = "caffe"  # "caffe" (offline), "torchvision", or a state-dict path
     max_megapixels: float = 100.0  # refuse inputs (photos, frames) larger than this, from
                                    # their header, before decoding: bombs and mistakes
+    # GB one optimization may use (VGG, the optimizer's state); None: a share of the RAM
+    # available (of the free GPU memory on CUDA). Over it the objective is computed in tiles,
+    # exactly (nstvideo.style.tiled), and L-BFGS keeps fewer pairs (nstvideo.style.memory)
+    max_memory: float | None = None
+    tile: int | None = None  # force tiles of this many px a side (tests; users who know their
+                             # machine); None: tiles only where the budget needs them
 
     def __post_init__(self):
         for name in ("content_weight", "style_weight", "tv_weight"):
@@ -97,10 +108,20 @@ class StyleSettings:
         check_choice(self.optimizer, OPTIMIZERS, "optimizer")
         check_choice(self.precision, PRECISIONS, "precision")
         check_number(self.style_scale, "--style-scale", positive=True)
+        check_number(self.level_decay, "--level-decay", positive=True)
+        if self.coarse_levels is not None and (int(self.coarse_levels) != self.coarse_levels
+                                               or self.coarse_levels < 1):
+            raise InputError(f"--levels {self.coarse_levels}: give a whole number, 1 or more "
+                             "(1: one level, at the full size)")
         check_number(self.learning_rate, "learning_rate", positive=True)
         check_number(self.max_megapixels, "--max-megapixels", positive=True)
-        if int(self.size) != self.size or self.size < 16:
-            raise InputError(f"--size {self.size}: give a whole number of pixels, 16 or more")
+        if self.max_memory is not None:
+            check_number(self.max_memory, "--max-memory", positive=True)
+        if self.tile is not None and (int(self.tile) != self.tile or self.tile < 16):
+            raise InputError(f"--tile {self.tile}: give a whole number of pixels, 16 or more")
+        if int(self.size) != self.size or not 16 <= self.size <= MAX_SIZE:
+            raise InputError(f"--size {self.size}: give a whole number of pixels, 16 to "
+                             f"{MAX_SIZE}")
         if int(self.iterations) != self.iterations or self.iterations < 1:
             raise InputError(f"--iterations {self.iterations}: give a whole number, 1 or more")
 

@@ -1,4 +1,4 @@
-"""Device, precision and memory policy (nstvideo/device.py). No GPU here: the CUDA calls are
+"""Device, precision and memory policy (nstvideo/style/device.py, memory.py). No GPU here: the CUDA calls are
 mocked with what a GPU would answer, so the policy is proven on the CPU."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from nstvideo.style import device as D
+from nstvideo.style import memory as M
 from nstvideo.errors import ModelError
 
 LAYERS = ("relu1_1", "relu5_1")
@@ -52,40 +53,42 @@ class FakeCuda:
 
 
 def test_memory_estimate_and_refusal():
-    small, big = D.estimate_bytes((256, 256), LAYERS), D.estimate_bytes((512, 512), LAYERS)
+    cuda = torch.device("cuda", 0)
+    small, big = M.estimate_bytes((256, 256), LAYERS, cuda), M.estimate_bytes((512, 512), LAYERS,
+                                                                            cuda)
     assert 3.9 < big / small < 4.1  # grows with the pixel count
     assert 0.5 * GIB < big < 4 * GIB  # ~2.4 GiB
-    D.check_fits(torch.device("cpu"), (512, 512), LAYERS)  # the CPU is not checked
+    assert M.plan((512, 512), LAYERS, cuda, big).tile is None  # fits whole, as today
     with pytest.raises(ModelError, match=r"use --size (\d+) or less") as e:
-        D.check_fits(torch.device("cuda"), (2048, 2048), LAYERS, free=big)
+        M.plan((8192, 8192), LAYERS, cuda, big // 2)  # not even in the smallest tiles
     fit = int(str(e.value).split("--size ")[1].split()[0])
-    assert 400 <= fit <= 512
-    D.check_fits(torch.device("cuda"), (fit, fit), LAYERS, free=big)
-    with pytest.raises(ModelError, match=r"a batch of 3 .* use --batch 1 or less"):
-        D.check_fits(torch.device("cuda"), (512, 512), LAYERS, free=big + big // 2, batch=3)
+    assert 256 <= fit < 8192 and fit % 16 == 0
+    M.plan((fit, fit), LAYERS, cuda, big // 2)  # the size named fits (in tiles)
+    tiled = M.plan((2048, 2048), LAYERS, cuda, big)  # over the budget whole: tiles
+    assert tiled.tile is not None and tiled.peak <= big
 
 
 def test_free_memory_counts_what_the_caching_allocator_holds(monkeypatch):
     """Frame 1 leaves its memory cached by PyTorch (reserved, not allocated): the driver then
-    reports little free, yet frame 2 of the same size fits."""
-    need = D.estimate_bytes((512, 512), LAYERS)
+    reports little free, yet frame 2 of the same size fits whole."""
+    need = M.estimate_bytes((512, 512), LAYERS, torch.device("cuda", 0))
     fake = FakeCuda(monkeypatch, free=need // 4, reserved=2 * need, allocated=need // 10)
     dev = torch.device("cuda", 0)
-    assert D.free_bytes(dev) == need // 4 + 2 * need - need // 10
-    D.check_fits(dev, (512, 512), LAYERS)  # the cached memory counts: frame 2 passes
-    fake.reserved = 0
+    assert M.free_bytes(dev) == need // 4 + 2 * need - need // 10
+    assert M.plan((512, 512), LAYERS, dev, M.default_budget(dev)).tile is None
+    fake.reserved = 0  # a quarter free: a 512 px picture is one smallest tile: refused
     with pytest.raises(ModelError, match="--size"):
-        D.check_fits(dev, (512, 512), LAYERS)
+        M.plan((512, 512), LAYERS, dev, M.default_budget(dev))
 
 
 def test_out_of_memory_is_one_line_naming_a_size(monkeypatch):
     FakeCuda(monkeypatch, free=2 * GIB)
-    err = D.out_of_memory(torch.device("cuda", 0), (1080, 1920), LAYERS)
+    err = M.out_of_memory(torch.device("cuda", 0), (1080, 1920), LAYERS)
     text = str(err)
-    assert "\n" not in text and "ran out of memory" in text
+    assert "\n" not in text and "ran out of memory" in text and "--max-memory" in text
     fit = int(text.split("--size ")[1].split()[0])
-    assert 16 <= fit < 1920 and fit % 16 == 0
-    assert D.estimate_bytes((fit * 9 // 16, fit), LAYERS) < 2 * GIB
+    assert 16 <= fit and fit % 16 == 0
+    M.plan((fit * 9 // 16, fit), LAYERS, torch.device("cuda", 0), int(1.4 * GIB))
 
 
 def test_oom_during_a_run_becomes_a_model_error(monkeypatch, tmp_path):

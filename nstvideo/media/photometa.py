@@ -57,14 +57,22 @@ def heif_writable() -> bool:
 class PhotoMeta:
     """A photo's metadata as it is written back (None: none)."""
 
-    exif: bytes | None = None  # orientation reset to 1
+    exif: bytes | None = None  # orientation reset to 1, the TIFF layout's own tags left out
     xmp: bytes | None = None
     icc: bytes | None = None  # the profile of the pixels as stylized (sRGB if converted)
+    dpi: tuple[float, float] | None = None  # the print resolution (x, y) in dots per inch
 
     def save_args(self) -> dict:
         """Pillow's save() keywords that write this metadata."""
-        args = {"exif": self.exif, "xmp": self.xmp, "icc_profile": self.icc}
+        args = {"exif": self.exif, "xmp": self.xmp, "icc_profile": self.icc, "dpi": self.dpi}
         return {k: v for k, v in args.items() if v}
+
+    def with_dpi(self, dpi: float | None) -> "PhotoMeta":
+        """This metadata printing at `dpi` (None: as it is): the resolution tag and, where the
+        EXIF has them, its resolution tags, which a print dialog may read instead."""
+        if dpi is None:
+            return self
+        return PhotoMeta(_exif_dpi(self.exif, dpi), self.xmp, self.icc, (dpi, dpi))
 
 
 def read_meta(path: Path) -> PhotoMeta:
@@ -85,7 +93,44 @@ def read_meta(path: Path) -> PhotoMeta:
         xmp = im.info.get("xmp")
         xmp = xmp.encode() if isinstance(xmp, str) else xmp
         icc = im.info.get("icc_profile")
-    return PhotoMeta(exif, still_xmp(xmp) if xmp else None, kept_profile(icc))
+        dpi = _dpi(im.info.get("dpi"))
+    return PhotoMeta(exif, still_xmp(xmp) if xmp else None, kept_profile(icc), dpi)
+
+
+def _dpi(value) -> tuple[float, float] | None:
+    """A resolution tag as Pillow reads it, where it is a usable one (JPEG's aspect-only
+    density and zero or absurd values are none)."""
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    ok = all(1 <= v <= 100000 for v in (x, y))
+    return (round(x, 3), round(y, 3)) if ok else None
+
+
+# Tags of IFD0 that describe the layout of the file that held them (a TIFF's strips and
+# tiles, its size and sample format, a DNG's sub-images): copied into another file of
+# another size they describe pixels that are not there, and a TIFF written with them is
+# unreadable (issue #32: every resized TIFF came out corrupt)
+_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279,
+                          280, 281, 284, 292, 293, 317, 320, 322, 323, 324, 325, 330, 338,
+                          339, 340, 341, 347, 532, 700})
+_X_RES, _Y_RES, _RES_UNIT = 0x011A, 0x011B, 0x0128
+
+
+def _exif_dpi(exif: bytes | None, dpi: float) -> bytes | None:
+    """EXIF bytes with their resolution tags (where present) set to `dpi` per inch."""
+    if not exif:
+        return exif
+    from PIL import Image
+
+    e = Image.Exif()
+    e.load(exif)
+    if _X_RES not in e and _Y_RES not in e:
+        return exif
+    e[_X_RES] = e[_Y_RES] = dpi
+    e[_RES_UNIT] = 2  # inches
+    return e.tobytes()
 
 
 # What a stylized copy, a still photo written whole, must not claim: that it is a motion
@@ -126,12 +171,14 @@ def _exif(im, name: str) -> bytes | None:
         with warnings.catch_warnings(record=True) as noted:
             warnings.simplefilter("always")
             e = im.getexif()
-            data = None
-            if len(e):
+            data, found = None, len(e)
+            if found:
                 if _ORIENTATION in e:
                     e[_ORIENTATION] = 1
-                data = e.tobytes()
-        damaged = bool(noted) or (bool(raw) and data is None)
+                for tag in _LAYOUT_TAGS & set(e):
+                    del e[tag]
+                data = e.tobytes() if len(e) else None
+        damaged = bool(noted) or (bool(raw) and not found)
     except Exception:  # noqa: BLE001 - any damage: the metadata goes, the photo stays
         damaged = True
     if damaged:
@@ -248,6 +295,8 @@ def encode_with_meta(img: np.ndarray, suffix: str, meta: PhotoMeta, quality: int
     if fmt == "JPEG" and img.shape[2] == 4:
         img = img[..., :3]
     args = meta.save_args()
+    if fmt not in ("JPEG", "PNG", "TIFF"):
+        args.pop("dpi", None)  # a tag these formats do not have
     if fmt in ("JPEG", "WEBP"):
         args["quality"] = quality
     if fmt == "HEIF":

@@ -1,6 +1,6 @@
-"""Device, precision and memory policy: which device a run uses, whether it computes in bf16,
-how much memory a frame needs and whether it fits, repeatable (deterministic) runs, and what
-to say when the GPU runs out of memory anyway. Knows nothing of images or files."""
+"""Device and precision policy: which device a run uses, whether it computes in bf16, and
+repeatable (deterministic) runs (memory: nstvideo.style.memory). Knows nothing of images
+or files."""
 
 from __future__ import annotations
 
@@ -11,9 +11,6 @@ import warnings
 import torch
 
 from nstvideo.errors import ModelError
-from nstvideo.style.optimize import LBFGS_HISTORY
-
-MEMORY_SHARE = 0.9  # of the free memory a run plans to use: cuDNN workspaces need the rest
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,66 +105,3 @@ def torch_threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def free_bytes(device: torch.device) -> int:
-    """Memory a new frame can use on `device`: the driver's free memory plus what PyTorch's
-    caching allocator already holds but does not use (freed by the previous frame)."""
-    free = torch.cuda.mem_get_info(device)[0]
-    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-
-
-def estimate_bytes(hw: tuple[int, int], layers: tuple[str, ...], history: int = LBFGS_HISTORY) -> int:
-    """Rough device memory one optimization needs at size hw: VGG activations up to the deepest
-    layer, kept for the backward pass and their gradients (x3, fp32), plus L-BFGS's history
-    (2 x `history` images) and a few working images."""
-    from nstvideo.style.vgg import LAYER_NAMES, layer_channels
-
-    h, w = hw
-    deepest = max(LAYER_NAMES.index(n) for n in layers)
-    total = 0
-    for name in LAYER_NAMES[: deepest + 1]:
-        block = int(name[4])
-        scale = 2 ** (block - (0 if name.startswith("pool") else 1))
-        total += layer_channels(name) * (h // scale) * (w // scale)
-    return 4 * (3 * total + (2 * history + 8) * 3 * h * w)
-
-
-def size_that_fits(hw: tuple[int, int], layers: tuple[str, ...], available: float) -> int:
-    """The largest --size (multiple of 16) whose frames need at most `available` bytes."""
-    return int(max(hw) * (MEMORY_SHARE * available / estimate_bytes(hw, layers)) ** 0.5) // 16 * 16
-
-
-def check_fits(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
-               free: int | None = None, batch: int = 1) -> None:
-    """On CUDA, refuse before starting a size that would not fit in free memory, naming the
-    largest longest side that would (memory grows with the pixel count)."""
-    if free is None:
-        if device.type != "cuda":
-            return
-        free = free_bytes(device)
-    one = estimate_bytes(hw, layers)
-    if batch > 1 and batch * one > MEMORY_SHARE * free >= one:
-        raise ModelError(f"a batch of {batch} {hw[1]}x{hw[0]} images needs about "
-                         f"{batch * one / 2**30:.1f} GiB on {device} but {free / 2**30:.1f} "
-                         f"GiB are free: use --batch {int(MEMORY_SHARE * free // one)} or less")
-    if one > MEMORY_SHARE * free:
-        raise ModelError(f"a {hw[1]}x{hw[0]} frame needs about {one / 2**30:.1f} GiB on {device} "
-                         f"but {free / 2**30:.1f} GiB are free: use --size "
-                         f"{size_that_fits(hw, layers, free)} or less")
-
-
-def out_of_memory(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
-                  batch: int = 1) -> ModelError:
-    """The error for a torch.cuda.OutOfMemoryError met anyway (another process took memory,
-    or the estimate was short): one line naming a --size that fits the whole device."""
-    room = 0.0
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        room = 0.7 * free_bytes(device)  # the estimate fell short here: leave a margin
-    fit = max(16, size_that_fits(hw, layers, room / max(1, batch))) if room else None
-    hint = f"use --size {fit} or less" if fit else "use a smaller --size"
-    if batch > 1:
-        hint += " or --batch 1"
-    return ModelError(f"{device} ran out of memory on a {hw[1]}x{hw[0]} frame: {hint} (or free "
-                      "the GPU of other programs)")

@@ -30,14 +30,6 @@ def style_target(a_s: torch.Tensor) -> torch.Tensor:
     return gram(a_s) / (2 * c * h * w)
 
 
-def weighted_style_target(a_s: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """`style_target` over the positions of a style image in proportion to `weight` (B, 1, H,
-    W) in 0-1 (its opacity at this layer): a painting cut out on a transparent background is
-    its painted pixels' Gram, not that of whatever colour lies under its transparent ones."""
-    _, c, _, _ = a_s.shape
-    return gram(a_s * weight.sqrt()) / (2 * c * weight.sum(dim=(1, 2, 3)).view(-1, 1, 1))
-
-
 def style_loss(a_g: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """J_style[l] = 1/(2·nC·nH·nW)² · Σ (G_S − G_G)², target from `style_target`.
 

@@ -95,6 +95,7 @@ class OptimizeReport:
     backtracks: int = 0  # extra evaluations of steps halved because they raised the cost
     first: dict[str, float] | None = None  # the loss parts at the init image
     last: dict[str, float] | None = None  # the loss parts at the final image
+    memory: object = None  # the top level's nstvideo.style.memory.MemoryPlan, where planned
 
 
 class _Evaluator:
@@ -135,8 +136,9 @@ class LBFGS:
     follows P·g; `free` (B, 1, H, W) bool restricts P to the pixels that may move."""
 
     def __init__(self, history: int = LBFGS_HISTORY, precondition: Preconditioner | None = None,
-                 free: torch.Tensor | None = None):
+                 free: torch.Tensor | None = None, dtype: torch.dtype = torch.float32):
         self.precondition, self.free = precondition, free
+        self.dtype = dtype  # what the pairs are stored in (bf16 halves them at print sizes)
         self.shape: torch.Size | None = None
         self.pairs: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(maxlen=history)
         self.gamma: torch.Tensor | None = None  # (B, 1): H₀ = γ·I, sᵀy / yᵀy of the newest pair
@@ -152,13 +154,14 @@ class LBFGS:
             return self._first_step(g)
         q = g.reshape(b, -1).clone()
         alphas = []
+        up = (lambda t: t) if self.dtype == q.dtype else (lambda t: t.to(q.dtype))
         for s, y, rho in reversed(self.pairs):
-            a = rho * _dot(s, q)
-            q.sub_(a * y)
+            a = rho * _dot(up(s), q)
+            q.sub_(a * up(y))
             alphas.append(a)
         q = self._h0(q).mul_(self.gamma)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
-            q.add_((a - rho * _dot(y, q)) * s)
+            q.add_((a - rho * _dot(up(y), q)) * up(s))
         d = q.neg_().view_as(g)
         if b > 1:  # an item with no usable pair yet takes a first step instead
             d = torch.where(self.started.view(b, *([1] * (g.dim() - 1))), d, self._first_step(g))
@@ -204,7 +207,7 @@ class LBFGS:
             self.gamma, self.started = gamma, ok
         else:
             self.gamma, self.started = torch.where(ok, gamma, self.gamma), self.started | ok
-        self.pairs.append((s, y, torch.where(ok, 1.0 / sy, 0.0)))
+        self.pairs.append((s.to(self.dtype), y.to(self.dtype), torch.where(ok, 1.0 / sy, 0.0)))
 
 
 def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
@@ -212,7 +215,8 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
              early_stop: EarlyStop | None = None,
              on_step: Callable[[int, dict[str, float]], None] | None = None,
              fixed: tuple[torch.Tensor, torch.Tensor] | None = None,
-             precondition: Preconditioner | None = None,
+             precondition: Preconditioner | None = None, history: int = LBFGS_HISTORY,
+             history_dtype: torch.dtype = torch.float32,
              ) -> tuple[torch.Tensor, OptimizeReport]:
     """Minimize objective(x) over pixels x in [0, 255], starting from `init` (B, 3, H, W).
 
@@ -221,7 +225,9 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
     early stop looks at the summed loss.
 
     `fixed` = (mask (B, 1, H, W) bool, values (B, 3, H, W)) holds the masked pixels at those
-    values (a constraint, projected like the box). `precondition`: L-BFGS's (see `LBFGS`).
+    values (a constraint, projected like the box). `precondition`: L-BFGS's (see `LBFGS`);
+    `history`, `history_dtype`: how many of its curvature pairs it keeps, and in what
+    (nstvideo.style.memory.plan chooses).
 
     `on_step(i, parts)` is called after each iteration with the loss parts (floats) of the
     image that iteration started from. Returns the optimized tensor and a report.
@@ -241,9 +247,10 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
     x = project(init.detach().clone()).contiguous()
     evaluate = _Evaluator(objective)
     report = OptimizeReport()
-    history: list[float] = []
+    trace: list[float] = []  # the total at each iteration (early stop)
     lbfgs = None if optimizer != "lbfgs" else LBFGS(
-        precondition=precondition, free=None if fixed is None else ~fixed[0])
+        history, precondition=precondition, free=None if fixed is None else ~fixed[0],
+        dtype=history_dtype)
     if lbfgs is None:
         param = x.clone().requires_grad_(True)
         adam = torch.optim.Adam([param], lr=learning_rate)
@@ -255,7 +262,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
             raise RenderError(f"the loss became NaN or infinite at iteration {i}: lower the "
                               "cost weights (--style-weight, --temporal-weight) or use "
                               "--precision fp32")
-        history.append(parts["total"])
+        trace.append(parts["total"])
         if lbfgs is not None:
             d = lbfgs.direction(g)
             x_new = project(x + d)
@@ -275,8 +282,8 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         report.iterations = i + 1
         if on_step is not None:
             on_step(i, parts)
-        if early_stop and len(history) > early_stop.window:
-            old, new = history[-1 - early_stop.window], history[-1]
+        if early_stop and len(trace) > early_stop.window:
+            old, new = trace[-1 - early_stop.window], trace[-1]
             if old - new <= early_stop.rel_tol * abs(old):
                 break
     report.last = dict(evaluate.parts)

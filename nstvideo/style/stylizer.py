@@ -11,16 +11,19 @@ import torch
 
 from nstvideo.style import losses
 from nstvideo.errors import InputError
-from nstvideo.style.device import (MEMORY_SHARE, check_fits, configure, estimate_bytes, free_bytes,
-                             out_of_memory, resolve_device, use_bf16)
+from nstvideo.style.device import configure, resolve_device, use_bf16
+from nstvideo.style.memory import MemoryPlan, budget, estimate_bytes, out_of_memory, plan
 from nstvideo.style.optimize import (PRECONDITION, EarlyStop, OptimizeReport, Preconditioner,
                                      optimize)
 from nstvideo.settings import StyleSettings, loss_weights
 from nstvideo.style.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
                               to_tensor, with_colors_of)
+from nstvideo.style.tiled import TiledObjective, gram_sums, receptive, split
 from nstvideo.style.vgg import VGGFeatures, min_side
 
-COARSEST_SIDE = 64  # px; below this the deep style layers see only a few pixels
+COARSEST_SIDE = 128  # px: the coarsest level's longest side (auto levels) is at least this:
+# relu5_1 sees 156 px, so at 128-256 px VGG sees the whole picture and composes it
+MIN_LEVEL_ITERATIONS = 10  # the least a finer level runs: enough to sharpen the upsampled start
 # Auto batching of same-size photos, CUDA only (on two CPU cores a batch of 4 small photos is
 # only 1.12x faster, benchmarks/RESULTS.md): up to this many pixels per batch, i.e. 16 images
 # at 256 px, 4 at 512, 1 at 1024. Small frames leave most of a large GPU idle between kernel
@@ -47,6 +50,26 @@ class Temporal:
             resize_tensor(self.frozen.float(), hw) > 0.999)
         return Temporal(resize_tensor(space(self.warped), hw), resize_tensor(self.mask, hw),
                         self.weight, frozen)
+
+
+def schedule(hw: tuple[int, int], iterations: int, settings: StyleSettings,
+             coarse: bool = True) -> list[tuple[tuple[int, int], int]]:
+    """Coarse-to-fine: [(size (h, w), iterations)], coarsest first, ending at `hw`.
+
+    Each coarser level halves the size, down to COARSEST_SIDE (or `settings.coarse_levels`
+    levels); the coarsest runs `iterations`, each finer one `level_decay` times as many as
+    the one before (at least MIN_LEVEL_ITERATIONS): a level starts from the one before,
+    upsampled, and has only the finer strokes to paint, at 4x the cost per iteration. One
+    level (`coarse` False: a frame started from the previous one) is `iterations` at hw."""
+    s = settings
+    sizes = [hw]
+    while coarse and (s.coarse_levels is None or len(sizes) < s.coarse_levels) and \
+            max(sizes[-1]) // 2 >= COARSEST_SIDE and min(sizes[-1]) // 2 >= 16:
+        sizes.append((max(1, sizes[-1][0] // 2), max(1, sizes[-1][1] // 2)))
+    sizes.reverse()
+    its = [max(min(iterations, MIN_LEVEL_ITERATIONS), round(iterations * s.level_decay ** k))
+           for k in range(len(sizes))]
+    return list(zip(sizes, its))
 
 
 def style_longest(content_longest: int, style_scale: float) -> int:
@@ -119,24 +142,34 @@ class Stylizer:
             x, opacity = _style_pixels(resize(img, hw), self.device)
             if s.preserve_colors:
                 x = luminance(x, like=content)
-            feats = self.features(x)
-            for name, _ in s.style_layers:
-                f = feats[name]
-                t = w * (losses.style_target(f) if opacity is None else
-                         losses.weighted_style_target(f, torch.nn.functional.adaptive_avg_pool2d(
-                             opacity, f.shape[2:])))
+            names = [name for name, _ in s.style_layers]
+            tile = self.memory_plan(hw).tile  # a style as large as a print: in tiles too
+            grams = gram_sums(self.features, x, split(hw, tile or max(hw), names), names,
+                              weight=opacity)
+            for name in names:
+                size = (hw[0] // receptive(name).stride, hw[1] // receptive(name).stride)
+                area = size[0] * size[1] if opacity is None else \
+                    torch.nn.functional.adaptive_avg_pool2d(opacity, size).sum()
+                t = w * grams[name] / (2 * grams[name].shape[1] * area)  # losses.style_target
                 targets[name] = targets[name] + t if name in targets else t
         if len(self._targets) > 8:  # bounded: preserve_colors over many photos adds keys
             self._targets.clear()
         self._targets[key] = targets
         return targets
 
-    def objective(self, content: torch.Tensor, temporal: Temporal | None = None):
+    def objective(self, content: torch.Tensor, temporal: Temporal | None = None,
+                  tile: int | None = None):
         """The total cost J(x) for one content image (1, 3, H, W) in pixels; returns a callable
         x -> (total per item (B,), parts summed) as `optimize` wants. Content targets are
-        computed here, once."""
+        computed here, once. With `tile` (px) it is computed tile by tile, with the same
+        value and gradient (nstvideo.style.tiled)."""
         s = self.settings
         style_t = self.style_targets(content)
+        if tile is not None:
+            return TiledObjective(
+                self.features, content, split(tuple(content.shape[2:]), tile, self.vgg.wanted),
+                content_layer=s.content_layer, style_layers=s.style_layers, style_t=style_t,
+                weights=(self.alpha, self.beta, self.gamma), temporal=temporal)
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 
@@ -194,55 +227,65 @@ class Stylizer:
             return s.batch
         if self.device.type != "cuda":
             return 1
-        by_memory = int(MEMORY_SHARE * free_bytes(self.device) // estimate_bytes(hw, self.vgg.wanted))
+        by_memory = int(self.budget() // estimate_bytes(hw, self.vgg.wanted, self.device))
         return max(1, min(MAX_BATCH, MAX_BATCH_PIXELS // (hw[0] * hw[1]), by_memory))
-
-    def levels(self, hw: tuple[int, int], iterations: int) -> list[tuple[tuple[int, int], int]]:
-        """Coarse-to-fine schedule: [(size (h, w), iterations)], coarsest first, ending at `hw`.
-
-        Each coarser level halves the size (down to COARSEST_SIDE) and the coarse levels share
-        `coarse_share` of the iterations equally; the rest run at full size."""
-        s = self.settings
-        sizes = [hw]
-        while len(sizes) < s.coarse_levels and max(sizes[-1]) // 2 >= COARSEST_SIDE:
-            sizes.append((max(1, sizes[-1][0] // 2), max(1, sizes[-1][1] // 2)))
-        n_coarse = len(sizes) - 1
-        per = round(iterations * s.coarse_share / n_coarse) if n_coarse else 0
-        its = [per] * n_coarse + [iterations - per * n_coarse]
-        return [(size, n) for size, n in zip(reversed(sizes), its) if n > 0]
 
     def run(self, content: torch.Tensor, init: torch.Tensor, *, iterations: int | None = None,
             temporal: Temporal | None = None, early_stop: EarlyStop | None = None,
-            on_step=None) -> tuple[torch.Tensor, OptimizeReport]:
+            on_step=None, coarse: bool = True) -> tuple[torch.Tensor, OptimizeReport]:
         """Stylize content from `init`; both (B, 3, H, W) pixels on the device (a batch: B
         independent images of one size, each optimized as it would be alone).
 
-        Runs the coarse-to-fine schedule of `levels`. With preserve_colors the optimization
-        runs on luminance and the content's colours are put back at the end. Returns the
-        result in pixels and the optimizer's report (iterations summed over levels).
+        Runs the coarse-to-fine `schedule` (`coarse` False: at the full size only, for a
+        start that already holds the painting, such as a video's previous frame). With
+        preserve_colors the optimization runs on luminance and the content's colours are put
+        back at the end. Returns the result in pixels and the optimizer's report (iterations
+        summed over levels; `memory`, the full size's plan).
         """
         hw, layers = tuple(content.shape[2:]), self.vgg.wanted
-        check_fits(self.device, hw, layers, batch=len(content))
+        levels = schedule(hw, iterations or self.settings.iterations, self.settings, coarse)
+        plans = [self.memory_plan(size, len(content), temporal is not None)
+                 for size, _ in levels]  # refused here, before any work, if it cannot fit
         try:
-            return self._run(content, init, iterations, temporal, early_stop, on_step)
+            return self._run(content, init, levels, plans, temporal, early_stop, on_step)
         except torch.cuda.OutOfMemoryError as e:
             raise out_of_memory(self.device, hw, layers, len(content)) from e
 
-    def _run(self, content, init, iterations, temporal, early_stop, on_step):
+    def planned_iterations(self, hw: tuple[int, int], iterations: int | None = None) -> int:
+        """The iterations `run` takes at most from the content at size hw, all levels."""
+        return sum(n for _, n in schedule(hw, iterations or self.settings.iterations,
+                                          self.settings))
+
+    def budget(self) -> int:
+        """Bytes one optimization may use: --max-memory, else a share of what is free."""
+        return budget(self.settings.max_memory, self.device)
+
+    def memory_plan(self, hw: tuple[int, int], batch: int = 1,
+                    temporal: bool = False) -> MemoryPlan:
+        """How an optimization at size hw fits the budget (tiles, L-BFGS pairs); refuses in one
+        line what cannot (nstvideo.style.memory.plan)."""
+        return plan(hw, self.vgg.wanted, self.device, self.budget(), batch=batch,
+                    tile=self.settings.tile, temporal=temporal)
+
+    def _run(self, content, init, levels, plans, temporal, early_stop, on_step):
         s = self.settings
         space = luminance if s.preserve_colors else (lambda t: t)
         target, x = space(content), space(init)
         report = OptimizeReport()
-        for hw, n in self.levels(tuple(content.shape[2:]), iterations or s.iterations):
+        for (hw, n), mem in zip(levels, plans):
             level_t = None if temporal is None else temporal.resized(hw, space)
             fixed = None if level_t is None or level_t.frozen is None else (
                 level_t.frozen, level_t.warped)
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
-            x, rep = optimize(resize_tensor(x, hw), self.objective(resize_tensor(target, hw), level_t),
-                              iterations=n, optimizer=s.optimizer,
-                              learning_rate=s.learning_rate, early_stop=early_stop,
-                              on_step=step, fixed=fixed, precondition=self.precondition)
+            objective = self.objective(resize_tensor(target, hw), level_t, mem.tile)
+            x, rep = optimize(resize_tensor(x, hw), objective, iterations=n,
+                              optimizer=s.optimizer, learning_rate=s.learning_rate,
+                              early_stop=early_stop, on_step=step, fixed=fixed,
+                              precondition=self.precondition, history=mem.history,
+                              history_dtype=mem.history_dtype)
+            del objective
+            report.memory = mem
             report.iterations += rep.iterations
             report.backtracks += rep.backtracks
             report.first = report.first or rep.first

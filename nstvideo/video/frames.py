@@ -118,6 +118,7 @@ class FrameRenderer:
         """The optimizer's run on one frame: (result, report)."""
         s, v = self.stylizer, self.video
         guessed = start is None and guess is not None
+        fresh = start is None and not guessed  # from the content: composed coarse to fine
         if start is None:
             start = to_tensor(guess(), s.device) if guessed else s.initial(content_t, init)
         # a chain's first frame starts from the content and gets the larger budget; with
@@ -127,5 +128,5 @@ class FrameRenderer:
         if self.by_new and not restart:
             iterations += round((self.first_iterations - v.iterations) * self.new_share)
         x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
-                          early_stop=self.early_stop, on_step=on_step)
+                          early_stop=self.early_stop, on_step=on_step, coarse=fresh)
         return to_image(x), report

@@ -29,6 +29,7 @@ from nstvideo.photos import ImageLike, init_image, load_styles, styles_list
 from nstvideo.record import fingerprint, style_state
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.device import resolve_device
+from nstvideo.style.memory import GIB, budget, default_budget, plan as memory_plan
 from nstvideo.style.vgg import min_side
 from nstvideo.video.assemble import finish
 from nstvideo.video.checkpoint import Checkpoint, checkpoint_dir
@@ -58,6 +59,7 @@ class VideoReport:
     training: dict = field(default_factory=dict)  # ... and its network's training (steps, loss)
     net: str | None = None  # keyframe method: the network file it painted with (--net)
     threads: int | None = None  # torch threads each unit rendered with (the plan's)
+    memory: str = ""  # how a frame fits its memory budget and its estimated peak (the plan)
 
 
 def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, *,
@@ -86,8 +88,10 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     styles = styles_list(styles)
     spec, source, output, is_video, given_net = _check(input_path, styles, output, settings,
                                                        video, files, overwrite)
-    hw = even_size(source.height, source.width, settings.size,
-                   min_side([settings.content_layer, *(n for n, _ in settings.style_layers)]))
+    layers = (settings.content_layer, *(n for n, _ in settings.style_layers))
+    hw = even_size(source.height, source.width, settings.size, min_side(layers))
+    settings = _shared_memory(settings, workers, ray)
+    fits = _frame_memory(settings, layers, hw)  # refused here, before the pass over the clip
     style_images = load_styles(styles, settings)
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles))
@@ -98,7 +102,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
         job = _job(settings, video, style_images, hw, spec, source, plan,
                    segment_ext(output) if is_video else None, keep_frames)
         report = VideoReport(output=output, fps=float(job.fps), units=len(plan.units),
-                             scene_cuts=list(plan.cuts[1:]), threads=plan.threads)
+                             scene_cuts=list(plan.cuts[1:]), threads=plan.threads, memory=fits)
         if video.trains_net:
             job.net = given_net or _keyframes(report, ckpt, plan, job, progress)
             report.net = video.net
@@ -177,6 +181,25 @@ def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
     if video.net and Path(video.net).is_file():
         state["files"]["net"] = fingerprint(video.net)
     return {**state, "video": vid, "input": spec.fingerprint, "range": list(rng)}
+
+
+def _shared_memory(settings: StyleSettings, workers: int, ray: str | None) -> StyleSettings:
+    """Local CPU workers share this machine's RAM: each plans within its share of the
+    default budget (a GPU worker has its own GPU's memory; a Ray task its node's)."""
+    if settings.max_memory is not None or workers == 1 or ray is not None:
+        return settings
+    device = resolve_device(settings.device)
+    if device.type != "cpu":
+        return settings
+    return settings.replace(max_memory=default_budget(device) / workers / GIB)
+
+
+def _frame_memory(settings: StyleSettings, layers: tuple[str, ...], hw) -> str:
+    """How one frame of size hw fits its budget (in one line for the report); refuses in one
+    line, before any work, a frame size that cannot fit even in tiles."""
+    device = resolve_device(settings.device)
+    return memory_plan(hw, layers, device, budget(settings.max_memory, device),
+                       tile=settings.tile, temporal=True).describe()
 
 
 def _engine(workers: int, ray: str | None) -> Engine:

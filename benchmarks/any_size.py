@@ -1,0 +1,191 @@
+"""Any size: the tiled objective's exactness, memory and cost, and the poster's projection.
+
+Each measurement of memory or time runs in its own process (peak RSS is per process), one
+after another, so the figures of one run sit side by side.
+
+  python benchmarks/any_size.py exact [--size 1024] [--iterations 50] [--tile 256]
+      value and gradient, tiled against whole, fp32 (relative error); then a render of
+      --iterations in tiles against the whole, same seed: PSNR (dB)
+  python benchmarks/any_size.py memory --size 4096 --max-memory 6 [--iterations 2]
+      peak RSS, the plan chosen, seconds per iteration per megapixel
+  python benchmarks/any_size.py cost [--size 2048] [--tile 1024] [--iterations 3]
+      seconds per iteration per megapixel, whole against --tile, side by side
+  python benchmarks/any_size.py history [--size 384] [--iterations 300]
+      L-BFGS's curvature pairs (100, 20, 10, 5; fp32 and bf16): the cost reached
+  python benchmarks/any_size.py poster [--size 10800] [--max-memory 12] [--iterations 2]
+      the poster's top level measured (s/iteration, peak RSS) and the whole schedule
+      projected from it (each level's pixels x its iterations)
+Content: ../shared/data/tubingen.jpg, style: starry_night.jpg (any pair: --content/--style).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def child(args) -> dict:
+    """One optimization in this process: its plan, seconds per iteration, peak RSS."""
+    import torch
+
+    from nstvideo.media.reader import read_image
+    from nstvideo.settings import StyleSettings
+    from nstvideo.style.stylizer import Stylizer
+
+    s = StyleSettings(size=args.size, iterations=args.iterations, seed=0,
+                      max_memory=args.max_memory, tile=args.tile or None,
+                      precision=args.precision, max_megapixels=1000, coarse_levels=1)
+    st = Stylizer([read_image(args.style, longest=args.size)], s)
+    content = st.prepare(read_image(args.content, max_pixels=10 ** 9))
+    times = []
+    t0 = time.perf_counter()
+    x, rep = st.run(content, content.clone(),
+                    on_step=lambda i, p: times.append(time.perf_counter()))
+    total = time.perf_counter() - t0
+    steps = [b - a for a, b in zip([t0] + times, times)]
+    mp = content.shape[2] * content.shape[3] / 1e6
+    out = {"hw": list(content.shape[2:]), "plan": rep.memory.describe(),
+           "tile": rep.memory.tile, "history": rep.memory.history,
+           "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+           "first_s": steps[0], "s_per_it": sorted(steps[1:] or steps)[len(steps[1:] or steps) // 2],
+           "total_s": total, "mp": mp, "loss": rep.last["total"]}
+    out["s_per_it_mp"] = out["s_per_it"] / mp
+    if args.save:
+        torch.save(x, args.save)
+    return out
+
+
+def run_child(args, **over) -> dict:
+    argv = [sys.executable, __file__, "child"]
+    for k, v in {**vars(args), **over}.items():
+        if k not in ("mode", "func") and v is not None:
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(p.stderr[-3000:])
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def exact(args):
+    import torch
+
+    from nstvideo.media.reader import read_image
+    from nstvideo.settings import StyleSettings
+    from nstvideo.style.stylizer import Stylizer
+
+    st = Stylizer([read_image(args.style)], StyleSettings(size=args.size, precision="fp32"))
+    content = st.prepare(read_image(args.content))
+    x = (content + 30 * torch.randn(content.shape, generator=torch.Generator().manual_seed(0)))
+    x = x.clamp(0, 255)
+    got = []
+    for tile in (None, args.tile):
+        xr = x.clone().requires_grad_(True)
+        total, _ = st.objective(content, None, tile)(xr)
+        (g,) = torch.autograd.grad(total.sum(), xr)
+        got.append((float(total.detach().sum()), g))
+    (v0, g0), (v1, g1) = got
+    print(f"{content.shape[3]}x{content.shape[2]}, tiles of {args.tile}: value rel. error "
+          f"{abs(v1 - v0) / abs(v0):.2e}, gradient rel. error "
+          f"{float((g1 - g0).norm() / g0.norm()):.2e}", flush=True)
+    a = run_child(args, mode="child", precision="fp32", tile=0, save="/tmp/any_whole.pt")
+    b = run_child(args, mode="child", precision="fp32", save="/tmp/any_tiled.pt")
+    x0, x1 = torch.load("/tmp/any_whole.pt"), torch.load("/tmp/any_tiled.pt")
+    mse = float((x0.clamp(0, 255).round() - x1.clamp(0, 255).round()).pow(2).mean())
+    print(f"{args.iterations} iterations fp32: whole loss {a['loss']:.6g}, tiled "
+          f"{b['loss']:.6g}; PSNR {10 * math.log10(255 ** 2 / max(mse, 1e-12)):.1f} dB; "
+          f"{a['s_per_it']:.1f} s/it whole, {b['s_per_it']:.1f} tiled", flush=True)
+
+
+def memory(args):
+    r = run_child(args, mode="child")
+    print(f"{r['hw'][1]}x{r['hw'][0]}, --max-memory {args.max_memory}: {r['plan']}; peak RSS "
+          f"{r['peak_rss_gb']:.2f} GB; {r['s_per_it']:.1f} s/it ({r['s_per_it_mp']:.2f} s/it/MP),"
+          f" first evaluation {r['first_s']:.1f} s", flush=True)
+
+
+def cost(args):
+    rows = []
+    for tile in (0, args.tile, 0, args.tile):  # alternated: drift on a shared machine
+        r = run_child(args, mode="child", tile=tile)
+        rows.append((tile, r))
+        print(f"tile {tile or 'none'}: {r['plan']}; {r['s_per_it_mp']:.2f} s/it/MP, peak "
+              f"{r['peak_rss_gb']:.2f} GB", flush=True)
+    whole = sorted(r["s_per_it_mp"] for t, r in rows if not t)
+    tiled = sorted(r["s_per_it_mp"] for t, r in rows if t)
+    print(f"tiled/whole: {sum(tiled) / sum(whole):.2f}x (s/it/MP {sum(whole) / 2:.2f} -> "
+          f"{sum(tiled) / 2:.2f})")
+
+
+def history(args):
+    from nstvideo.media.reader import read_image
+    from nstvideo.settings import StyleSettings
+    from nstvideo.style import optimize as O
+    from nstvideo.style.stylizer import Stylizer
+    import torch
+
+    st = Stylizer([read_image(args.style)], StyleSettings(size=args.size, seed=0))
+    content = st.prepare(read_image(args.content))
+    first = None
+    for n, dtype in ((100, torch.float32), (20, torch.float32), (10, torch.float32),
+                     (5, torch.float32), (10, torch.bfloat16), (3, torch.float32)):
+        t0 = time.perf_counter()
+        x, rep = O.optimize(content.clone(), st.objective(content), iterations=args.iterations,
+                            precondition=st.precondition, history=n, history_dtype=dtype)
+        first = first or rep.first["total"]
+        print(f"{n} pairs {str(dtype)[6:]}: loss {rep.last['total']:.5g} (fall "
+              f"{(first - rep.last['total']) / first:.4f}), {time.perf_counter() - t0:.0f} s",
+              flush=True)
+
+
+def poster(args):
+    """The top level measured; the schedule's lower levels projected from its s/it/MP (they
+    fit whole or in fewer tiles, so this overestimates them a little)."""
+    from nstvideo.settings import StyleSettings
+    from nstvideo.style.stylizer import schedule_sizes
+
+    r = run_child(args, mode="child")
+    print(f"top level {r['hw'][1]}x{r['hw'][0]}: {r['plan']}; peak RSS {r['peak_rss_gb']:.2f} "
+          f"GB; {r['s_per_it']:.0f} s/it ({r['s_per_it_mp']:.2f} s/it/MP)", flush=True)
+    s = StyleSettings(size=args.size)
+    total = 0.0
+    for (h, w), n in schedule_sizes(tuple(r["hw"]), s):
+        sec = n * r["s_per_it_mp"] * h * w / 1e6
+        total += sec
+        print(f"  {w}x{h}: {n} iterations, ~{sec / 3600:.2f} h")
+    print(f"projected: {total / 3600:.1f} h for the whole schedule")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mode", choices=["exact", "memory", "cost", "history", "poster", "child"])
+    ap.add_argument("--content", default=str(DATA / "tubingen.jpg"))
+    ap.add_argument("--style", default=str(DATA / "starry_night.jpg"))
+    ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--iterations", type=int, default=None)
+    ap.add_argument("--tile", type=int, default=None)
+    ap.add_argument("--max-memory", type=float, default=None)
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--save", default=None)
+    args = ap.parse_args()
+    defaults = {"exact": (1024, 50, 256), "memory": (4096, 2, 0), "cost": (2048, 3, 1024),
+                "history": (384, 300, 0), "poster": (10800, 2, 0), "child": (512, 2, 0)}
+    size, its, tile = defaults[args.mode]
+    args.size = args.size or size
+    args.iterations = args.iterations or its
+    args.tile = tile if args.tile is None else args.tile
+    if args.mode == "child":
+        print(json.dumps(child(args)))
+    else:
+        globals()[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

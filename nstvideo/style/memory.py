@@ -1,0 +1,201 @@
+"""Memory: what one optimization needs at a size, and the plan that keeps it within a budget
+on every device: the picture whole, or in tiles (nstvideo.style.tiled), and how many of
+L-BFGS's curvature pairs are kept, in which precision. Refuses, before the first iteration,
+what cannot fit even in the smallest tiles, naming the size that would. Knows nothing of
+images or files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from nstvideo.errors import ModelError
+from nstvideo.style.optimize import LBFGS_HISTORY
+
+GIB = 2 ** 30
+MEMORY_SHARE = 0.9  # of the free GPU memory a run plans to use: cuDNN workspaces need the rest
+RAM_SHARE = 0.75  # of the available RAM a run plans to use by default: the OS, the decoder,
+# the encoder and other programs need the rest (a laptop that swaps crawls)
+# CPU: bytes per pixel of VGG-19's forward and backward pass to relu5_1 with the costs
+# (measured: 2.6-3.0 GB a megapixel in fp32 and bf16 alike, 512-2048 px; benchmarks/any_size.py)
+CPU_ACTIVATION_PER_PX = 3000
+# Image-sized float32 working tensors of one optimization besides the history: the pixels,
+# the gradient, the step, the next pixels and gradient, the new pair before it is stored,
+# the preconditioner's blurs, the content and the start (measured peaks: any_size.py)
+WORKING_IMAGES = 12
+CONTENT_FEATURE_PER_PX = 512 / 64  # relu4_2's floats per pixel, kept per tile when tiled
+MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs lose under
+# 1% of the cost's fall against 100 at 300 iterations (RESULTS.md "Any size 2")
+FLOOR_PAIRS = 3  # the least L-BFGS keeps in the smallest tiles before a size is refused
+MIN_TILE = 256  # px: the smallest tile core; its crop is 416 px with relu5_1's 80 px halos
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How one optimization at a size runs within `budget` bytes."""
+
+    tile: int | None  # core side of the tiles in px; None: the picture whole
+    history: int  # L-BFGS curvature pairs kept
+    history_dtype: torch.dtype  # what they are stored in
+    peak: int  # estimated bytes at the peak
+    budget: int
+
+    def describe(self) -> str:
+        how = "whole" if self.tile is None else f"in {self.tile} px tiles"
+        kind = "bf16" if self.history_dtype == torch.bfloat16 else "fp32"
+        return (f"{how}, {self.history} L-BFGS pairs in {kind}, about "
+                f"{self.peak / GIB:.1f} of {self.budget / GIB:.1f} GiB")
+
+
+def activation_bytes(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device) -> int:
+    """VGG-19's forward and backward pass at size hw, kept for the gradient: on the CPU as
+    measured; on a GPU every layer's output, its copy and its gradient in fp32 (cuDNN and
+    the caching allocator keep more than the CPU's allocator)."""
+    if device.type == "cpu":
+        return CPU_ACTIVATION_PER_PX * hw[0] * hw[1]
+    from nstvideo.style.vgg import LAYER_NAMES, layer_channels
+
+    h, w = hw
+    deepest = max(LAYER_NAMES.index(n) for n in layers)
+    total = 0
+    for name in LAYER_NAMES[: deepest + 1]:
+        block = int(name[4])
+        scale = 2 ** (block - (0 if name.startswith("pool") else 1))
+        total += layer_channels(name) * (h // scale) * (w // scale)
+    return 4 * 3 * total
+
+
+def estimate_bytes(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device,
+                   history: int = LBFGS_HISTORY, batch: int = 1) -> int:
+    """One untiled optimization at size hw with `history` fp32 pairs: VGG's pass plus the
+    image-sized working tensors and the pairs."""
+    image = 4 * 3 * hw[0] * hw[1] * batch
+    return activation_bytes(hw, layers, device) * batch + (WORKING_IMAGES + 2 * history) * image
+
+
+def default_budget(device: torch.device) -> int:
+    """The memory a run plans to use when --max-memory is not given: a share of the free GPU
+    memory on CUDA, else of the RAM available now (Linux's MemAvailable; elsewhere the free
+    physical pages)."""
+    if device.type == "cuda":
+        return int(MEMORY_SHARE * free_bytes(device))
+    return int(RAM_SHARE * available_ram())
+
+
+def budget(max_memory: float | None, device: torch.device) -> int:
+    """Bytes one optimization may use: `max_memory` GB (--max-memory), else the default."""
+    return default_budget(device) if max_memory is None else int(max_memory * GIB)
+
+
+def available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # Windows, macOS without the name
+        return 8 * GIB
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory a new frame can use on a CUDA `device`: the driver's free memory plus what
+    PyTorch's caching allocator already holds but does not use (freed by the previous
+    frame)."""
+    free = torch.cuda.mem_get_info(device)[0]
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, budget: int,
+         *, batch: int = 1, tile: int | None = None, temporal: bool = False) -> MemoryPlan:
+    """How to optimize a (batch of) picture(s) of size hw within `budget` bytes.
+
+    The picture whole with LBFGS_HISTORY fp32 pairs where that fits (exactly today's run);
+    else whole with fewer pairs (down to MIN_PAIRS, fp32 then bf16); else in the largest
+    tiles that leave room for MIN_PAIRS (then FLOOR_PAIRS); `tile` forces tiles of that
+    size. Refuses (ModelError, one line) what does not fit in MIN_TILE tiles."""
+    chosen = _choose(hw, layers, device, budget, batch, tile, temporal)
+    if chosen is not None:
+        return chosen
+    if tile is not None:
+        raise ModelError(f"--tile {tile} does not fit a {hw[1]}x{hw[0]} picture in "
+                         f"{budget / GIB:.1f} GiB: use a smaller --tile or a larger "
+                         "--max-memory")
+    raise ModelError(f"a {hw[1]}x{hw[0]} picture needs more than {budget / GIB:.1f} GiB of "
+                     f"memory on {device} even in tiles: use --size "
+                     f"{size_that_fits(hw, layers, device, budget, batch)} or less, or a "
+                     "larger --max-memory")
+
+
+def _choose(hw, layers, device, budget, batch, tile, temporal) -> MemoryPlan | None:
+    image = 4 * 3 * hw[0] * hw[1] * batch
+    fixed = (WORKING_IMAGES + (2 if temporal else 0)) * image
+
+    def pairs(room: int, least: int) -> tuple[int, torch.dtype] | None:
+        for dtype, size in ((torch.float32, 2 * image), (torch.bfloat16, image)):
+            n = min(LBFGS_HISTORY, room // size)
+            if n >= least:
+                return n, dtype
+        return None
+
+    if tile is None:
+        room = budget - fixed - activation_bytes(hw, layers, device) * batch
+        got = pairs(room, MIN_PAIRS)
+        if got:
+            return MemoryPlan(None, *got, _peak(budget, room, got, image), budget)
+    from nstvideo.style.tiled import grid, halo
+
+    g, reach = grid(layers), halo(layers)
+    cache = int(4 * CONTENT_FEATURE_PER_PX * hw[0] * hw[1] * batch)
+    sides = [tile] if tile is not None else \
+        range(max(hw) // g * g, MIN_TILE - 1, -g)
+    for least in ((FLOOR_PAIRS,) if tile is not None else (MIN_PAIRS, FLOOR_PAIRS)):
+        for side in sides:
+            crop = (min(hw[0], side + 2 * reach), min(hw[1], side + 2 * reach))
+            room = budget - fixed - cache - activation_bytes(crop, layers, device) * batch
+            got = pairs(room, least)
+            if got:
+                return MemoryPlan(side, *got, _peak(budget, room, got, image), budget)
+    return None
+
+
+def _peak(budget: int, room: int, got: tuple[int, torch.dtype], image: int) -> int:
+    n, dtype = got
+    return budget - room + n * image * (2 if dtype == torch.float32 else 1)
+
+
+def size_that_fits(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device,
+                   budget: int, batch: int = 1) -> int:
+    """The largest --size (a multiple of 16, at least 16) at which a picture of hw's aspect
+    fits in `budget` bytes (in tiles where need be)."""
+    lo, hi = 1, max(hw) // 16
+    while lo < hi:  # the largest k whose 16·k fits
+        k = (lo + hi + 1) // 2
+        s = 16 * k / max(hw)
+        size = (max(1, round(hw[0] * s)), max(1, round(hw[1] * s)))
+        if _choose(size, layers, device, budget, batch, None, False) is not None:
+            lo = k
+        else:
+            hi = k - 1
+    return 16 * lo
+
+
+def out_of_memory(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
+                  batch: int = 1) -> ModelError:
+    """The error for a torch.cuda.OutOfMemoryError met anyway (another process took memory,
+    or the estimate was short): one line naming a --max-memory and --size that would fit."""
+    hint = "use a smaller --size or --max-memory"
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        room = int(0.7 * free_bytes(device))  # the estimate fell short here: leave a margin
+        hint = (f"use --max-memory {room / GIB:.1f} (tiles) or --size "
+                f"{size_that_fits(hw, layers, device, room, batch)} or less")
+    if batch > 1:
+        hint += " or --batch 1"
+    return ModelError(f"{device} ran out of memory on a {hw[1]}x{hw[0]} frame: {hint} (or free "
+                      "the GPU of other programs)")

@@ -1,0 +1,325 @@
+"""The objective tile by tile: cost and gradient of a picture too large for memory, equal to
+the whole picture's (up to float rounding), with memory bounded by one tile.
+
+Each tile owns a rectangle of pixels (`Tile.core`, origins on the grid of the deepest
+layer's pooling) and computes VGG on that rectangle widened by a halo (`Tile.crop`) wide
+enough that the features it owns, at every layer used, equal the whole picture's: a
+feature's receptive field (`receptive`) lies inside the crop, and where the crop meets the
+picture's border the border's own zero padding is kept. Every feature position, and every
+pixel of the TV and temporal terms, is owned by exactly one tile.
+
+The Gram cost is not local: J = Σ_l λ_l Σ (G_l/n_l − T_l)², G_l = Σ_tiles A_t A_tᵀ. One pass
+without gradients sums the Grams; then a pass per tile with gradients backpropagates
+∂J/∂A_t = S_l A_t, S_l = (2/n_l)(D_l + D_lᵀ) fixed from the first pass, with the local
+content, TV and temporal terms. The last tile's graph from the first pass is kept and
+backpropagated first, so one tile's forward is not computed twice. Gatys et al.'s costs as
+`losses` writes them; the normalizations use the whole picture's sizes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from nstvideo.style.vgg import LAYER_NAMES, check_layer
+
+
+@dataclass(frozen=True)
+class Field:
+    """The input pixels a feature at position p of a layer depends on:
+    [stride·p + start, stride·p + start + size)."""
+
+    start: int
+    size: int
+    stride: int
+
+
+def receptive(layer: str) -> Field:
+    """VGG-19's receptive field at `layer` (3x3 convolutions padded by 1, 2x2 poolings):
+    relu1_1 3 px, relu2_1 10, relu3_1 24, relu4_1 68, relu4_2 84, relu5_1 156."""
+    start, size, stride = 0, 1, 1
+    for name in LAYER_NAMES[: LAYER_NAMES.index(check_layer(layer)) + 1]:
+        if name.startswith("conv"):
+            start, size = start - stride, size + 2 * stride
+        elif name.startswith("pool"):
+            size, stride = size + stride, stride * 2
+    return Field(start, size, stride)
+
+
+def grid(layers) -> int:
+    """Tile origins must sit on this grid (px): the deepest layer's stride, so that every
+    pooling window of a tile is one of the whole picture's."""
+    return max(receptive(n).stride for n in layers)
+
+
+def halo(layers) -> int:
+    """Pixels a tile's crop reaches beyond what it owns, on each side, on the grid: the
+    widest reach of a feature's receptive field past its own stride cell (80 px to relu5_1)."""
+    g = grid(layers)
+    reach = max(max(-f.start, f.start + f.size - f.stride) for f in map(receptive, layers))
+    return math.ceil(reach / g) * g
+
+
+@dataclass(frozen=True)
+class Tile:
+    core: tuple[int, int, int, int]  # owned pixels: y0, y1, x0, x1
+    crop: tuple[int, int, int, int]  # pixels computed: the core with its halo, clipped
+
+    def owned(self, stride: int, hw: tuple[int, int]) -> tuple[slice, slice]:
+        """The positions this tile owns of a feature map of `stride`, in the crop's map
+        (`hw`: the crop's map size; the picture's last row and column of each map are
+        owned by the tile at that border)."""
+        (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) = self.core, self.crop
+        return (slice((y0 - cy0) // stride, (y1 - cy0) // stride if y1 < cy1 else hw[0]),
+                slice((x0 - cx0) // stride, (x1 - cx0) // stride if x1 < cx1 else hw[1]))
+
+
+def split(hw: tuple[int, int], tile: int, layers) -> list[Tile]:
+    """Tiles of at most `tile` px a side (rounded down to the grid, at least one grid cell)
+    covering a picture of size hw, row by row."""
+    g, reach = grid(layers), halo(layers)
+    step = max(g, tile // g * g)
+    h, w = hw
+    out = []
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            y1, x1 = min(h, y0 + step), min(w, x0 + step)
+            crop = (max(0, y0 - reach), min(h, y1 + reach), max(0, x0 - reach),
+                    min(w, x1 + reach))
+            out.append(Tile((y0, y1, x0, x1), crop))
+    return _merge_thin(out, hw, g)
+
+
+def _merge_thin(tiles: list[Tile], hw, g) -> list[Tile]:
+    """A last row or column of tiles thinner than a grid cell owns no position of the
+    deepest layer's map (it is floored away): it is given to its neighbour instead."""
+    h, w = hw
+    last_y = max(t.core[0] for t in tiles)
+    last_x = max(t.core[2] for t in tiles)
+    merge_y, merge_x = 0 < last_y and h - last_y < g, 0 < last_x and w - last_x < g
+    if not (merge_y or merge_x):
+        return tiles
+    out = []
+    for t in tiles:
+        (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) = t.core, t.crop
+        if (merge_y and y0 == last_y) or (merge_x and x0 == last_x):
+            continue
+        if merge_y and y1 == last_y:
+            y1, cy1 = h, h
+        if merge_x and x1 == last_x:
+            x1, cx1 = w, w
+        out.append(Tile((y0, y1, x0, x1), (cy0, cy1, cx0, cx1)))
+    return out
+
+
+def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
+              weight: torch.Tensor | None = None, keep_last=None, owned=None) -> dict:
+    """Σ over the tiles of A·Aᵀ at each of `layers` (B, C, C) over the positions each tile
+    owns: the whole picture's Gram, in one tile's memory. `weight` (B, 1, H, W), in 0-1:
+    each position's features weighed by it, pooled to the layer's size (a style's opacity:
+    a painting cut out on a transparent background is its painted pixels' Gram). `keep_last(crop, owned features)` receives the last
+    tile's, computed with their graph; `owned(features, tile)` picks a tile's positions."""
+    grams: dict[str, torch.Tensor] = {}
+    hw = tuple(x.shape[2:])
+    pooled = {}
+    if weight is not None:
+        pooled = {n: torch.nn.functional.adaptive_avg_pool2d(
+            weight, (hw[0] // receptive(n).stride, hw[1] // receptive(n).stride)).sqrt()
+            for n in layers}
+    pick = owned or (lambda feats, tile: {n: _owned_map(feats[n], n, tile) for n in layers})
+    for k, tile in enumerate(tiles):
+        last = keep_last is not None and k == len(tiles) - 1
+        with torch.set_grad_enabled(last):
+            xc = _crop(x, tile).detach().requires_grad_(last)
+            own = pick(features(xc), tile)
+            for name in layers:
+                a = own[name].detach()
+                if name in pooled:  # the owned positions in the whole map: from the core
+                    r, c = tile.core[0] // receptive(name).stride, tile.core[2] // receptive(name).stride
+                    a = a * pooled[name][..., r:r + a.shape[2], c:c + a.shape[3]]
+                m = _rows(a)
+                g = m.transpose(1, 2) @ m
+                grams[name] = grams[name] + g if name in grams else g
+        if last:
+            keep_last(xc, own)
+        del xc, own
+    return grams
+
+
+def _owned_map(a: torch.Tensor, layer: str, tile: Tile) -> torch.Tensor:
+    ys, xs = tile.owned(receptive(layer).stride, tuple(a.shape[2:]))
+    return a[:, :, ys, xs]
+
+
+def _crop(t: torch.Tensor, tile: Tile) -> torch.Tensor:
+    cy0, cy1, cx0, cx1 = tile.crop
+    return t[..., cy0:cy1, cx0:cx1]
+
+
+def _rows(a: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) activations as (B, h·w, C) without a copy where they are channels-last."""
+    b, c, h, w = a.shape
+    return a.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+class TiledObjective:
+    """x -> (total per item (B,), parts) for `optimize`, computed tile by tile; the gradient
+    is attached to the total (see `_Attached`), so the optimizer's autograd call returns it.
+
+    `features(x)` is VGG (the stylizer's), `content` (B, 3, H, W) the content pixels,
+    `style_t` the style targets per layer (from `losses.style_target`), `weights` (α, β, γ),
+    `temporal` a stylizer.Temporal or None, `content_dtype` what the content features are
+    kept in between evaluations (bf16 halves them at print sizes)."""
+
+    def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
+                 style_layers, style_t: dict, weights: tuple[float, float, float],
+                 temporal=None, content_dtype: torch.dtype = torch.float32):
+        self.features, self.tiles = features, tiles
+        self.content_layer, self.style_layers, self.style_t = content_layer, style_layers, style_t
+        self.alpha, self.beta, self.gamma = weights
+        self.temporal = temporal
+        self.hw = tuple(content.shape[2:])
+        self.layers = [content_layer] + [n for n, _ in style_layers]
+        self.sizes = {n: self._map_size(n) for n in self.layers}
+        with torch.no_grad():
+            self.content_t = []
+            for tile in tiles:
+                a = self._owned(self.features(_crop(content, tile)), tile)[content_layer]
+                self.content_t.append(a.to(content_dtype))
+
+    def _map_size(self, layer: str) -> tuple[int, int]:
+        s = receptive(layer).stride
+        return self.hw[0] // s, self.hw[1] // s
+
+    def _owned(self, feats: dict, tile: Tile) -> dict:
+        out = {}
+        for name in self.layers:
+            a = feats[name]
+            ys, xs = tile.owned(receptive(name).stride, tuple(a.shape[2:]))
+            out[name] = a[:, :, ys, xs]
+        return out
+
+    def __call__(self, x: torch.Tensor):
+        """The total per item (B,) and the parts summed over the batch, as `optimize` wants;
+        d total / dx is the exact gradient, computed here without a graph over x."""
+        x_in, x = x, x.detach()
+        grams, kept = self._grams(x)
+        js, scale = self._style(grams)
+        b = x.shape[0]
+        grad = torch.zeros_like(x)
+        jc = x.new_zeros(b)
+        jt = x.new_zeros(b)
+        jtemp = x.new_zeros(b)
+        for k in reversed(range(len(self.tiles))):
+            tile = self.tiles[k]
+            if kept is not None and k == len(self.tiles) - 1:
+                xc, owned = kept
+            else:
+                xc = _crop(x, tile).detach().requires_grad_(True)
+                owned = self._owned(self.features(xc), tile)
+            c_loss = self._content(owned, k)
+            t_loss, temp = self._pixels(xc, tile)
+            style = sum(_GramGrad.apply(owned[n], scale[n]) for n, _ in self.style_layers)
+            local = self.alpha * c_loss + style + self.gamma * t_loss
+            if temp is not None:
+                local = local + self.temporal.weight * temp
+                jtemp += temp.detach()
+            (g,) = torch.autograd.grad(local.sum(), xc)
+            _crop(grad, tile).add_(g)
+            jc += c_loss.detach()
+            jt += t_loss.detach()
+            del xc, owned, g, local, style
+        total = self.alpha * jc + self.beta * js + self.gamma * jt
+        parts = {"content": jc, "style": js, "tv": jt}
+        if self.temporal is not None:
+            total = total + self.temporal.weight * jtemp
+            parts["temporal"] = jtemp
+        parts["total"] = total
+        return _Attached.apply(x_in, total, grad), {k: v.sum() for k, v in parts.items()}
+
+    def _grams(self, x):
+        """Pass 1: each style layer's Gram (B, C, C) summed over the tiles; the last tile's
+        crop and owned features kept with their graph for pass 2."""
+        names = [n for n, _ in self.style_layers]
+        kept = []
+
+        def keep(xc, owned):
+            kept.append((xc, owned))
+
+        grams = gram_sums(self.features, x, self.tiles, names, keep_last=keep,
+                          owned=self._owned)
+        return grams, kept[0]
+
+    def _style(self, grams):
+        """J_style (B,) from the whole picture's Grams, and each layer's S_l scaled by β·λ_l:
+        ∂(β·J_style)/∂A = A·S_l in the (h·w, C) layout."""
+        js, scale = 0.0, {}
+        for name, lam in self.style_layers:
+            h, w = self.sizes[name]
+            c = grams[name].shape[1]
+            n = 2 * c * h * w
+            d = grams[name] / n - self.style_t[name]
+            js = js + lam * d.pow(2).sum(dim=(1, 2))
+            scale[name] = (d + d.transpose(1, 2)) * (2.0 * self.beta * lam / n)
+        return js, scale
+
+    def _content(self, owned, k):
+        """This tile's share of J_content (B,), normalized by the whole layer's size."""
+        a = owned[self.content_layer]
+        h, w = self.sizes[self.content_layer]
+        target = self.content_t[k].to(a.dtype)
+        return (a - target).pow(2).sum(dim=(1, 2, 3)) / (4 * a.shape[1] * h * w)
+
+    def _pixels(self, xc, tile):
+        """This tile's shares of the TV cost and of the temporal cost (or None), each pixel's
+        terms (its right and lower neighbour's differences) owned with the pixel."""
+        (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) = tile.core, tile.crop
+        r0, r1, c0, c1 = y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0
+        n = 3 * self.hw[0] * self.hw[1]
+        right = xc[..., r0:r1, c0:min(c1 + 1, cx1 - cx0)]
+        below = xc[..., r0:min(r1 + 1, cy1 - cy0), c0:c1]
+        tv = ((right[..., :, 1:] - right[..., :, :-1]).pow(2).sum(dim=(1, 2, 3))
+              + (below[..., 1:, :] - below[..., :-1, :]).pow(2).sum(dim=(1, 2, 3))) / n
+        if self.temporal is None:
+            return tv, None
+        core = (slice(y0, y1), slice(x0, x1))
+        warped, mask = self.temporal.warped[..., core[0], core[1]], \
+            self.temporal.mask[..., core[0], core[1]]
+        temp = (mask * (xc[..., r0:r1, c0:c1] - warped).pow(2)).sum(dim=(1, 2, 3)) / n
+        return tv, temp
+
+
+class _GramGrad(torch.autograd.Function):
+    """A tile's share of β·J_style for the backward pass: its value is not used (0; the
+    cost is known from the Grams), its gradient is ∂(β·J_style)/∂A = A·S in the (h·w, C)
+    layout, S fixed from pass 1. Keeps nothing but A (alive in the graph anyway) and S."""
+
+    @staticmethod
+    def forward(ctx, a, scale):  # (B, C, h, w), (B, C, C) -> (B,)
+        ctx.save_for_backward(a, scale)
+        return a.new_zeros(a.shape[0])
+
+    @staticmethod
+    def backward(ctx, g_out):
+        a, scale = ctx.saved_tensors
+        b, c, h, w = a.shape
+        grad = (_rows(a) @ (scale * g_out.view(-1, 1, 1))).view(b, h, w, c).permute(0, 3, 1, 2)
+        return grad, None
+
+
+class _Attached(torch.autograd.Function):
+    """The total (B,), with `grad` as its gradient with respect to x: lets a precomputed
+    gradient pass through the optimizer's autograd call unchanged."""
+
+    @staticmethod
+    def forward(ctx, x, total, grad):
+        ctx.save_for_backward(grad)
+        return total.clone()
+
+    @staticmethod
+    def backward(ctx, g_out):
+        (grad,) = ctx.saved_tensors
+        return grad * g_out.view(-1, *([1] * (grad.dim() - 1))), None, None
+

@@ -1,0 +1,135 @@
+"""The objective tile by tile equals the whole picture's; the memory plan tiles what does not
+fit and refuses in one line what cannot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import content_array, style_array
+from nstvideo.errors import ModelError
+from nstvideo.settings import StyleSettings
+from nstvideo.style import memory
+from nstvideo.style.stylizer import Stylizer, Temporal
+from nstvideo.style.tiled import grid, halo, receptive, split
+
+LAYERS = ("relu4_2", "relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+GIB = 2 ** 30
+
+
+def test_receptive_fields_are_vggs():
+    assert [receptive(n).size for n in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2",
+                                        "relu5_1")] == [3, 10, 24, 68, 84, 156]
+    assert receptive("relu5_1").stride == 16 and grid(LAYERS) == 16
+    assert halo(LAYERS) == 80  # 70 px reach to relu5_1, on the 16 px grid
+    assert halo(("relu1_1", "relu2_1")) % grid(("relu1_1", "relu2_1")) == 0
+
+
+def test_tiles_own_every_feature_once():
+    """Each position of each layer's map is owned by exactly one tile, for sizes on and off
+    the grid (a last row thinner than a grid cell is merged into its neighbour)."""
+    for hw in ((96, 96), (100, 77), (50, 200), (33, 40)):
+        tiles = split(hw, 32, LAYERS)
+        for layer in LAYERS:
+            s = receptive(layer).stride
+            count = np.zeros((hw[0] // s, hw[1] // s), int)
+            for t in tiles:
+                cy0, cy1, cx0, cx1 = t.crop
+                assert cy0 % 16 == 0 and cx0 % 16 == 0  # on the grid
+                ys, xs = t.owned(s, ((cy1 - cy0) // s, (cx1 - cx0) // s))
+                count[cy0 // s + ys.start:cy0 // s + ys.stop,
+                      cx0 // s + xs.start:cx0 // s + xs.stop] += 1
+            assert (count == 1).all(), (hw, layer)
+
+
+def _stylizer(**kw) -> Stylizer:
+    return Stylizer([style_array(80)], StyleSettings(size=96, precision="fp32", seed=0, **kw))
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_tiled_objective_equals_the_whole_pictures(temporal):
+    """At 96 px with 32 px tiles (9 tiles, each crop mostly halo): the same total, parts and
+    gradient as the untiled objective, in fp32 (float rounding only)."""
+    st = _stylizer()
+    content = st.prepare(content_array(72, 96))
+    rng = torch.Generator().manual_seed(1)
+    x = (content + 40 * torch.randn(content.shape, generator=rng)).clamp(0, 255)
+    temp = None
+    if temporal:
+        warped = (content + 30 * torch.randn(content.shape, generator=rng)).clamp(0, 255)
+        mask = (torch.rand((1, 1, *content.shape[2:]), generator=rng) > 0.3).float()
+        temp = Temporal(warped, mask, 1000.0)
+    results = []
+    for tile in (None, 32):
+        f = st.objective(content, temp, tile)
+        xr = x.clone().requires_grad_(True)
+        total, parts = f(xr)
+        (g,) = torch.autograd.grad(total.sum(), xr)
+        results.append((float(total.detach().sum()), {k: float(v) for k, v in parts.items()}, g))
+    (t0, p0, g0), (t1, p1, g1) = results
+    assert abs(t1 - t0) <= 1e-4 * abs(t0)
+    for k in p0:
+        assert abs(p1[k] - p0[k]) <= 1e-4 * abs(p0[k]) + 1e-12, k
+    assert set(p0) == set(p1) and ("temporal" in p0) == temporal
+    assert float((g1 - g0).norm() / g0.norm()) <= 1e-4
+    assert g0.abs().amax() > 0  # a gradient to compare
+
+
+def test_a_render_in_tiles_gives_the_untiled_result():
+    """A short fp32 render forced into 32 px tiles ends where the untiled one does."""
+    outs = []
+    for tile in (None, 32):
+        st = _stylizer(iterations=8, tile=tile)
+        content = st.prepare(content_array(72, 96))
+        x, rep = st.run(content, content.clone())
+        outs.append(x)
+        assert rep.memory.tile == tile
+    mse = float((outs[0] - outs[1]).pow(2).mean())
+    assert 10 * np.log10(255 ** 2 / max(mse, 1e-12)) >= 35  # dB: rounding, grown by L-BFGS
+    assert float((outs[0] - st.prepare(content_array(72, 96))).abs().mean()) > 1  # it painted
+
+
+def test_the_plan_tiles_what_does_not_fit_and_refuses_what_cannot():
+    cpu = torch.device("cpu")
+    whole = memory.plan((512, 512), LAYERS, cpu, 8 * GIB)
+    assert whole.tile is None and whole.history == 100  # today's run, untouched
+    assert whole.history_dtype == torch.float32 and whole.peak <= 8 * GIB
+    small = memory.plan((3072, 4096), LAYERS, cpu, 6 * GIB)
+    assert small.tile is not None and small.tile % 16 == 0 and small.peak <= 6 * GIB
+    assert small.history >= memory.MIN_PAIRS
+    forced = memory.plan((512, 512), LAYERS, cpu, 8 * GIB, tile=128)
+    assert forced.tile == 128
+    with pytest.raises(ModelError, match=r"use --size (\d+) or less") as e:
+        memory.plan((12000, 16000), LAYERS, cpu, 4 * GIB)
+    text = str(e.value)
+    assert "\n" not in text and "--max-memory" in text
+    fit = int(text.split("--size ")[1].split()[0])
+    assert 1000 < fit < 16000 and fit % 16 == 0
+    hw = (round(12000 * fit / 16000), fit)
+    assert memory.plan(hw, LAYERS, cpu, 4 * GIB).peak <= 4 * GIB  # the size named fits
+
+
+def test_a_size_that_cannot_fit_is_refused_before_any_work():
+    st = _stylizer(max_memory=0.01)
+    content = st.prepare(content_array(72, 96))
+    with pytest.raises(ModelError, match="--size"):
+        st.run(content, content.clone())
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_style_targets_in_tiles_equal_the_whole_images(alpha):
+    """A style as large as a print is taken in tiles too: the same Gram targets, with a
+    cut-out painting's transparent pixels weighed out as whole."""
+    style = style_array(80)
+    if alpha:
+        a = np.full((80, 80, 1), 255, np.uint8)
+        a[:, :30] = 0
+        a[:, 30:40] = 128
+        style = np.dstack([style, a])
+    content = torch.zeros((1, 3, 72, 96))
+    got = [Stylizer([style], StyleSettings(size=96, precision="fp32", tile=tile))
+           .style_targets(content) for tile in (None, 32)]
+    for name in got[0]:
+        rel = float((got[1][name] - got[0][name]).norm() / got[0][name].norm())
+        assert rel <= 1e-5, name
