@@ -10,8 +10,13 @@ after another, so the figures of one run sit side by side.
       peak RSS, the plan chosen, seconds per iteration per megapixel
   python benchmarks/any_size.py cost [--size 2048] [--tile 1024] [--iterations 3]
       seconds per iteration per megapixel, whole against --tile, side by side
-  python benchmarks/any_size.py history [--size 384] [--iterations 300]
-      L-BFGS's curvature pairs (100, 20, 10, 5; fp32 and bf16): the cost reached
+  python benchmarks/any_size.py history [--size 256] [--iterations 300]
+      L-BFGS's curvature pairs (100, 10, 3; fp32 and bf16): the cost reached
+  python benchmarks/any_size.py big [--size 4096] [--max-memory 6]
+      a render with the default schedule: its look scaled to 512 beside a 512 px render's,
+      and the gradient across tile borders against elsewhere (seams)
+  python benchmarks/any_size.py video4k [--frames 3] [--iterations 2] [--max-memory GB]
+      a 4K clip rendered: each frame's memory plan and the peak RSS
   python benchmarks/any_size.py poster [--size 10800] [--max-memory 12] [--iterations 2]
       the poster's top level measured (s/iteration, peak RSS) and the whole schedule
       projected from it (each level's pixels x its iterations)
@@ -134,8 +139,8 @@ def history(args):
     st = Stylizer([read_image(args.style)], StyleSettings(size=args.size, seed=0))
     content = st.prepare(read_image(args.content))
     first = None
-    for n, dtype in ((100, torch.float32), (20, torch.float32), (10, torch.float32),
-                     (5, torch.float32), (10, torch.bfloat16), (3, torch.float32)):
+    for n, dtype in ((100, torch.float32), (10, torch.float32), (10, torch.bfloat16),
+                     (3, torch.float32)):
         t0 = time.perf_counter()
         x, rep = O.optimize(content.clone(), st.objective(content), iterations=args.iterations,
                             precondition=st.precondition, history=n, history_dtype=dtype)
@@ -149,23 +154,100 @@ def poster(args):
     """The top level measured; the schedule's lower levels projected from its s/it/MP (they
     fit whole or in fewer tiles, so this overestimates them a little)."""
     from nstvideo.settings import StyleSettings
-    from nstvideo.style.stylizer import schedule_sizes
+    from nstvideo.style.stylizer import schedule
 
-    r = run_child(args, mode="child")
+    from nstvideo.media.reader import read_image
+    from nstvideo.media.writer import write_image
+
+    img = read_image(args.content)  # cropped to the poster's 3:2 (36 x 24 inches)
+    h = min(img.shape[0], img.shape[1] * 2 // 3)
+    write_image("/tmp/poster_content.png", img[(img.shape[0] - h) // 2:][:h, :h * 3 // 2])
+    r = run_child(args, mode="child", content="/tmp/poster_content.png")
     print(f"top level {r['hw'][1]}x{r['hw'][0]}: {r['plan']}; peak RSS {r['peak_rss_gb']:.2f} "
           f"GB; {r['s_per_it']:.0f} s/it ({r['s_per_it_mp']:.2f} s/it/MP)", flush=True)
     s = StyleSettings(size=args.size)
     total = 0.0
-    for (h, w), n in schedule_sizes(tuple(r["hw"]), s):
+    for (h, w), n in schedule(tuple(r["hw"]), s.iterations, s):
         sec = n * r["s_per_it_mp"] * h * w / 1e6
         total += sec
         print(f"  {w}x{h}: {n} iterations, ~{sec / 3600:.2f} h")
     print(f"projected: {total / 3600:.1f} h for the whole schedule")
 
 
+def big(args):
+    """A render at --size with the default schedule in --max-memory, saved as big_SIZE.png:
+    its look scaled down to 512 (style reduction / content ratio at 1/4, 1/2, 1x of 512,
+    benchmarks/look.py) beside a 512 px render's, and the seams: the mean gradient magnitude
+    on the rows and columns where tiles meet against the rest (1.00: no seam)."""
+    import numpy as np
+
+    from look import measure
+    from nstvideo import stylize_image
+    from nstvideo.media.reader import read_image
+    from nstvideo.media.writer import write_image
+    from nstvideo.settings import StyleSettings
+    from nstvideo.style.vgg import VGGFeatures
+
+    content, style = read_image(args.content), read_image(args.style)
+    s = StyleSettings()
+    vgg = VGGFeatures([s.content_layer] + [n for n, _ in s.style_layers])
+    t0 = time.perf_counter()
+    out = stylize_image(content, [style], size=args.size, seed=0, max_memory=args.max_memory,
+                        max_megapixels=1000, progress=True)
+    seconds = time.perf_counter() - t0
+    write_image(f"/tmp/big_{args.size}.png", out)
+    small = stylize_image(content, [style], size=512, seed=0)
+    for name, img in ((f"{args.size} px, scaled to 512", out), ("512 px", small)):
+        cells = " | ".join(f"{a:.3f} / {b:.2f}" for a, b in measure(vgg, content, style, img, 512))
+        print(f"| {name} | {cells} |", flush=True)
+    from nstvideo.style.memory import budget, plan
+    import torch
+    p = plan(out.shape[:2], tuple(vgg.wanted), torch.device("cpu"),
+             budget(args.max_memory, torch.device("cpu")))
+    g = np.abs(np.diff(out.astype(np.float32), axis=0)).mean(axis=(1, 2))  # per row boundary
+    if p.tile:
+        rows = np.arange(p.tile, out.shape[0] - 1, p.tile) - 1
+        print(f"{args.size} px in {p.tile} px tiles, {seconds / 60:.0f} min: gradient across "
+              f"tile borders / elsewhere: rows {g[rows].mean() / np.delete(g, rows).mean():.3f}",
+              end="")
+        gc = np.abs(np.diff(out.astype(np.float32), axis=1)).mean(axis=(0, 2))
+        cols = np.arange(p.tile, out.shape[1] - 1, p.tile) - 1
+        print(f", columns {gc[cols].mean() / np.delete(gc, cols).mean():.3f}")
+
+
+def video4k(args):
+    """A 4K clip (the real cockatoo clip scaled to 3840x2160, --frames frames) rendered in a
+    child process: the report's memory line and the process's peak RSS."""
+    import imageio_ffmpeg
+
+    clip = Path("/tmp/any_size_4k.mp4")
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i",
+                    str(DATA / "cockatoo.mp4"), "-frames:v", str(args.frames), "-vf",
+                    "scale=3840:2160", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(clip)],
+                   check=True)
+    code = ("import json, resource, time, sys\n"
+            "from nstvideo import stylize\n"
+            "from nstvideo.settings import VideoSettings\n"
+            "t = time.perf_counter()\n"
+            f"rep = stylize({str(clip)!r}, {args.style!r}, '/tmp/any_size_4k_out.mp4', "
+            f"size=3840, seed=0, overwrite=True, restart=True, max_memory={args.max_memory!r}, "
+            f"video=VideoSettings(iterations={args.iterations}, "
+            f"iterations_first={args.iterations}))\n"
+            "print(json.dumps({'memory': rep.video.memory, 'frames': rep.video.frames, "
+            "'s': time.perf_counter() - t, "
+            "'peak': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20}))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(p.stderr[-3000:])
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    print(f"3840x2160, {r['frames']} frames x {args.iterations} iterations: each frame "
+          f"{r['memory']}; peak RSS {r['peak']:.2f} GB; {r['s'] / r['frames']:.0f} s a frame")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["exact", "memory", "cost", "history", "poster", "child"])
+    ap.add_argument("mode", choices=["exact", "memory", "cost", "history", "poster", "video4k",
+                                     "big", "child"])
     ap.add_argument("--content", default=str(DATA / "tubingen.jpg"))
     ap.add_argument("--style", default=str(DATA / "starry_night.jpg"))
     ap.add_argument("--size", type=int, default=None)
@@ -174,9 +256,12 @@ def main():
     ap.add_argument("--max-memory", type=float, default=None)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--save", default=None)
+    ap.add_argument("--frames", type=int, default=3)
     args = ap.parse_args()
     defaults = {"exact": (1024, 50, 256), "memory": (4096, 2, 0), "cost": (2048, 3, 1024),
-                "history": (384, 300, 0), "poster": (10800, 2, 0), "child": (512, 2, 0)}
+                "history": (256, 300, 0), "poster": (10800, 2, 0), "video4k": (3840, 2, 0),
+                "big": (4096, 0, 0),
+                "child": (512, 2, 0)}
     size, its, tile = defaults[args.mode]
     args.size = args.size or size
     args.iterations = args.iterations or its

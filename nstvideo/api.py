@@ -32,6 +32,7 @@ class RunReport:
     skipped: list[Path] = field(default_factory=list)  # a folder's photos painted before
     losses: tuple[dict, dict] | None = None
     video: VideoReport | None = None  # for a video or frame-sequence input
+    memory: str = ""  # a single image: how it fit its memory budget (whole or in tiles, ...)
 
     @property
     def ok(self) -> bool:
@@ -117,4 +118,5 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     stylizer = build_stylizer(styles, settings)
     result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
     write_image(out, result, kept_meta(read_meta(src), strip_metadata, dpi))
-    return RunReport(output=out, written=[out], losses=(opt.first, opt.last))
+    return RunReport(output=out, written=[out], losses=(opt.first, opt.last),
+                     memory=opt.memory.describe() if opt.memory else "")

@@ -15,8 +15,8 @@ import typer
 from nstvideo import __version__
 from nstvideo.api import stylize
 from nstvideo.errors import InputError, NstVideoError, reason
-from nstvideo.settings import (MAX_SIZE, METHODS, OPTIMIZERS, PRECISIONS, TEMPORAL_MODES,
-                               WARPS, StyleSettings, VideoSettings)
+from nstvideo.settings import (MAX_ITERATIONS, MAX_SIZE, METHODS, OPTIMIZERS, PRECISIONS,
+                               TEMPORAL_MODES, WARPS, StyleSettings, VideoSettings)
 from nstvideo.terminal import Terminated, quiet_libraries, sigterm_as_interrupt
 
 app = typer.Typer(
@@ -101,11 +101,12 @@ def stylize_cmd(
                                       "in pixels (a 36 x 24 inch print at 300 dpi: 10800).")]
     = D.size,
     iterations: Annotated[Optional[int], typer.Option(
-        min=1, help=f"Optimizer iterations per image [default: {D.iterations}]; for a video, "
+        min=1, max=MAX_ITERATIONS, help=f"Optimizer iterations per image [default: {D.iterations}], at its "
+        "coarsest level (each finer level runs half as many, see --levels); for a video, "
         f"per frame after the first [default: {V.iterations}], each stopping early when the "
         "loss stops improving.", show_default=False)] = None,
     iterations_first: Annotated[Optional[int], typer.Option(
-        min=1, help="Video: iterations of the first frame and after a scene cut [default: 3x "
+        min=1, max=MAX_ITERATIONS, help="Video: iterations of the first frame and after a scene cut [default: 3x "
         "--iterations]; with --temporal none every frame gets --iterations.",
         show_default=False)] = None,
     temporal: Annotated[TemporalMode, typer.Option(
@@ -231,6 +232,11 @@ def stylize_cmd(
     max_megapixels: Annotated[float, typer.Option(
         min=0.001, help="Refuse photos and frames larger than this many megapixels (checked "
         "from the header, before decoding).")] = D.max_megapixels,
+    levels: Annotated[Optional[int], typer.Option(
+        min=1, max=12, help="Coarse-to-fine levels: the picture is composed at a small size "
+        "and refined level by level, each twice the one before, so the painting's strokes "
+        "come out at the picture's scale; 1: one level at the full size [default: halving "
+        "down to 128 px, 3 levels at 512].", show_default=False)] = None,
     max_memory: Annotated[Optional[float], typer.Option(
         min=0.05, help="GB of memory the painting may use [default: 3/4 of the free RAM, 9/10 "
         "of the free GPU memory]. Larger pictures are painted in tiles, with the same result; "
@@ -294,7 +300,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
              train_seconds, train_perceptual, net, save_net, content_weight, style_weight,
              tv_weight, content_layer, style_layers, style_scale, style_weights,
              preserve_colors, optimizer, init, seed, device, precision, batch, weights,
-             max_megapixels, max_memory, tile, dpi, overwrite, verbose, quiet):
+             max_megapixels, levels, max_memory, tile, dpi, overwrite, verbose, quiet):
     settings = StyleSettings(
         size=size, iterations=iterations or D.iterations, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
@@ -303,7 +309,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         if style_weights else None, preserve_colors=preserve_colors,
         optimizer=optimizer.value, init=init, seed=seed, device=device,
         precision=precision.value, batch=batch, weights=weights,
-        max_megapixels=max_megapixels, max_memory=max_memory, tile=tile)
+        max_megapixels=max_megapixels, coarse_levels=levels, max_memory=max_memory, tile=tile)
     video = VideoSettings(
         temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
         iterations_first=iterations_first, iterations=iterations or V.iterations,
@@ -344,7 +350,7 @@ def summary(report) -> str:
     if report.output.is_dir():
         skipped = f"; {len(report.skipped)} painted before, skipped" if report.skipped else ""
         return f"wrote {report.output} ({len(report.written)} images{skipped})"
-    return f"wrote {report.output}"
+    return f"wrote {report.output}" + (f" (painted {report.memory})" if report.memory else "")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

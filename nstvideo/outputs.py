@@ -82,6 +82,11 @@ def refuse_inputs(outputs: Iterable[Path], inputs: Iterable[Path | None], flag: 
     or not `overwrite` is given: an input is never replaced."""
     inputs = [Path(p) for p in inputs if p is not None]
     for out in outputs:
+        too_long = [p for p in Path(out).parts if len(p.encode()) > 255]
+        if too_long:  # the system refuses even to look at such a path
+            raise OutputError(f"output path has a name of {len(too_long[0].encode())} bytes "
+                              f"({too_long[0][:40]}...), over the 255 file systems take: "
+                              f"choose a shorter one with {flag}")
         for p in inputs:
             if _same_file(Path(out), p) or Path(out).resolve() == p.resolve():
                 raise OutputError(f"output {out} is an input of this run ({p}): choose another "
@@ -96,7 +101,8 @@ def _check_parent(output: Path, flag: str = "-o") -> None:
                           f"with {flag}")
     parent = output.parent
     if not parent.is_dir():
-        raise OutputError(f"output folder {parent} does not exist: create it or choose another "
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise OutputError(f"output folder {parent} {what}: create it or choose another "
                           f"with {flag}")
     if not os.access(parent, os.W_OK):
         raise OutputError(f"output folder {parent} is not writable: choose another with {flag}")

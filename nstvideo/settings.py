@@ -31,6 +31,8 @@ DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = (
     ("relu1_1", 0.2), ("relu2_1", 0.2), ("relu3_1", 0.2), ("relu4_1", 0.2), ("relu5_1", 0.2))
 
 OPTIMIZERS = ("lbfgs", "adam")
+MAX_ITERATIONS = 100_000  # a ceiling on mistakes (999999999 estimated 9,200 hours): L-BFGS
+# converges by eye in a few hundred; a frame or level stops early once its loss stops falling
 MAX_SIZE = 16384  # px, the longest side: a 36 x 24 inch print at 300 dpi is 10800 x 7200, and
 # tiles keep any size within memory (nstvideo.style.memory); this is a ceiling on mistakes
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -65,7 +67,7 @@ class StyleSettings:
     # None (auto) halves down to COARSEST_SIDE; 1 is one level at the full size. The
     # coarsest level runs `iterations`, each finer one `level_decay` times the one before.
     coarse_levels: int | None = None
-    level_decay: float = 0.5
+    level_decay: float = 0.7
     optimizer: str = "lbfgs"  # L-BFGS converges in far fewer iterations than Adam here
     learning_rate: float = 4.0  # Adam's step in pixel units (0-255); unused by L-BFGS
     init: str = "content"  # "content", "noise", or the path of an image to start from
@@ -122,8 +124,9 @@ class StyleSettings:
         if int(self.size) != self.size or not 16 <= self.size <= MAX_SIZE:
             raise InputError(f"--size {self.size}: give a whole number of pixels, 16 to "
                              f"{MAX_SIZE}")
-        if int(self.iterations) != self.iterations or self.iterations < 1:
-            raise InputError(f"--iterations {self.iterations}: give a whole number, 1 or more")
+        if int(self.iterations) != self.iterations or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise InputError(f"--iterations {self.iterations}: give a whole number, 1 to "
+                             f"{MAX_ITERATIONS}")
 
     @property
     def max_pixels(self) -> int:
@@ -256,6 +259,11 @@ class VideoSettings:
             n = getattr(self, name)
             if n is not None and (int(n) != n or n < 1):
                 raise InputError(f"--{name.replace('_', '-')} {n}: give a whole number, 1 or more")
+        for name in ("iterations", "iterations_first", "refine_iterations"):
+            n = getattr(self, name)
+            if n is not None and n > MAX_ITERATIONS:
+                raise InputError(f"--{name.replace('_', '-')} {n}: give at most "
+                                 f"{MAX_ITERATIONS}")
         self._check_method_options()
 
     def _check_method_options(self) -> None:

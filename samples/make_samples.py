@@ -7,6 +7,8 @@
 
 Run: python samples/make_samples.py
      python samples/make_samples.py --montage RESULT.png   (samples/result.png for the README)
+     python samples/make_samples.py --print RESULT.png     (samples/print.png: a 2048 px
+                                                            render whole and at 100%)
 """
 
 from __future__ import annotations
@@ -94,11 +96,25 @@ def montage(result_path: Path) -> None:
     cv2.imwrite(str(HERE / "result.png"), np.hstack(row))
 
 
+def print_view(result_path: Path, side: int = 384) -> None:
+    """samples/print.png: a large render seen whole (scaled to `side` px tall) | a `side` px
+    crop of it at 100%, its place outlined on the whole view."""
+    big = cv2.imread(str(result_path))
+    h, w = big.shape[:2]
+    y0, x0 = h // 2 - side // 2, w * 3 // 5 - side // 2  # the kite and the hills' edge
+    crop = big[y0:y0 + side, x0:x0 + side]
+    s = side / h
+    whole = cv2.resize(big, (round(w * s), side), interpolation=cv2.INTER_AREA)
+    cv2.rectangle(whole, (round(x0 * s), round(y0 * s)),
+                  (round((x0 + side) * s), round((y0 + side) * s)), (255, 255, 255), 1)
+    cv2.imwrite(str(HERE / "print.png"), np.hstack([whole, crop]))
+
+
 def main() -> None:
     import sys
 
-    if len(sys.argv) == 3 and sys.argv[1] == "--montage":
-        montage(Path(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] in ("--montage", "--print"):
+        (montage if sys.argv[1] == "--montage" else print_view)(Path(sys.argv[2]))
         return
     cv2.imwrite(str(HERE / "style.png"), cv2.cvtColor(style_image(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(HERE / "scene.png"), cv2.cvtColor(scene(0.0, 320, 240), cv2.COLOR_RGB2BGR))

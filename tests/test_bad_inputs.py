@@ -65,6 +65,22 @@ def bad_net(kind):
     return build
 
 
+def fifo(which):
+    """A named pipe where a file is expected: reading it would wait forever."""
+    def build(t):
+        os.mkfifo(t / "pipe.jpg")
+        return ([t / "pipe.jpg", t / "style.png"] if which == "input"
+                else [t / "photo.png", t / "pipe.jpg", "-o", t / "f.png"])
+    return build
+
+
+def first_layer_only(t):
+    path = t / "w_part.pth"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3),
+                "features.0.bias": torch.zeros(64)}, path)
+    return [t / "photo.png", t / "style.png", "--weights", path, "-o", t / "w.png"]
+
+
 def flat_clip(t):
     path = t / "wide.mp4"  # 1280x272: at --size 64 the short side would be 14 px
     subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -153,6 +169,17 @@ CASES = {
                        "not a readable image"),
     "HEIC bomb by its header": (lambda t: [heic_with_size(t / "IMG_2.HEIC", 60000, 60000),
                                            t / "style.png"], 2, "100 MP limit"),
+    "a FIFO as the input": (fifo("input"), 2, "not a file or a folder"),
+    "a FIFO as the style": (fifo("style"), 2, "not a file or a folder"),
+    "weights with the first layer only": (first_layer_only, 3, "only part of VGG-19"),
+    "output folder is a file": ([*P, "-o", "{t}/photo.png/x.png"], 4, "is a file, not a folder"),
+    "input name too long": (["{t}/" + "a" * 256 + ".jpg", "{t}/style.png"], 2,
+                            "too long"),
+    "output folder name too long": ([*P, "-o", "{t}/" + "b" * 300 + "/o.png"], 4, "255"),
+    "iterations absurd": ([*P, "--iterations-first", "999999999"], 2, "--iterations-first"),
+    "memory budget below the process": ([*P, "--max-memory", "0.1"], 3, "--max-memory"),
+    "size past the ceiling": ([*P, "--size", "20000"], 2, "--size"),
+    "tile below 16": ([*P, "--tile", "8"], 2, "--tile"),
     "unknown option": ([*P, "--bogus"], 2, "--bogus"),
     "bad choice": ([*P, "--temporal", "sideways"], 2, "--temporal"),
 }

@@ -110,11 +110,18 @@ def test_the_plan_tiles_what_does_not_fit_and_refuses_what_cannot():
     assert memory.plan(hw, LAYERS, cpu, 4 * GIB).peak <= 4 * GIB  # the size named fits
 
 
-def test_a_size_that_cannot_fit_is_refused_before_any_work():
-    st = _stylizer(max_memory=0.01)
+def test_a_budget_too_small_is_refused_before_any_work(monkeypatch):
+    st = _stylizer(max_memory=0.01)  # less than the process itself: nothing fits
     content = st.prepare(content_array(72, 96))
-    with pytest.raises(ModelError, match="--size"):
+    with pytest.raises(ModelError, match="too little to paint anything.*larger --max-memory"):
         st.run(content, content.clone())
+    st = Stylizer([style_array(80)], StyleSettings(size=16384, max_memory=2.0))
+    monkeypatch.setattr(memory, "resident_bytes", lambda: GIB // 2)
+    big = torch.zeros((1, 3, 1, 1)).expand(1, 3, 12288, 16384)  # its size only, no memory
+    steps = []  # a size that fits in none: named before the first iteration
+    with pytest.raises(ModelError, match=r"16384x12288 picture .* use --size \d+ or less"):
+        st.run(big, big, on_step=lambda i, p: steps.append(i))
+    assert not steps
 
 
 @pytest.mark.parametrize("alpha", [False, True])

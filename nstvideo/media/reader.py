@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import NamedTuple
@@ -16,7 +17,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from nstvideo.errors import InputError
+from nstvideo.errors import InputError, reason
 from nstvideo.media.photometa import HEIF_EXTS, cmyk_to_srgb, heif_support, to_srgb
 
 IMAGE_EXTS = frozenset(
@@ -153,10 +154,21 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 
 
 def existing(path: str | Path, what: str = "input") -> Path:
-    """`path` as a Path, refused in one line if nothing is there."""
+    """`path` as a Path, refused in one line if nothing is there, if it is neither a file nor
+    a folder (a FIFO or a device would hang the reader or never end), or if the system
+    cannot take its name (too long)."""
     path = Path(path)
-    if not path.exists():
+    try:
+        kind = path.stat().st_mode if path.exists() else None
+    except OSError as e:
+        raise InputError(f"{what} {str(path)[:80]}... cannot be opened ({reason(e)}): check "
+                         "the path (a name over 255 bytes is too long for most file "
+                         "systems)") from e
+    if kind is None:
         raise InputError(f"{what} not found: {path}: check the path")
+    if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):
+        raise InputError(f"{what} {path} is not a file or a folder (a pipe, socket or device): "
+                         "give a file")
     return path
 
 

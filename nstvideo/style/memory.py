@@ -85,8 +85,21 @@ def default_budget(device: torch.device) -> int:
 
 
 def budget(max_memory: float | None, device: torch.device) -> int:
-    """Bytes one optimization may use: `max_memory` GB (--max-memory), else the default."""
-    return default_budget(device) if max_memory is None else int(max_memory * GIB)
+    """Bytes one optimization may use: the default, or what `max_memory` GB (--max-memory:
+    the whole process, as the OS counts it) leaves beside what the process holds already on
+    the CPU (PyTorch, VGG, the decoder: 0.8 GB at rest)."""
+    if max_memory is None:
+        return default_budget(device)
+    return int(max_memory * GIB) - (resident_bytes() if device.type == "cpu" else 0)
+
+
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux); 0 where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0
 
 
 def available_ram() -> int:
@@ -122,6 +135,11 @@ def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, bud
     chosen = _choose(hw, layers, device, budget, batch, tile, temporal)
     if chosen is not None:
         return chosen
+    least = 16 if _choose((16, 16), layers, device, budget, batch, None, False) else None
+    if least is None:
+        raise ModelError(f"{max(budget, 0) / GIB:.1f} GiB left of the memory budget is too "
+                         "little to paint anything (PyTorch and VGG-19 take about 0.8 GB): "
+                         "give a larger --max-memory")
     if tile is not None:
         raise ModelError(f"--tile {tile} does not fit a {hw[1]}x{hw[0]} picture in "
                          f"{budget / GIB:.1f} GiB: use a smaller --tile or a larger "

@@ -245,7 +245,7 @@ class Stylizer:
         hw, layers = tuple(content.shape[2:]), self.vgg.wanted
         levels = schedule(hw, iterations or self.settings.iterations, self.settings, coarse)
         plans = [self.memory_plan(size, len(content), temporal is not None)
-                 for size, _ in levels]  # refused here, before any work, if it cannot fit
+                 for size, _ in reversed(levels)][::-1]  # the full size refused first, here
         try:
             return self._run(content, init, levels, plans, temporal, early_stop, on_step)
         except torch.cuda.OutOfMemoryError as e:

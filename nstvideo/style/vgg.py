@@ -133,12 +133,22 @@ def _torchvision_state(path: Path | None) -> dict[str, tuple[torch.Tensor, torch
                   and tuple(w.shape) == want and tuple(b.shape) == want[:1]
                   and w.is_floating_point() and bool(torch.isfinite(w).all()))
             if not ok:
-                got = tuple(w.shape) if isinstance(w, torch.Tensor) else "nothing"
                 raise ModelError(f"{path} is not a VGG-19 state dict in torchvision's layout "
-                                 f"(features.{i}.weight should be a finite {want} tensor, is "
-                                 f"{got}): use --weights caffe")
+                                 f"({_fault(w, b, i, want)}): use --weights caffe")
             out[name] = (w.float(), b.float())
     return out
+
+
+def _fault(w, b, i: int, want: tuple) -> str:
+    """What is wrong with convolution `features.i` of a state dict, in a few words."""
+    for key, t, shape in (("weight", w, want), ("bias", b, want[:1])):
+        if not isinstance(t, torch.Tensor):
+            return f"it has no features.{i}.{key}: the file holds only part of VGG-19"
+        if tuple(t.shape) != shape:
+            return f"features.{i}.{key} should be {shape}, is {tuple(t.shape)}"
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            return f"features.{i}.{key} is not finite floating point"
+    return f"features.{i} is not VGG-19's"
 
 
 def conv_shape(name: str) -> tuple[int, int, int, int]:
