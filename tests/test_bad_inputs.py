@@ -74,6 +74,18 @@ def fifo(which):
     return build
 
 
+def song_with_cover(ext):
+    """An audio file with its album cover (a one-frame 'video' stream OpenCV opens)."""
+    def build(t):
+        path = t / f"song{ext}"
+        subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                        "sine=duration=1", "-f", "lavfi", "-i", "color=red:size=64x64",
+                        "-frames:v", "1", "-map", "0:a", "-map", "1:v", "-c:a", "aac", "-c:v",
+                        "mjpeg", "-disposition:v", "attached_pic", str(path)], check=True)
+        return [path, t / "style.png", "--fps", "1"] if ext == ".mp4" else [path, t / "style.png"]
+    return build
+
+
 def first_layer_only(t):
     path = t / "w_part.pth"
     torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3),
@@ -169,6 +181,8 @@ CASES = {
                        "not a readable image"),
     "HEIC bomb by its header": (lambda t: [heic_with_size(t / "IMG_2.HEIC", 60000, 60000),
                                            t / "style.png"], 2, "100 MP limit"),
+    "an audio file with cover art": (song_with_cover(".m4a"), 2, "sound but no picture"),
+    "the same named .mp4, with --fps": (song_with_cover(".mp4"), 2, "with cover art"),
     "a FIFO as the input": (fifo("input"), 2, "not a file or a folder"),
     "a FIFO as the style": (fifo("style"), 2, "not a file or a folder"),
     "weights with the first layer only": (first_layer_only, 3, "only part of VGG-19"),

@@ -140,3 +140,41 @@ def test_style_targets_in_tiles_equal_the_whole_images(alpha):
     for name in got[0]:
         rel = float((got[1][name] - got[0][name]).norm() / got[0][name].norm())
         assert rel <= 1e-5, name
+
+
+def test_the_scale_schedule():
+    """Coarse to fine: halving down to 128 px, the coarsest level with the iterations given,
+    each finer one 0.7x as many (at least 10); one level where asked or for a start that
+    already holds the painting (a video's later frames)."""
+    from nstvideo.style.stylizer import schedule
+
+    s = StyleSettings()
+    assert schedule((384, 512), 300, s) == [((96, 128), 300), ((192, 256), 210),
+                                             ((384, 512), 147)]
+    poster = schedule((7200, 10800), 300, s)
+    assert [max(hw) for hw, _ in poster] == [168, 337, 675, 1350, 2700, 5400, 10800]
+    assert [n for _, n in poster] == [300, 210, 147, 103, 72, 50, 35]
+    assert schedule((48, 64), 300, s) == [((48, 64), 300)]  # small: one level
+    assert schedule((384, 512), 300, s, coarse=False) == [((384, 512), 300)]
+    assert schedule((384, 512), 300, s.replace(coarse_levels=1)) == [((384, 512), 300)]
+    assert [n for _, n in schedule((2048, 2048), 12, s)] == [12, 10, 10, 10, 10]
+    assert [n for _, n in schedule((2048, 2048), 5, s)] == [5] * 5  # never more than asked
+
+
+def test_a_video_that_must_tile_gives_the_untiled_frames(tmp_path, style_png):
+    """A clip rendered in 32 px tiles (each frame's temporal cost too) against whole, fp32."""
+    import cv2
+    from videokit import make_clip, psnr
+    from nstvideo import stylize
+    from nstvideo.settings import VideoSettings
+
+    clip = make_clip(tmp_path / "c.mp4", size=(96, 64), frames=3, audio=False)
+    outs = []
+    for tile in (None, 32):
+        out = tmp_path / f"o_{tile}"  # PNG frames: no encoder between the two
+        rep = stylize(clip, style_png, out, size=96, seed=0, precision="fp32", tile=tile,
+                      video=VideoSettings(iterations=4, iterations_first=6))
+        assert ("tiles" in rep.video.memory) == (tile is not None)
+        outs.append([cv2.imread(str(p)) for p in sorted(out.glob("*.png"))])
+    assert len(outs[0]) == len(outs[1]) == 3
+    assert min(psnr(a, b) for a, b in zip(*outs)) >= 35

@@ -134,8 +134,8 @@ def _described(path: Path) -> str:
 
 
 def streams(path: Path) -> set[str]:
-    """The kinds of stream ffmpeg finds in a file ('Video', 'Audio', ...); empty if none or
-    it cannot be read."""
+    """The kinds of stream ffmpeg finds in a file ('Video', 'Audio', ...; 'Picture' for the
+    cover art of an audio file); empty if none or it cannot be read."""
     return container(path)[1]
 
 
@@ -144,5 +144,6 @@ def container(path: Path) -> tuple[set[str], set[str]]:
     one that has several) and the kinds of its streams; empty sets if it reads none."""
     text = _described(path)
     m = re.search(r"Input #0, (.+?), from ", text)
-    return (set(m.group(1).split(",")) if m else set(),
-            set(re.findall(r"Stream #\d+:\d+.*?: (\w+):", text)))
+    kinds = {"Picture" if "(attached pic)" in line else kind  # an audio file's cover art
+             for kind, line in re.findall(r"Stream #\d+:\d+.*?: (\w+):(.*)", text)}
+    return set(m.group(1).split(",")) if m else set(), kinds

@@ -112,10 +112,13 @@ class VideoFile(Source):
     def __init__(self, path: Path, max_pixels: int = MAX_PIXELS):
         path = existing(path, "video")
         cap = cv2.VideoCapture(str(path))
+        kinds = streams(path)
+        if "Audio" in kinds and "Video" not in kinds:  # OpenCV takes a cover for a video
+            cap.release()
+            raise InputError(f"{path} has sound but no picture (an audio file"
+                             f"{', with cover art' if 'Picture' in kinds else ''}): give a "
+                             "video file, or an image")
         if not cap.isOpened():
-            if streams(path) == {"Audio"}:
-                raise InputError(f"{path} has sound but no picture (an audio file?): give a "
-                                 "video file, or an image")
             raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "
                              "OpenCV's FFmpeg lacks): convert it to MP4 (H.264) first")
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -295,8 +298,8 @@ def is_video_path(path: Path) -> bool:
         return True
     if ext in IMAGE_EXTS or ext in RAW_EXTS or not path.is_file() or header(path) is not None:
         return False
-    names, kinds = container(path)
-    return bool(names & VIDEO_CONTAINERS) and "Video" in kinds
+    names, kinds = container(path)  # sound in a video's container (.m4a): told as audio there
+    return bool(names & VIDEO_CONTAINERS) and bool(kinds & {"Video", "Audio"})
 
 
 def open_source(path: Path, files: list[Path] | None = None, fps: float | None = None,
