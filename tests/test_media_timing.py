@@ -207,3 +207,22 @@ def test_a_damaged_stretch_is_skipped_and_what_follows_kept_in_time(tmp_path, st
     assert abs(out_frames[-1][0] - 74 / 30) <= 1 / 30  # the last frame where it was
     times = [t for t, _ in out_frames]
     assert times == sorted(set(times))
+
+
+def test_every_past_the_range_is_one_frame_for_the_range(tmp_path, style_png):
+    """--every larger than the frames rendered: one frame shown for the range's duration,
+    with the range's sound (it was shown for every/fps seconds: 55 minutes, whole sound)."""
+    clip = tmp_path / "c.mp4"
+    subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc2=size=64x48:rate=30", "-f", "lavfi", "-i", "sine=duration=4",
+                    "-t", "4", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+                    str(clip)], check=True)
+    out = tmp_path / "o.mp4"
+    with pytest.warns(UserWarning, match="--every 100000 is more than the 6 frames"):
+        rep = stylize(clip, style_png, out, settings=S,
+                      video=V.replace(every=100000, duration="6f"))
+    assert rep.video.frames == 1
+    info = subprocess.run([FFMPEG, "-hide_banner", "-i", str(out)], capture_output=True,
+                          text=True).stderr
+    h, m, sec = re.search(r"Duration: (\d+):(\d+):([\d.]+)", info).groups()
+    assert abs(int(h) * 3600 + int(m) * 60 + float(sec) - 0.2) < 0.05, info

@@ -86,8 +86,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     if int(workers) != workers or workers < 1:
         raise InputError(f"--workers {workers}: give a whole number, 1 or more")
     styles = styles_list(styles)
-    spec, source, output, is_video, given_net = _check(input_path, styles, output, settings,
-                                                       video, files, overwrite)
+    spec, source, output, is_video, given_net, video = _check(input_path, styles, output,
+                                                              settings, video, files, overwrite)
     layers = (settings.content_layer, *(n for n, _ in settings.style_layers))
     hw = even_size(source.height, source.width, settings.size, min_side(layers))
     settings = _shared_memory(settings, workers, ray)
@@ -126,7 +126,8 @@ def _check(input_path, styles: list, output, settings: StyleSettings, video: Vid
            files: list[Path] | None, overwrite: bool):
     """Everything that can be refused before any work, in order: the input, the output, the
     keyframe method's files, the range. Returns (source spec, opened source, output path,
-    whether the output is a video, the bytes of a --net given)."""
+    whether the output is a video, the bytes of a --net given, the video settings with an
+    --every past the range's end brought to its length)."""
     src = existing(input_path)
     source = open_source(src, files, video.fps, settings.max_pixels)
     if getattr(source, "note", None):
@@ -142,10 +143,16 @@ def _check(input_path, styles: list, output, settings: StyleSettings, video: Vid
         raise InputError("--duration is 0: nothing to render")
     if source.frame_count is not None and first >= source.frame_count:
         raise InputError(f"--start is past the end of {src.name} ({source.frame_count} frames)")
+    span = length if length is not None else (
+        None if source.frame_count is None else source.frame_count - first)
+    if span is not None and video.every > span:  # one frame, shown for the whole range
+        warnings.warn(f"--every {video.every} is more than the {span} frames rendered: one "
+                      "frame is painted, shown for the range's whole duration", stacklevel=3)
+        video = video.replace(every=span)
     spec = SourceSpec(src, files if isinstance(source, FrameFolder) else None, video.fps,
                       settings.max_pixels, first, None if length is None else first + length,
                       video.every, source.fingerprint())
-    return spec, source, output, is_video, given_net
+    return spec, source, output, is_video, given_net, video
 
 
 def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> bytes | None:
