@@ -14,7 +14,10 @@ import threading
 
 # Lines that libraries below us print straight to file descriptor 2.
 NOISE = re.compile(r"^(libpng (warning|error)|\[[\w ,-]+ @ 0x[0-9a-f]+\]|\[ ?(WARN|INFO|DEBUG)"
-                   r"[:\]]|\[ERROR:\d+@|Token authentication is enabled for this Ray cluster|\s*$)")
+                   r"[:\]]|\[ERROR:\d+@|Token authentication is enabled for this Ray cluster|"
+                   # libjpeg's own warnings (a damaged or padded JPEG; ours says what to do)
+                   r"Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|"
+                   r"Warning: unknown JFIF revision|\s*$)")
 
 
 class Terminated(KeyboardInterrupt):

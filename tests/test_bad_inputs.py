@@ -267,3 +267,9 @@ def test_noise_of_libraries_stays_off_the_terminal(tmp_path):
                              str(tmp_path / "s.png")], capture_output=True, text=True, env=env)
     assert broken.returncode == 2 and broken.stderr.count("\n") == 1, broken.stderr
     assert broken.stderr.startswith("nstvideo: error: "), broken.stderr
+    ok, jpg = cv2.imencode(".jpg", content_array())  # bytes before its end: libjpeg warns
+    (tmp_path / "padded.jpg").write_bytes(bytes(jpg)[:-2] + bytes(42) + b"\xff\xd9")
+    padded = subprocess.run(base[:4] + [str(tmp_path / "padded.jpg")] + base[5:]
+                            + ["-o", str(tmp_path / "c.png")], capture_output=True, text=True,
+                            env=env)
+    assert padded.returncode == 0 and "JPEG" not in padded.stderr, padded.stderr
