@@ -13,6 +13,7 @@ from pathlib import Path
 from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, kept_meta,
                              load, make_settings, run_one, stylize_folder)
 from nstvideo.media.photometa import read_meta
+from nstvideo.media.scratch import output_lock
 from nstvideo.media.reader import existing, list_images
 from nstvideo.media.video import is_video_path
 from nstvideo.media.writer import write_image
@@ -112,11 +113,14 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                                            strip_metadata=strip_metadata, dpi=dpi)
         return RunReport(output=out, written=rep.written, failed=rep.failed,
                          skipped=rep.skipped)
-    check_image_output(out, input_paths([src], styles, settings), overwrite)
-    image = load(src, "content image", settings.max_pixels, settings.size)
-    init = init_image(settings)
-    stylizer = build_stylizer(styles, settings)
-    result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
-    write_image(out, result, kept_meta(read_meta(src), strip_metadata, dpi))
+    inputs = input_paths([src], styles, settings)
+    check_image_output(out, inputs, overwrite)
+    with output_lock(out):  # a second run writing the same photo refuses
+        check_image_output(out, inputs, overwrite)  # written while we waited to start?
+        image = load(src, "content image", settings.max_pixels, settings.size)
+        init = init_image(settings)
+        stylizer = build_stylizer(styles, settings)
+        result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
+        write_image(out, result, kept_meta(read_meta(src), strip_metadata, dpi))
     return RunReport(output=out, written=[out], losses=(opt.first, opt.last),
                      memory=opt.memory.describe() if opt.memory else "")

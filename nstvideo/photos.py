@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from nstvideo.errors import InputError, NstVideoError, OutputError, reason
 from nstvideo.media.photometa import PhotoMeta, read_meta
+from nstvideo.media.scratch import output_lock
 from nstvideo.media.reader import (IMAGE_EXTS, MAX_PIXELS, RAW_EXTS, as_rgb, list_images,
                                    natural_key, read_image)
 from nstvideo.media.video import (ANIMATED_PICTURE_EXTS, VIDEO_EXTS, image_size,
@@ -159,6 +160,15 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     """
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
+    lock = output_lock(output_dir) if output_dir.parent.is_dir() else contextlib.nullcontext()
+    with lock:  # a second run writing the same folder refuses while this one runs
+        return _stylize_folder(folder, styles, output_dir, settings, overwrite, progress,
+                               strip_metadata, dpi)
+
+
+def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSettings,
+                    overwrite: bool, progress: bool, strip_metadata: bool,
+                    dpi: float | None) -> FolderReport:
     images = _folder_photos(folder, output_dir)
     # subfolders (a camera's DCIM/100APPLE, holiday/day1) mirrored under output_dir
     targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]

@@ -75,3 +75,30 @@ def test_a_file_of_the_users_in_the_output_is_still_not_overwritten(tmp_path, st
     (out / FOLDER_RECORD).unlink()  # no record: nothing there is known to be ours
     with pytest.raises(OutputError, match="already holds 2 of the outputs"):
         stylize(folder, style_png, out, settings=S)
+
+
+def test_a_second_run_writing_the_same_photo_or_folder_refuses(tmp_path, style_png):
+    """Two identical photo (or folder) renders at once: the second refuses at once, writes
+    nothing, and leaves the first's lock; once its owner is gone the lock is taken over."""
+    import json
+    import subprocess
+    import sys
+
+    src = write_rgb(tmp_path / "p.png", content_array())
+    folder = tmp_path / "holiday"
+    photos(folder, ["a.png"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    owner = json.dumps({"pid": sleeper.pid, "host": os.uname().nodename})
+    try:
+        for out, source in ((tmp_path / "o.png", src), (tmp_path / "out", folder)):
+            lock = out.parent / f".{out.name}.nstvideo-lock"
+            lock.write_text(owner)
+            with pytest.raises(OutputError, match=f"another nstvideo \\(PID {sleeper.pid}\\)"):
+                stylize(source, style_png, out, settings=S)
+            assert lock.exists() and not out.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert stylize(src, style_png, tmp_path / "o.png", settings=S).ok  # stale: taken over
+    assert stylize(folder, style_png, tmp_path / "out", settings=S).ok
+    assert not list(tmp_path.glob(".*nstvideo-lock"))  # and released after

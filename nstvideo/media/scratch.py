@@ -1,16 +1,21 @@
 """Scratch folders that a killed process cannot leave behind for good: each is named with its
 machine and process, and the next one made on the machine removes those of dead processes.
+And locks, by the same rule: a lock file holds its process's PID and machine; one left by a
+dead process is taken over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import socket
 import tempfile
 from pathlib import Path
+
+from nstvideo.errors import OutputError
 
 
 def scratch_root() -> Path:
@@ -52,3 +57,42 @@ def _alive(pid: int) -> bool:
     except OSError:  # another user's process, or no such check here: keep its folder
         return True
     return True
+
+
+def take_lock(path: Path, what: str) -> None:
+    """Create the lock file `path` for this process, or refuse in one line (OutputError) while
+    a live process holds it (`what`: what that process is writing). A lock of a dead process
+    on this machine is taken over; one of another machine is respected."""
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = json.loads(path.read_text())
+                pid, host = int(owner["pid"]), owner.get("host")
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, host = None, None  # half-written by a process that died
+            if pid is not None and (host != me["host"] or _alive(pid)):
+                where = "" if host == me["host"] else f" on {host}"
+                raise OutputError(f"another nstvideo (PID {pid}{where}) is writing {what} "
+                                  "now: wait for it to finish, or choose another output "
+                                  "with -o") from None
+            path.unlink(missing_ok=True)  # stale: its owner is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(me))
+        return
+    raise OutputError(f"cannot take the lock {path}: choose another output with -o")
+
+
+@contextlib.contextmanager
+def output_lock(output: Path):
+    """Held while `output` (a photo, or a folder of them) is written: a second run writing the
+    same output refuses at once. The lock file sits beside it and goes after."""
+    path = output.parent / f".{output.name}.nstvideo-lock"
+    take_lock(path, output.name)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)

@@ -41,6 +41,7 @@ class MemoryPlan:
     history_dtype: torch.dtype  # what they are stored in
     peak: int  # estimated bytes at the peak
     budget: int
+    keep: int = 1  # tiles whose VGG pass is kept from the Grams' pass to the gradient's
 
     def describe(self) -> str:
         how = "whole" if self.tile is None else f"in {self.tile} px tiles"
@@ -175,10 +176,13 @@ def _choose(hw, layers, device, budget, batch, tile, temporal) -> MemoryPlan | N
     for least in ((FLOOR_PAIRS,) if tile is not None else (MIN_PAIRS, FLOOR_PAIRS)):
         for side in sides:
             crop = (min(hw[0], side + 2 * reach), min(hw[1], side + 2 * reach))
-            room = budget - fixed - cache - activation_bytes(crop, layers, device) * batch
+            one = activation_bytes(crop, layers, device) * batch
+            room = budget - fixed - cache - one
             got = pairs(room, least)
             if got:
-                return MemoryPlan(side, *got, _peak(budget, room, got, image), budget)
+                peak = _peak(budget, room, got, image)
+                keep = 1 + (budget - peak) // one  # spare room: fewer forward passes twice
+                return MemoryPlan(side, *got, peak + (keep - 1) * one, budget, keep)
     return None
 
 

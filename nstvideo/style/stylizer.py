@@ -158,18 +158,19 @@ class Stylizer:
         return targets
 
     def objective(self, content: torch.Tensor, temporal: Temporal | None = None,
-                  tile: int | None = None):
+                  tile: int | None = None, keep: int = 1):
         """The total cost J(x) for one content image (1, 3, H, W) in pixels; returns a callable
         x -> (total per item (B,), parts summed) as `optimize` wants. Content targets are
         computed here, once. With `tile` (px) it is computed tile by tile, with the same
-        value and gradient (nstvideo.style.tiled)."""
+        value and gradient (nstvideo.style.tiled), `keep` tiles' VGG passes kept between
+        its two passes."""
         s = self.settings
         style_t = self.style_targets(content)
         if tile is not None:
             return TiledObjective(
                 self.features, content, split(tuple(content.shape[2:]), tile, self.vgg.wanted),
                 content_layer=s.content_layer, style_layers=s.style_layers, style_t=style_t,
-                weights=(self.alpha, self.beta, self.gamma), temporal=temporal)
+                weights=(self.alpha, self.beta, self.gamma), temporal=temporal, keep=keep)
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 
@@ -278,7 +279,7 @@ class Stylizer:
                 level_t.frozen, level_t.warped)
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
-            objective = self.objective(resize_tensor(target, hw), level_t, mem.tile)
+            objective = self.objective(resize_tensor(target, hw), level_t, mem.tile, mem.keep)
             x, rep = optimize(resize_tensor(x, hw), objective, iterations=n,
                               optimizer=s.optimizer, learning_rate=s.learning_rate,
                               early_stop=early_stop, on_step=step, fixed=fixed,

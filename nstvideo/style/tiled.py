@@ -11,8 +11,9 @@ pixel of the TV and temporal terms, is owned by exactly one tile.
 The Gram cost is not local: J = Σ_l λ_l Σ (G_l/n_l − T_l)², G_l = Σ_tiles A_t A_tᵀ. One pass
 without gradients sums the Grams; then a pass per tile with gradients backpropagates
 ∂J/∂A_t = S_l A_t, S_l = (2/n_l)(D_l + D_lᵀ) fixed from the first pass, with the local
-content, TV and temporal terms. The last tile's graph from the first pass is kept and
-backpropagated first, so one tile's forward is not computed twice. Gatys et al.'s costs as
+content, TV and temporal terms. The last tiles' graphs from the first pass (as many as the
+memory plan has room for, at least one) are kept and backpropagated first, so their forward
+is not computed twice. Gatys et al.'s costs as
 `losses` writes them; the normalizations use the whole picture's sizes.
 """
 
@@ -115,12 +116,14 @@ def _merge_thin(tiles: list[Tile], hw, g) -> list[Tile]:
 
 
 def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
-              weight: torch.Tensor | None = None, keep_last=None, owned=None) -> dict:
+              weight: torch.Tensor | None = None, keep=None, kept: int = 1,
+              owned=None) -> dict:
     """Σ over the tiles of A·Aᵀ at each of `layers` (B, C, C) over the positions each tile
     owns: the whole picture's Gram, in one tile's memory. `weight` (B, 1, H, W), in 0-1:
     each position's features weighed by it, pooled to the layer's size (a style's opacity:
-    a painting cut out on a transparent background is its painted pixels' Gram). `keep_last(crop, owned features)` receives the last
-    tile's, computed with their graph; `owned(features, tile)` picks a tile's positions."""
+    a painting cut out on a transparent background is its painted pixels' Gram).
+    `keep(k, crop, owned features)` receives the last `kept` tiles', computed with their
+    graph; `owned(features, tile)` picks a tile's positions."""
     grams: dict[str, torch.Tensor] = {}
     hw = tuple(x.shape[2:])
     pooled = {}
@@ -130,9 +133,9 @@ def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
             for n in layers}
     pick = owned or (lambda feats, tile: {n: _owned_map(feats[n], n, tile) for n in layers})
     for k, tile in enumerate(tiles):
-        last = keep_last is not None and k == len(tiles) - 1
-        with torch.set_grad_enabled(last):
-            xc = _crop(x, tile).detach().requires_grad_(last)
+        graph = keep is not None and k >= len(tiles) - kept
+        with torch.set_grad_enabled(graph):
+            xc = _crop(x, tile).detach().requires_grad_(graph)
             own = pick(features(xc), tile)
             for name in layers:
                 a = own[name].detach()
@@ -142,8 +145,8 @@ def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
                 m = _rows(a)
                 g = m.transpose(1, 2) @ m
                 grams[name] = grams[name] + g if name in grams else g
-        if last:
-            keep_last(xc, own)
+        if graph:
+            keep(k, xc, own)
         del xc, own
     return grams
 
@@ -171,15 +174,17 @@ class TiledObjective:
     `features(x)` is VGG (the stylizer's), `content` (B, 3, H, W) the content pixels,
     `style_t` the style targets per layer (from `losses.style_target`), `weights` (α, β, γ),
     `temporal` a stylizer.Temporal or None, `content_dtype` what the content features are
-    kept in between evaluations (bf16 halves them at print sizes)."""
+    kept in between evaluations (bf16 halves them at print sizes), `keep` how many tiles'
+    graphs the first pass keeps for the second (memory for that many crops)."""
 
     def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
                  style_layers, style_t: dict, weights: tuple[float, float, float],
-                 temporal=None, content_dtype: torch.dtype = torch.float32):
+                 temporal=None, content_dtype: torch.dtype = torch.float32, keep: int = 1):
         self.features, self.tiles = features, tiles
         self.content_layer, self.style_layers, self.style_t = content_layer, style_layers, style_t
         self.alpha, self.beta, self.gamma = weights
         self.temporal = temporal
+        self.keep = max(1, keep)
         self.hw = tuple(content.shape[2:])
         self.layers = [content_layer] + [n for n, _ in style_layers]
         self.sizes = {n: self._map_size(n) for n in self.layers}
@@ -214,8 +219,8 @@ class TiledObjective:
         jtemp = x.new_zeros(b)
         for k in reversed(range(len(self.tiles))):
             tile = self.tiles[k]
-            if kept is not None and k == len(self.tiles) - 1:
-                xc, owned = kept
+            if k in kept:
+                xc, owned = kept.pop(k)
             else:
                 xc = _crop(x, tile).detach().requires_grad_(True)
                 owned = self._owned(self.features(xc), tile)
@@ -241,16 +246,16 @@ class TiledObjective:
 
     def _grams(self, x):
         """Pass 1: each style layer's Gram (B, C, C) summed over the tiles; the last tile's
-        crop and owned features kept with their graph for pass 2."""
+        crops and owned features kept with their graph for pass 2, by tile."""
         names = [n for n, _ in self.style_layers]
-        kept = []
+        kept: dict = {}
 
-        def keep(xc, owned):
-            kept.append((xc, owned))
+        def keep(k, xc, owned):
+            kept[k] = (xc, owned)
 
-        grams = gram_sums(self.features, x, self.tiles, names, keep_last=keep,
+        grams = gram_sums(self.features, x, self.tiles, names, keep=keep, kept=self.keep,
                           owned=self._owned)
-        return grams, kept[0]
+        return grams, kept
 
     def _style(self, grams):
         """J_style (B,) from the whole picture's Grams, and each layer's S_l scaled by β·λ_l:

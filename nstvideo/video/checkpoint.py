@@ -18,10 +18,10 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 from nstvideo.errors import InputError, OutputError
+from nstvideo.media.scratch import take_lock
 from nstvideo.media.writer import remove_partials, write_file
 from nstvideo.video.names import (FRAME, IN_FOLDER, IN_UNIT, KEPT_FRAME, KEYS, LOCK, NET, PLAN,
                                   RECORDS, RENDERED, STATE, UNIT_FOLDERS)
@@ -33,16 +33,6 @@ FORMAT = 3  # bump when the checkpoint layout changes (2: records, lock; 3: unit
 def checkpoint_dir(output: Path) -> Path:
     """clip_monet.mp4 -> clip_monet.mp4.frames/ beside it."""
     return output.with_name(output.name + ".frames")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def changes(saved: dict, now: dict) -> str:
@@ -121,29 +111,8 @@ class Checkpoint:
                               "output with -o")
 
     def _lock(self) -> None:
-        path = self.folder / LOCK
-        me = {"pid": os.getpid(), "host": socket.gethostname()}
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                try:
-                    owner = json.loads(path.read_text())
-                    pid, host = int(owner["pid"]), owner.get("host")
-                except (OSError, ValueError, KeyError, TypeError):
-                    pid, host = None, None  # half-written by a process that died
-                if pid is not None and (host != me["host"] or _alive(pid)):
-                    where = "" if host == me["host"] else f" on {host}"
-                    raise OutputError(f"another nstvideo (PID {pid}{where}) is rendering "
-                                      f"{self.folder.name[:-len('.frames')]} now: wait for it "
-                                      "to finish, or choose another output with -o") from None
-                path.unlink(missing_ok=True)  # stale: its owner is gone
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(me))
-            self._locked = True
-            return
-        raise OutputError(f"cannot take the lock {path}: choose another output with -o")
+        take_lock(self.folder / LOCK, self.folder.name[:-len(".frames")])
+        self._locked = True
 
     def _load(self, restart: bool) -> None:
         remove_partials(self.folder)  # left by a run killed mid-write
