@@ -4,6 +4,7 @@ Each measurement of memory or time runs in its own process (peak RSS is per proc
 after another, so the figures of one run sit side by side.
 
   python benchmarks/any_size.py exact [--size 1024] [--iterations 50] [--tile 256]
+          [--render-size N]
       value and gradient, tiled against whole, fp32 (relative error); then a render of
       --iterations in tiles against the whole, same seed: PSNR (dB)
   python benchmarks/any_size.py memory --size 4096 --max-memory 6 [--iterations 2]
@@ -100,11 +101,13 @@ def exact(args):
     print(f"{content.shape[3]}x{content.shape[2]}, tiles of {args.tile}: value rel. error "
           f"{abs(v1 - v0) / abs(v0):.2e}, gradient rel. error "
           f"{float((g1 - g0).norm() / g0.norm()):.2e}", flush=True)
-    a = run_child(args, mode="child", precision="fp32", tile=0, save="/tmp/any_whole.pt")
-    b = run_child(args, mode="child", precision="fp32", save="/tmp/any_tiled.pt")
+    size = args.render_size or args.size  # the render may be smaller than the check
+    a = run_child(args, mode="child", precision="fp32", tile=0, size=size,
+                  save="/tmp/any_whole.pt")
+    b = run_child(args, mode="child", precision="fp32", size=size, save="/tmp/any_tiled.pt")
     x0, x1 = torch.load("/tmp/any_whole.pt"), torch.load("/tmp/any_tiled.pt")
     mse = float((x0.clamp(0, 255).round() - x1.clamp(0, 255).round()).pow(2).mean())
-    print(f"{args.iterations} iterations fp32: whole loss {a['loss']:.6g}, tiled "
+    print(f"{size} px, {args.iterations} iterations fp32: whole loss {a['loss']:.6g}, tiled "
           f"{b['loss']:.6g}; PSNR {10 * math.log10(255 ** 2 / max(mse, 1e-12)):.1f} dB; "
           f"{a['s_per_it']:.1f} s/it whole, {b['s_per_it']:.1f} tiled", flush=True)
 
@@ -257,6 +260,7 @@ def main():
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--save", default=None)
     ap.add_argument("--frames", type=int, default=3)
+    ap.add_argument("--render-size", type=int, default=None)
     args = ap.parse_args()
     defaults = {"exact": (1024, 50, 256), "memory": (4096, 2, 0), "cost": (2048, 3, 1024),
                 "history": (256, 300, 0), "poster": (10800, 2, 0), "video4k": (3840, 2, 0),

@@ -18,18 +18,25 @@ GIB = 2 ** 30
 MEMORY_SHARE = 0.9  # of the free GPU memory a run plans to use: cuDNN workspaces need the rest
 RAM_SHARE = 0.75  # of the available RAM a run plans to use by default: the OS, the decoder,
 # the encoder and other programs need the rest (a laptop that swaps crawls)
-# CPU: bytes per pixel of VGG-19's forward and backward pass to relu5_1 with the costs
-# (measured: 2.6-3.0 GB a megapixel in fp32 and bf16 alike, 512-2048 px; benchmarks/any_size.py)
-CPU_ACTIVATION_PER_PX = 3000
-# Image-sized float32 working tensors of one optimization besides the history: the pixels,
-# the gradient, the step, the next pixels and gradient, the new pair before it is stored,
-# the preconditioner's blurs, the content and the start (measured peaks: any_size.py)
-WORKING_IMAGES = 12
+# CPU: bytes per pixel of VGG-19's forward and backward pass to relu5_1 with the costs, the
+# picture whole (measured 1.55 KB at 2048 px) and a tile's crop (3.9 KB at 4096 px: the
+# owned slices' gradients and the Grams' operands are copies), fp32 and bf16 alike, with a
+# margin (RESULTS.md "Any size")
+CPU_ACTIVATION_PER_PX = 2000
+CPU_TILE_ACTIVATION_PER_PX = 4400
+# Image-sized float32 working tensors of one optimization besides the history: the content,
+# the pixels and their gradient, the step, the next pixels and gradient, the new pair before
+# it is stored (made in place of the old ones; in bf16 with its fp32 form), the two-loop's
+# and the preconditioner's temporaries (measured peaks at 4096 px: RESULTS.md "Any size")
+WORKING_IMAGES = 7
 CONTENT_FEATURE_PER_PX = 512 / 64  # relu4_2's floats per pixel, kept per tile when tiled
 MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs lose under
 # 1% of the cost's fall against 100 at 300 iterations (RESULTS.md "Any size 2")
-FLOOR_PAIRS = 3  # the least L-BFGS keeps in the smallest tiles before a size is refused
+FLOOR_PAIRS = 2  # the least L-BFGS keeps before a size is refused (3 pairs lose 1.8% of the
+# cost's level against 100 at 300 iterations; a print's top level runs a few dozen)
 MIN_TILE = 256  # px: the smallest tile core; its crop is 416 px with relu5_1's 80 px halos
+SMALL_TILE = 512  # px: below this the halos make a tile's VGG pass 1.7x its core's or more,
+# which costs more time than keeping 2 pairs instead of 10 costs in the look
 
 
 @dataclass(frozen=True)
@@ -50,12 +57,13 @@ class MemoryPlan:
                 f"{self.peak / GIB:.1f} of {self.budget / GIB:.1f} GiB")
 
 
-def activation_bytes(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device) -> int:
-    """VGG-19's forward and backward pass at size hw, kept for the gradient: on the CPU as
-    measured; on a GPU every layer's output, its copy and its gradient in fp32 (cuDNN and
-    the caching allocator keep more than the CPU's allocator)."""
+def activation_bytes(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device,
+                     tile: bool = False) -> int:
+    """VGG-19's forward and backward pass at size hw (`tile`: a tile's crop), kept for the
+    gradient: on the CPU as measured; on a GPU every layer's output, its copy and its
+    gradient in fp32 (cuDNN and the caching allocator keep more than the CPU's allocator)."""
     if device.type == "cpu":
-        return CPU_ACTIVATION_PER_PX * hw[0] * hw[1]
+        return (CPU_TILE_ACTIVATION_PER_PX if tile else CPU_ACTIVATION_PER_PX) * hw[0] * hw[1]
     from nstvideo.style.vgg import LAYER_NAMES, layer_channels
 
     h, w = hw
@@ -126,14 +134,16 @@ def free_bytes(device: torch.device) -> int:
 
 
 def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, budget: int,
-         *, batch: int = 1, tile: int | None = None, temporal: bool = False) -> MemoryPlan:
+         *, batch: int = 1, tile: int | None = None, temporal: bool = False,
+         bf16: bool = False) -> MemoryPlan:
     """How to optimize a (batch of) picture(s) of size hw within `budget` bytes.
 
     The picture whole with LBFGS_HISTORY fp32 pairs where that fits (exactly today's run);
     else whole with fewer pairs (down to MIN_PAIRS, fp32 then bf16); else in the largest
     tiles that leave room for MIN_PAIRS (then FLOOR_PAIRS); `tile` forces tiles of that
-    size. Refuses (ModelError, one line) what does not fit in MIN_TILE tiles."""
-    chosen = _choose(hw, layers, device, budget, batch, tile, temporal)
+    size. Refuses (ModelError, one line) what does not fit in MIN_TILE tiles. `bf16`: VGG
+    computes in bf16 (the tiles' content features are kept in bf16 too)."""
+    chosen = _choose(hw, layers, device, budget, batch, tile, temporal, bf16)
     if chosen is not None:
         return chosen
     least = 16 if _choose((16, 16), layers, device, budget, batch, None, False) else None
@@ -151,7 +161,8 @@ def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, bud
                      "larger --max-memory")
 
 
-def _choose(hw, layers, device, budget, batch, tile, temporal) -> MemoryPlan | None:
+def _choose(hw, layers, device, budget, batch, tile, temporal,
+            bf16=False) -> MemoryPlan | None:
     image = 4 * 3 * hw[0] * hw[1] * batch
     fixed = (WORKING_IMAGES + (2 if temporal else 0)) * image
 
@@ -167,23 +178,39 @@ def _choose(hw, layers, device, budget, batch, tile, temporal) -> MemoryPlan | N
         got = pairs(room, MIN_PAIRS)
         if got:
             return MemoryPlan(None, *got, _peak(budget, room, got, image), budget)
-    from nstvideo.style.tiled import grid, halo
+    from nstvideo.style.tiled import grid, halo, split
 
     g, reach = grid(layers), halo(layers)
-    cache = int(4 * CONTENT_FEATURE_PER_PX * hw[0] * hw[1] * batch)
+    cache = int((2 if bf16 else 4) * CONTENT_FEATURE_PER_PX * hw[0] * hw[1] * batch)
     sides = [tile] if tile is not None else \
         range(max(hw) // g * g, MIN_TILE - 1, -g)
     for least in ((FLOOR_PAIRS,) if tile is not None else (MIN_PAIRS, FLOOR_PAIRS)):
         for side in sides:
+            if least > FLOOR_PAIRS and side < SMALL_TILE:
+                break  # fewer pairs before tiles this small
             crop = (min(hw[0], side + 2 * reach), min(hw[1], side + 2 * reach))
-            one = activation_bytes(crop, layers, device) * batch
+            one = activation_bytes(crop, layers, device, tile=True) * batch
             room = budget - fixed - cache - one
             got = pairs(room, least)
             if got:
-                peak = _peak(budget, room, got, image)
-                keep = 1 + (budget - peak) // one  # spare room: fewer forward passes twice
-                return MemoryPlan(side, *got, peak + (keep - 1) * one, budget, keep)
+                return _spend(budget, room, got, image, one, len(split(hw, side, layers)),
+                              side)
     return None
+
+
+def _spend(budget, room, got, image, one, tiles, side) -> MemoryPlan:
+    """A tiled plan's spare room, after `least` pairs: first on keeping tiles' VGG passes
+    between the Grams' pass and the gradient's (each one kept saves a forward pass, a
+    quarter of an evaluation's time for that tile), then on more pairs (90 more lose 0.5%
+    of the cost's fall at 300 iterations: RESULTS.md "Any size")."""
+    n, dtype = got
+    size = image * (2 if dtype == torch.float32 else 1)
+    least = min(n, MIN_PAIRS)
+    spare = room - least * size
+    keep = 1 + min(tiles - 1, spare // one)
+    spare -= (keep - 1) * one
+    n = min(LBFGS_HISTORY, least + spare // size)
+    return MemoryPlan(side, n, dtype, budget - room + n * size + (keep - 1) * one, budget, keep)
 
 
 def _peak(budget: int, room: int, got: tuple[int, torch.dtype], image: int) -> int:

@@ -62,18 +62,19 @@ class Preconditioner:
                  free: torch.Tensor | None = None) -> torch.Tensor:
         """P·q for q of shape (B, N) holding (B, C, H, W) images; `free` (B, 1, H, W) bool."""
         x = q.view(shape)
-        if free is not None:
-            x = x * free
         b, c, h, w = x.shape
         r = max(1, math.ceil(3 * self.sigma))
         t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
         k = torch.exp(-t ** 2 / (2 * self.sigma ** 2))
         k = k / k.sum()
-        y = F.conv2d(x.reshape(b * c, 1, h, w), k.view(1, 1, 1, -1), padding=(0, r))
-        y = F.conv2d(y, k.view(1, 1, -1, 1), padding=(r, 0)).view(b, c, h, w)
-        out = x + self.boost * y
-        if free is not None:
-            out = out * free
+        out = torch.empty_like(x)
+        for i in range(c):  # a channel at a time: the blurs' temporaries are a third of an image
+            xi = x[:, i:i + 1] if free is None else x[:, i:i + 1] * free
+            y = F.conv2d(xi, k.view(1, 1, 1, -1), padding=(0, r))
+            y = F.conv2d(y, k.view(1, 1, -1, 1), padding=(r, 0))
+            out[:, i:i + 1] = xi + self.boost * y
+            if free is not None:
+                out[:, i:i + 1] *= free
         return out.reshape(q.shape)
 
 
@@ -155,13 +156,13 @@ class LBFGS:
         q = g.reshape(b, -1).clone()
         alphas = []
         up = (lambda t: t) if self.dtype == q.dtype else (lambda t: t.to(q.dtype))
-        for s, y, rho in reversed(self.pairs):
+        for s, y, rho in reversed(self.pairs):  # addcmul_: no image-sized temporary
             a = rho * _dot(up(s), q)
-            q.sub_(a * up(y))
+            q.addcmul_(up(y), a, value=-1.0)
             alphas.append(a)
         q = self._h0(q).mul_(self.gamma)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
-            q.add_((a - rho * _dot(up(y), q)) * up(s))
+            q.addcmul_(up(s), a - rho * _dot(up(y), q))
         d = q.neg_().view_as(g)
         if b > 1:  # an item with no usable pair yet takes a first step instead
             d = torch.where(self.started.view(b, *([1] * (g.dim() - 1))), d, self._first_step(g))
@@ -276,8 +277,9 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         if lbfgs is not None and items is not None and evaluate.items is not None:
             x_new, g_new = _safeguarded(x, g, d, x_new, g_new, items, parts, project,
                                         gradient, evaluate, lbfgs, report)
-        if lbfgs is not None:
-            lbfgs.update(x_new - x, g_new - g)
+        if lbfgs is not None and x_new is not x:  # the pair, made in place of the old
+            del d  # point and gradient (at print sizes each image-sized tensor is a GB)
+            lbfgs.update(x.sub_(x_new).neg_(), g.sub_(g_new).neg_())
         x, g = x_new, g_new
         report.iterations = i + 1
         if on_step is not None:

@@ -170,7 +170,8 @@ class Stylizer:
             return TiledObjective(
                 self.features, content, split(tuple(content.shape[2:]), tile, self.vgg.wanted),
                 content_layer=s.content_layer, style_layers=s.style_layers, style_t=style_t,
-                weights=(self.alpha, self.beta, self.gamma), temporal=temporal, keep=keep)
+                weights=(self.alpha, self.beta, self.gamma), temporal=temporal, keep=keep,
+                content_dtype=torch.bfloat16 if self.amp else torch.float32)
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 
@@ -215,7 +216,7 @@ class Stylizer:
             g.manual_seed(self.settings.seed)
             one = torch.rand((1, *content.shape[1:]), generator=g) * 255.0
             return one.repeat(b, 1, 1, 1).to(self.device)
-        return content.clone()
+        return content  # not a copy: the optimizer copies its start (a print-size image less)
 
     def batch_limit(self, hw: tuple[int, int]) -> int:
         """How many photos of size hw to optimize at once: `settings.batch` if set; auto (0):
@@ -266,7 +267,7 @@ class Stylizer:
         """How an optimization at size hw fits the budget (tiles, L-BFGS pairs); refuses in one
         line what cannot (nstvideo.style.memory.plan)."""
         return plan(hw, self.vgg.wanted, self.device, self.budget(), batch=batch,
-                    tile=self.settings.tile, temporal=temporal)
+                    tile=self.settings.tile, temporal=temporal, bf16=self.amp)
 
     def _run(self, content, init, levels, plans, temporal, early_stop, on_step):
         s = self.settings

@@ -174,7 +174,8 @@ class TiledObjective:
     `features(x)` is VGG (the stylizer's), `content` (B, 3, H, W) the content pixels,
     `style_t` the style targets per layer (from `losses.style_target`), `weights` (α, β, γ),
     `temporal` a stylizer.Temporal or None, `content_dtype` what the content features are
-    kept in between evaluations (bf16 halves them at print sizes), `keep` how many tiles'
+    kept in between evaluations (bf16 where VGG computes in bf16: the same values, half the
+    memory), `keep` how many tiles'
     graphs the first pass keeps for the second (memory for that many crops)."""
 
     def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
@@ -325,6 +326,6 @@ class _Attached(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out):
-        (grad,) = ctx.saved_tensors
-        return grad * g_out.view(-1, *([1] * (grad.dim() - 1))), None, None
+        (grad,) = ctx.saved_tensors  # scaled in place: a print-size image not copied
+        return grad.mul_(g_out.view(-1, *([1] * (grad.dim() - 1)))), None, None
 

@@ -28,7 +28,7 @@ from nstvideo.outputs import check_net_output, check_video_output, default_outpu
 from nstvideo.photos import ImageLike, init_image, load_styles, styles_list
 from nstvideo.record import fingerprint, style_state
 from nstvideo.settings import StyleSettings, VideoSettings
-from nstvideo.style.device import resolve_device
+from nstvideo.style.device import resolve_device, use_bf16
 from nstvideo.style.memory import GIB, budget, default_budget, plan as memory_plan
 from nstvideo.style.vgg import min_side
 from nstvideo.video.assemble import finish
@@ -206,7 +206,8 @@ def _frame_memory(settings: StyleSettings, layers: tuple[str, ...], hw) -> str:
     line, before any work, a frame size that cannot fit even in tiles."""
     device = resolve_device(settings.device)
     return memory_plan(hw, layers, device, budget(settings.max_memory, device),
-                       tile=settings.tile, temporal=True).describe()
+                       tile=settings.tile, temporal=True,
+                       bf16=use_bf16(settings.precision, device)).describe()
 
 
 def _engine(workers: int, ray: str | None) -> Engine:
