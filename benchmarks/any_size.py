@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import resource
 import subprocess
 import sys
@@ -61,7 +62,7 @@ def child(args) -> dict:
     out = {"hw": list(content.shape[2:]), "plan": rep.memory.describe(),
            "tile": rep.memory.tile, "history": rep.memory.history,
            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-           "first_s": steps[0], "s_per_it": sorted(steps[1:] or steps)[len(steps[1:] or steps) // 2],
+           "first_s": steps[0], "s_per_it": statistics.median(steps[1:] or steps),
            "total_s": total, "mp": mp, "loss": rep.last["total"]}
     out["s_per_it_mp"] = out["s_per_it"] / mp
     if args.save:

@@ -45,7 +45,8 @@ def measure(vgg: VGGFeatures, content: np.ndarray, style: np.ndarray, result: np
         with torch.no_grad():
             fc, fr, fs = vgg(c), vgg(r), vgg(st)
             t = {n: losses.style_target(fs[n]) for n, _ in s.style_layers}
-            js = lambda f: sum(lam * float(losses.style_loss(f[n], t[n])) for n, lam in s.style_layers)  # noqa: E731
+            js = lambda f: sum(lam * float(losses.style_loss(f[n], t[n]))  # noqa: E731
+                               for n, lam in s.style_layers)
             a, b = fr[s.content_layer], fc[s.content_layer]
             out.append((1 - js(fr) / js(fc), float((a - b).pow(2).sum() / b.pow(2).sum())))
     return out

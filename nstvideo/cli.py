@@ -101,13 +101,15 @@ def stylize_cmd(
                                       "in pixels (a 36 x 24 inch print at 300 dpi: 10800).")]
     = D.size,
     iterations: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_ITERATIONS, help=f"Optimizer iterations per image [default: {D.iterations}], at its "
-        "coarsest level (each finer level runs half as many, see --levels); for a video, "
+        min=1, max=MAX_ITERATIONS, help=f"Optimizer iterations per image [default: "
+        f"{D.iterations}], at its coarsest level (each finer one runs 0.7x as many, see "
+        "--levels); for a video, "
         f"per frame after the first [default: {V.iterations}], each stopping early when the "
         "loss stops improving.", show_default=False)] = None,
     iterations_first: Annotated[Optional[int], typer.Option(
-        min=1, max=MAX_ITERATIONS, help="Video: iterations of the first frame and after a scene cut [default: 3x "
-        "--iterations]; with --temporal none every frame gets --iterations.",
+        min=1, max=MAX_ITERATIONS, help="Video: iterations of the first frame and after a "
+        "scene cut [default: 3x --iterations]; with --temporal none every frame gets "
+        "--iterations.",
         show_default=False)] = None,
     temporal: Annotated[TemporalMode, typer.Option(
         help="Video: flow = start each frame from the previous result warped along the optical "

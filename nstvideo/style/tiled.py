@@ -8,8 +8,8 @@ feature's receptive field (`receptive`) lies inside the crop, and where the crop
 picture's border the border's own zero padding is kept. Every feature position, and every
 pixel of the TV and temporal terms, is owned by exactly one tile.
 
-The Gram cost is not local: J = Σ_l λ_l Σ (G_l/n_l − T_l)², G_l = Σ_tiles A_t A_tᵀ. One pass
-without gradients sums the Grams; then a pass per tile with gradients backpropagates
+The Gram cost is not local: J = Σ_l λ_l Σ (G_l/n_l − T_l)², G_l = Σ_tiles A_t A_tᵀ. One
+pass without gradients sums the Grams; then a pass per tile with gradients backpropagates
 ∂J/∂A_t = S_l A_t, S_l = (2/n_l)(D_l + D_lᵀ) fixed from the first pass, with the local
 content, TV and temporal terms. The last tiles' graphs from the first pass (as many as the
 memory plan has room for, at least one) are kept and backpropagated first, so their forward
@@ -116,14 +116,13 @@ def _merge_thin(tiles: list[Tile], hw, g) -> list[Tile]:
 
 
 def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
-              weight: torch.Tensor | None = None, keep=None, kept: int = 1,
-              owned=None) -> dict:
+              weight: torch.Tensor | None = None, keep=None, kept: int = 1) -> dict:
     """Σ over the tiles of A·Aᵀ at each of `layers` (B, C, C) over the positions each tile
     owns: the whole picture's Gram, in one tile's memory. `weight` (B, 1, H, W), in 0-1:
     each position's features weighed by it, pooled to the layer's size (a style's opacity:
     a painting cut out on a transparent background is its painted pixels' Gram).
-    `keep(k, crop, owned features)` receives the last `kept` tiles', computed with their
-    graph; `owned(features, tile)` picks a tile's positions."""
+    `keep(k, crop, features)` receives the last `kept` tiles' crops and VGG features,
+    computed with their graph."""
     grams: dict[str, torch.Tensor] = {}
     hw = tuple(x.shape[2:])
     pooled = {}
@@ -131,23 +130,23 @@ def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
         pooled = {n: torch.nn.functional.adaptive_avg_pool2d(
             weight, (hw[0] // receptive(n).stride, hw[1] // receptive(n).stride)).sqrt()
             for n in layers}
-    pick = owned or (lambda feats, tile: {n: _owned_map(feats[n], n, tile) for n in layers})
     for k, tile in enumerate(tiles):
         graph = keep is not None and k >= len(tiles) - kept
         with torch.set_grad_enabled(graph):
             xc = _crop(x, tile).detach().requires_grad_(graph)
-            own = pick(features(xc), tile)
+            feats = features(xc)
             for name in layers:
-                a = own[name].detach()
+                a = _owned_map(feats[name], name, tile).detach()
                 if name in pooled:  # the owned positions in the whole map: from the core
-                    r, c = tile.core[0] // receptive(name).stride, tile.core[2] // receptive(name).stride
+                    stride = receptive(name).stride
+                    r, c = tile.core[0] // stride, tile.core[2] // stride
                     a = a * pooled[name][..., r:r + a.shape[2], c:c + a.shape[3]]
                 m = _rows(a)
                 g = m.transpose(1, 2) @ m
                 grams[name] = grams[name] + g if name in grams else g
         if graph:
-            keep(k, xc, own)
-        del xc, own
+            keep(k, xc, feats)
+        del xc, feats
     return grams
 
 
@@ -175,8 +174,8 @@ class TiledObjective:
     `style_t` the style targets per layer (from `losses.style_target`), `weights` (α, β, γ),
     `temporal` a stylizer.Temporal or None, `content_dtype` what the content features are
     kept in between evaluations (bf16 where VGG computes in bf16: the same values, half the
-    memory), `keep` how many tiles'
-    graphs the first pass keeps for the second (memory for that many crops)."""
+    memory), `keep` how many tiles' graphs the first pass keeps for the second (memory for
+    that many crops)."""
 
     def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
                  style_layers, style_t: dict, weights: tuple[float, float, float],
@@ -192,20 +191,17 @@ class TiledObjective:
         with torch.no_grad():
             self.content_t = []
             for tile in tiles:
-                a = self._owned(self.features(_crop(content, tile)), tile)[content_layer]
+                a = _owned_map(self.features(_crop(content, tile))[content_layer],
+                               content_layer, tile)
                 self.content_t.append(a.to(content_dtype))
 
     def _map_size(self, layer: str) -> tuple[int, int]:
         s = receptive(layer).stride
         return self.hw[0] // s, self.hw[1] // s
 
-    def _owned(self, feats: dict, tile: Tile) -> dict:
-        out = {}
-        for name in self.layers:
-            a = feats[name]
-            ys, xs = tile.owned(receptive(name).stride, tuple(a.shape[2:]))
-            out[name] = a[:, :, ys, xs]
-        return out
+    def _slices(self, feats: dict, tile: Tile) -> dict:
+        return {name: tile.owned(receptive(name).stride, tuple(feats[name].shape[2:]))
+                for name in self.layers}
 
     def __call__(self, x: torch.Tensor):
         """The total per item (B,) and the parts summed over the batch, as `optimize` wants;
@@ -221,22 +217,24 @@ class TiledObjective:
         for k in reversed(range(len(self.tiles))):
             tile = self.tiles[k]
             if k in kept:
-                xc, owned = kept.pop(k)
+                xc, feats = kept.pop(k)
             else:
                 xc = _crop(x, tile).detach().requires_grad_(True)
-                owned = self._owned(self.features(xc), tile)
-            c_loss = self._content(owned, k)
+                feats = self.features(xc)
+            where = self._slices(feats, tile)
+            c_loss = self._content(feats, where, k)
             t_loss, temp = self._pixels(xc, tile)
-            style = sum(_GramGrad.apply(owned[n], scale[n]) for n, _ in self.style_layers)
-            local = self.alpha * c_loss + style + self.gamma * t_loss
+            style = sum(_OwnedGrad.apply(feats[n], where[n], scale[n], None)
+                        for n, _ in self.style_layers)
+            local = c_loss + style + self.gamma * t_loss
             if temp is not None:
                 local = local + self.temporal.weight * temp
                 jtemp += temp.detach()
             (g,) = torch.autograd.grad(local.sum(), xc)
             _crop(grad, tile).add_(g)
-            jc += c_loss.detach()
+            jc += self.content_value
             jt += t_loss.detach()
-            del xc, owned, g, local, style
+            del xc, feats, g, local, style
         total = self.alpha * jc + self.beta * js + self.gamma * jt
         parts = {"content": jc, "style": js, "tv": jt}
         if self.temporal is not None:
@@ -246,16 +244,15 @@ class TiledObjective:
         return _Attached.apply(x_in, total, grad), {k: v.sum() for k, v in parts.items()}
 
     def _grams(self, x):
-        """Pass 1: each style layer's Gram (B, C, C) summed over the tiles; the last tile's
-        crops and owned features kept with their graph for pass 2, by tile."""
+        """Pass 1: each style layer's Gram (B, C, C) summed over the tiles; the last `keep`
+        tiles' crops and owned features kept with their graph for pass 2, by tile."""
         names = [n for n, _ in self.style_layers]
         kept: dict = {}
 
-        def keep(k, xc, owned):
-            kept[k] = (xc, owned)
+        def keep(k, xc, feats):
+            kept[k] = (xc, feats)
 
-        grams = gram_sums(self.features, x, self.tiles, names, keep=keep, kept=self.keep,
-                          owned=self._owned)
+        grams = gram_sums(self.features, x, self.tiles, names, keep=keep, kept=self.keep)
         return grams, kept
 
     def _style(self, grams):
@@ -271,12 +268,17 @@ class TiledObjective:
             scale[name] = (d + d.transpose(1, 2)) * (2.0 * self.beta * lam / n)
         return js, scale
 
-    def _content(self, owned, k):
-        """This tile's share of J_content (B,), normalized by the whole layer's size."""
-        a = owned[self.content_layer]
+    def _content(self, feats, where, k):
+        """This tile's share of α·J_content for the backward pass (its value, unweighted, in
+        `content_value`), normalized by the whole layer's size."""
+        a = feats[self.content_layer]
+        ys, xs = where[self.content_layer]
         h, w = self.sizes[self.content_layer]
-        target = self.content_t[k].to(a.dtype)
-        return (a - target).pow(2).sum(dim=(1, 2, 3)) / (4 * a.shape[1] * h * w)
+        n = 4 * a.shape[1] * h * w
+        with torch.no_grad():
+            diff = a[:, :, ys, xs] - self.content_t[k].to(a.dtype)
+            self.content_value = diff.pow(2).sum(dim=(1, 2, 3)) / n
+        return _OwnedGrad.apply(a, (ys, xs), None, diff.mul_(2.0 * self.alpha / n))
 
     def _pixels(self, xc, tile):
         """This tile's shares of the TV cost and of the temporal cost (or None), each pixel's
@@ -297,22 +299,34 @@ class TiledObjective:
         return tv, temp
 
 
-class _GramGrad(torch.autograd.Function):
-    """A tile's share of β·J_style for the backward pass: its value is not used (0; the
-    cost is known from the Grams), its gradient is ∂(β·J_style)/∂A = A·S in the (h·w, C)
-    layout, S fixed from pass 1. Keeps nothing but A (alive in the graph anyway) and S."""
+class _OwnedGrad(torch.autograd.Function):
+    """A tile's share of a cost at one layer, for the backward pass only (its value, 0, is not
+    used: the costs are summed apart): the gradient at the positions the tile owns, zero in
+    its halo, given as `fixed` (content: 2α(A − T)/n) or as A·S in the (h·w, C) layout (style:
+    ∂(β·J_style)/∂A, S fixed from pass 1). Written straight into a gradient of the layer's
+    own memory format: autograd's slicing gave one in another and cost a copy, a fill and an
+    add per layer (the tiles took 2x the untiled time; this keeps them near the halos')."""
 
     @staticmethod
-    def forward(ctx, a, scale):  # (B, C, h, w), (B, C, C) -> (B,)
-        ctx.save_for_backward(a, scale)
+    def forward(ctx, a, where, scale, fixed):  # (B, C, h, w), slices, (B, C, C) | owned grad
+        ctx.where = where
+        ctx.save_for_backward(a, scale, fixed)
         return a.new_zeros(a.shape[0])
 
     @staticmethod
     def backward(ctx, g_out):
-        a, scale = ctx.saved_tensors
-        b, c, h, w = a.shape
-        grad = (_rows(a) @ (scale * g_out.view(-1, 1, 1))).view(b, h, w, c).permute(0, 3, 1, 2)
-        return grad, None
+        a, scale, fixed = ctx.saved_tensors
+        ys, xs = ctx.where
+        grad = torch.zeros_like(a)
+        per = g_out.view(-1, 1, 1, 1)
+        if fixed is not None:
+            grad[:, :, ys, xs] = fixed * per
+        else:
+            owned = a[:, :, ys, xs]
+            b, c, h, w = owned.shape
+            grad[:, :, ys, xs] = (_rows(owned) @ (scale * per[..., 0])).view(
+                b, h, w, c).permute(0, 3, 1, 2)
+        return grad, None, None, None
 
 
 class _Attached(torch.autograd.Function):
