@@ -246,6 +246,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         return grad if fixed is None else grad.masked_fill(fixed[0], 0.0)
 
     x = project(init.detach().clone()).contiguous()
+    del init  # a level's upsampled start is the caller's temporary: a print-size image freed
     evaluate = _Evaluator(objective)
     report = OptimizeReport()
     trace: list[float] = []  # the total at each iteration (early stop)
