@@ -7,7 +7,7 @@
 
 Run: python samples/make_samples.py
      python samples/make_samples.py --montage RESULT.png   (samples/result.png for the README)
-     python samples/make_samples.py --print RESULT.png     (samples/print.png: a 2048 px
+     python samples/make_samples.py --print RESULT.png     (samples/print.png: a 1024 px
                                                             render whole and at 100%)
 """
 
@@ -107,7 +107,7 @@ def print_view(result_path: Path, side: int = 384) -> None:
     whole = cv2.resize(big, (round(w * s), side), interpolation=cv2.INTER_AREA)
     cv2.rectangle(whole, (round(x0 * s), round(y0 * s)),
                   (round((x0 + side) * s), round((y0 + side) * s)), (255, 255, 255), 1)
-    cv2.imwrite(str(HERE / "print.png"), np.hstack([whole, crop]))
+    cv2.imwrite(str(HERE / "print.png"), np.hstack([whole, crop]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def main() -> None:
