@@ -32,8 +32,8 @@ CPU_TILE_ACTIVATION_PER_PX = 4400
 # at the 10800 x 7200 poster: RESULTS.md "Any size")
 WORKING_IMAGES = 7
 CONTENT_FEATURE_PER_PX = 512 / 64  # relu4_2's floats per pixel, kept per tile when tiled
-MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs lose under
-# 1% of the cost's fall against 100 at 300 iterations (RESULTS.md "Any size 2")
+MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs reach a cost
+# 0.5% above 100 pairs' after 300 iterations (RESULTS.md "Any size")
 FLOOR_PAIRS = 2  # the least L-BFGS keeps before a size is refused (3 pairs lose 1.8% of the
 # cost's level against 100 at 300 iterations; a print's top level runs a few dozen)
 MIN_TILE = 256  # px: the smallest tile core; its crop is 416 px with relu5_1's 80 px halos
