@@ -39,6 +39,7 @@ class Probe:
     colour: Colour = Colour()
     sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: non-square pixels (anamorphic)
     hdr: tuple[str, str, str] | None = None  # an HDR source's (matrix, primaries, transfer)
+    kinds: frozenset[str] = frozenset()  # its streams' kinds (`stream_kinds`)
     tags: tuple[tuple[str, str], ...] = ()  # the file's own metadata, as written back (`tags`)
     subtitles: tuple[tuple[str, str], ...] = ()  # each subtitle track's (codec, language)
 
@@ -118,7 +119,7 @@ def probe(path: Path) -> Probe:
     return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
                  audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
                  colour=colour, sar=Fraction(sar) if 1 / 8 <= sar <= 8 else Fraction(1),
-                 hdr=hdr, tags=tags(log),
+                 hdr=hdr, tags=tags(log), kinds=frozenset(stream_kinds(log)),
                  subtitles=tuple((codec, lang or "und") for lang, codec in re.findall(
                      r"Stream #0:\d+(?:\[\w+\])?(?:\((\w+)\))?: Subtitle: (\w+)", log)))
 
@@ -144,6 +145,11 @@ def container(path: Path) -> tuple[set[str], set[str]]:
     one that has several) and the kinds of its streams; empty sets if it reads none."""
     text = _described(path)
     m = re.search(r"Input #0, (.+?), from ", text)
-    kinds = {"Picture" if "(attached pic)" in line else kind  # an audio file's cover art
-             for kind, line in re.findall(r"Stream #\d+:\d+.*?: (\w+):(.*)", text)}
-    return set(m.group(1).split(",")) if m else set(), kinds
+    return set(m.group(1).split(",")) if m else set(), stream_kinds(text)
+
+
+def stream_kinds(log: str) -> set[str]:
+    """The kinds of stream in ffmpeg's description of a file ('Video', 'Audio', 'Subtitle',
+    ...; 'Picture' for an audio file's cover art, which ffmpeg lists as a video stream)."""
+    return {"Picture" if "(attached pic)" in line else kind
+            for kind, line in re.findall(r"Stream #\d+:\d+.*?: (\w+):(.*)", log)}

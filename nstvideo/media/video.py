@@ -108,17 +108,20 @@ class _Pass:
     last: float | None = None  # the time (ms) of the last frame kept
 
 
+def _refuse_audio(path: Path, kinds) -> None:
+    """An audio file (its only picture, if any, a cover) is refused in one line."""
+    if "Audio" in kinds and "Video" not in kinds:
+        raise InputError(f"{path} has sound but no picture (an audio file"
+                         f"{', with cover art' if 'Picture' in kinds else ''}): give a "
+                         "video file, or an image")
+
+
 class VideoFile(Source):
     def __init__(self, path: Path, max_pixels: int = MAX_PIXELS):
         path = existing(path, "video")
         cap = cv2.VideoCapture(str(path))
-        kinds = streams(path)
-        if "Audio" in kinds and "Video" not in kinds:  # OpenCV takes a cover for a video
-            cap.release()
-            raise InputError(f"{path} has sound but no picture (an audio file"
-                             f"{', with cover art' if 'Picture' in kinds else ''}): give a "
-                             "video file, or an image")
         if not cap.isOpened():
+            _refuse_audio(path, streams(path))
             raise InputError(f"{path} cannot be opened as a video (not a video, or a codec "
                              "OpenCV's FFmpeg lacks): convert it to MP4 (H.264) first")
         w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
@@ -133,9 +136,11 @@ class VideoFile(Source):
             raise InputError(f"{path} has no decodable frames (empty, corrupt or truncated): "
                              "check the file plays, or re-export it")
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = check_fps(exact_fps(cap.get(cv2.CAP_PROP_FPS) or 0.0), str(path))
+        rate = cap.get(cv2.CAP_PROP_FPS)
         cap.release()
         info = probe(path)
+        _refuse_audio(path, info.kinds)  # OpenCV takes an audio file's cover for a video
+        fps = check_fps(exact_fps(rate or 0.0), str(path))
         self.stored = first.shape[:2]  # as decoded (turned by the display matrix)
         # non-square pixels: the picture as it is shown (square pixels at the display width)
         width = max(1, round(first.shape[1] * info.sar))

@@ -140,7 +140,7 @@ def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, bud
          bf16: bool = False) -> MemoryPlan:
     """How to optimize a (batch of) picture(s) of size hw within `budget` bytes.
 
-    The picture whole with LBFGS_HISTORY fp32 pairs where that fits (exactly today's run);
+    The picture whole with LBFGS_HISTORY fp32 pairs where that fits (the run as before);
     else whole with fewer pairs (down to MIN_PAIRS, fp32 then bf16); else in the largest
     tiles that leave room for MIN_PAIRS (then FLOOR_PAIRS); `tile` forces tiles of that
     size. Refuses (ModelError, one line) what does not fit in MIN_TILE tiles. `bf16`: VGG
@@ -148,8 +148,7 @@ def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, bud
     chosen = _choose(hw, layers, device, budget, batch, tile, temporal, bf16)
     if chosen is not None:
         return chosen
-    least = 16 if _choose((16, 16), layers, device, budget, batch, None, False) else None
-    if least is None:
+    if _choose((16, 16), layers, device, budget, batch, None, False) is None:
         raise ModelError(f"{max(budget, 0) / GIB:.1f} GiB left of the memory budget is too "
                          "little to paint anything (PyTorch and VGG-19 take about 0.8 GB): "
                          "give a larger --max-memory")
@@ -169,8 +168,8 @@ def _choose(hw, layers, device, budget, batch, tile, temporal,
     fixed = (WORKING_IMAGES + (2 if temporal else 0)) * image
 
     def pairs(room: int, least: int) -> tuple[int, torch.dtype] | None:
-        for dtype, size in ((torch.float32, 2 * image), (torch.bfloat16, image)):
-            n = min(LBFGS_HISTORY, room // size)
+        for dtype in (torch.float32, torch.bfloat16):
+            n = min(LBFGS_HISTORY, room // _pair_bytes(dtype, image))
             if n >= least:
                 return n, dtype
         return None
@@ -206,7 +205,7 @@ def _spend(budget, room, got, image, one, tiles, side) -> MemoryPlan:
     quarter of an evaluation's time for that tile), then on more pairs (90 more lose 0.5%
     of the cost's fall at 300 iterations: RESULTS.md "Any size")."""
     n, dtype = got
-    size = image * (2 if dtype == torch.float32 else 1)
+    size = _pair_bytes(dtype, image)
     least = min(n, MIN_PAIRS)
     spare = room - least * size
     keep = 1 + min(tiles - 1, spare // one)
@@ -217,7 +216,12 @@ def _spend(budget, room, got, image, one, tiles, side) -> MemoryPlan:
 
 def _peak(budget: int, room: int, got: tuple[int, torch.dtype], image: int) -> int:
     n, dtype = got
-    return budget - room + n * image * (2 if dtype == torch.float32 else 1)
+    return budget - room + n * _pair_bytes(dtype, image)
+
+
+def _pair_bytes(dtype: torch.dtype, image: int) -> int:
+    """One curvature pair (s, y) of an `image`-byte fp32 picture, stored in `dtype`."""
+    return image * (2 if dtype == torch.float32 else 1)
 
 
 def size_that_fits(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device,

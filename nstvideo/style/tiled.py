@@ -13,8 +13,8 @@ pass without gradients sums the Grams; then a pass per tile with gradients backp
 ∂J/∂A_t = S_l A_t, S_l = (2/n_l)(D_l + D_lᵀ) fixed from the first pass, with the local
 content, TV and temporal terms. The last tiles' graphs from the first pass (as many as the
 memory plan has room for, at least one) are kept and backpropagated first, so their forward
-is not computed twice. Gatys et al.'s costs as
-`losses` writes them; the normalizations use the whole picture's sizes.
+is not computed twice. Gatys et al.'s costs as `losses` writes them; the normalizations use
+the whole picture's sizes.
 """
 
 from __future__ import annotations
@@ -222,7 +222,7 @@ class TiledObjective:
                 xc = _crop(x, tile).detach().requires_grad_(True)
                 feats = self.features(xc)
             where = self._slices(feats, tile)
-            c_loss = self._content(feats, where, k)
+            c_value, c_loss = self._content(feats, where, k)
             t_loss, temp = self._pixels(xc, tile)
             style = sum(_OwnedGrad.apply(feats[n], where[n], scale[n], None)
                         for n, _ in self.style_layers)
@@ -232,7 +232,7 @@ class TiledObjective:
                 jtemp += temp.detach()
             (g,) = torch.autograd.grad(local.sum(), xc)
             _crop(grad, tile).add_(g)
-            jc += self.content_value
+            jc += c_value
             jt += t_loss.detach()
             del xc, feats, g, local, style
         total = self.alpha * jc + self.beta * js + self.gamma * jt
@@ -269,16 +269,16 @@ class TiledObjective:
         return js, scale
 
     def _content(self, feats, where, k):
-        """This tile's share of α·J_content for the backward pass (its value, unweighted, in
-        `content_value`), normalized by the whole layer's size."""
+        """This tile's share of J_content (B,), normalized by the whole layer's size, and the
+        term that backpropagates α times it."""
         a = feats[self.content_layer]
         ys, xs = where[self.content_layer]
         h, w = self.sizes[self.content_layer]
         n = 4 * a.shape[1] * h * w
         with torch.no_grad():
             diff = a[:, :, ys, xs] - self.content_t[k].to(a.dtype)
-            self.content_value = diff.pow(2).sum(dim=(1, 2, 3)) / n
-        return _OwnedGrad.apply(a, (ys, xs), None, diff.mul_(2.0 * self.alpha / n))
+            value = diff.pow(2).sum(dim=(1, 2, 3)) / n
+        return value, _OwnedGrad.apply(a, (ys, xs), None, diff.mul_(2.0 * self.alpha / n))
 
     def _pixels(self, xc, tile):
         """This tile's shares of the TV cost and of the temporal cost (or None), each pixel's
