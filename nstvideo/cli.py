@@ -330,7 +330,9 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
 def summary(report) -> str:
     v = report.video
     if v is not None:
-        extra = [f"{v.frames} frames at {v.fps:g} fps", "with audio" if v.audio else "no audio"]
+        rate = (f"{v.fps:.1f} fps on average (variable rate)" if v.variable_rate
+                else f"{v.fps:g} fps")
+        extra = [f"{v.frames} frames at {rate}", "with audio" if v.audio else "no audio"]
         if v.resumed:
             extra.append(f"{v.resumed} resumed from an earlier run")
         if v.scene_cuts:

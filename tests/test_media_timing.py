@@ -25,7 +25,7 @@ def flash_clip(path, *, video_delay=0.0, vfr=False):
     audio; the video stream may start `video_delay` s after the audio, or run at a variable
     rate (30 fps, then 12 fps from 1 s on, as phones do when the light drops)."""
     if vfr:  # frame N at N/30 s up to 1 s, then every 1/12 s: FLASH = 1.5 s is frame 36
-        n, flash, timing = 60, 36, ",setpts='if(lt(N,30),N/30,1+(N-30)/12)/TB'"
+        n, flash, timing = 60, 36, ",settb=1/60,setpts='if(lt(N,30),N/30,1+(N-30)/12)/TB'"
     else:
         n, flash, timing = 75, round(FLASH * 30), ""
     vf = f"geq=lum='if(eq(N,{flash}),235,30)':cb=128:cr=128{timing}"
@@ -35,7 +35,8 @@ def flash_clip(path, *, video_delay=0.0, vfr=False):
     subprocess.run([FFMPEG, "-y", "-loglevel", "error", "-f", "lavfi", "-i",
                     "color=c=black:size=64x48:rate=30", "-f", "lavfi", "-i", f"{click}:s=16000:d=4",
                     "-filter_complex", f"[0:v]{vf}[v]", "-map", "[v]", "-map", "1:a",
-                    "-frames:v", str(n), *(["-fps_mode", "vfr"] if vfr else []), "-c:v",
+                    "-frames:v", str(n), *(["-fps_mode", "vfr", "-enc_time_base", "filter"] if vfr
+                                            else []), "-c:v",
                     "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "4", str(path)],
                    check=True)
     return path
@@ -72,6 +73,31 @@ def test_flash_and_click_stay_together(tmp_path, style_png, kind):
     span_in = src_frames[-1][0] - src_frames[0][0]
     span_out = out_frames[-1][0] - out_frames[0][0]
     assert abs(span_out - span_in) <= frame, (span_in, span_out)  # the duration matches
+
+
+def duration(path) -> float:
+    """The file's duration as ffmpeg reports it (10 ms precision)."""
+    log = subprocess.run([FFMPEG, "-hide_banner", "-i", str(path)], capture_output=True,
+                         text=True).stderr
+    h, m, sec = re.search(r"Duration: (\d+):(\d+):([\d.]+)", log).groups()
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
+@pytest.mark.parametrize("span", ["whole", "40f"])
+def test_variable_rate_keeps_its_last_frame_and_reports_the_range_rate(tmp_path, style_png,
+                                                                        span):
+    """30 fps for 1 s, then 12 fps: the last frame lasts 1/12 s (not the file's average
+    interval, nor nothing), a range ends where its next frame would begin, and the summary's
+    rate is the range's (60 frames in 3.5 s), not the file's nominal one."""
+    src = flash_clip(tmp_path / "phone.mp4", vfr=True)  # 60 frames, the last at 3.417 s
+    out = tmp_path / "out.mp4"
+    video = V.replace(duration=None if span == "whole" else span)
+    rep = stylize(src, style_png, out, settings=S, video=video).video
+    end = 3.5 if span == "whole" else 1 + 10 / 12  # the 40th frame begins at 1.833 s
+    frames = 60 if span == "whole" else 40
+    assert rep.frames == frames and rep.variable_rate
+    assert abs(duration(out) - end) < 0.02, duration(out)  # the audio (4 s) cut there too
+    assert rep.fps == pytest.approx(frames / end, rel=0.01)
 
 
 def test_colour_bars_come_back_with_bt709_tags(tmp_path):

@@ -34,6 +34,7 @@ class Probe:
     """What ffmpeg says of a file that OpenCV does not: its timeline and streams."""
 
     start: float = 0.0  # the file's start time (the earliest stream's), seconds
+    duration: float | None = None  # the file's duration from `start` (to 10 ms), seconds
     video_start: float = 0.0  # the first video frame's time on the file's timeline, seconds
     audio_tracks: int = 0
     colour: Colour = Colour()
@@ -96,6 +97,7 @@ def probe(path: Path) -> Probe:
         return Probe()
     log = p.stderr
     start = re.search(r"Duration: .*?, start: (-?[\d.]+)", log)
+    length = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", log)
     first = re.search(r"pts_time:(-?[\d.]+)", log)
     fmt_start = float(start.group(1)) if start else 0.0
     colour, hdr = Colour(), None
@@ -116,7 +118,9 @@ def probe(path: Path) -> Probe:
                                 ("bt709" if matrix == "bt709" else "smpte170m"))
     sar = re.search(r"Stream #\d+:\d+.*?: Video: .*?\[SAR (\d+):(\d+) DAR", log)
     sar = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(2)) else 1
-    return Probe(start=fmt_start, video_start=float(first.group(1)) if first else fmt_start,
+    return Probe(start=fmt_start, duration=(int(length.group(1)) * 3600 + int(length.group(2))
+                                            * 60 + float(length.group(3))) if length else None,
+                 video_start=float(first.group(1)) if first else fmt_start,
                  audio_tracks=len(re.findall(r"Stream #\d+:\d+.*?: Audio:", log)),
                  colour=colour, sar=Fraction(sar) if 1 / 8 <= sar <= 8 else Fraction(1),
                  hdr=hdr, tags=tags(log), kinds=frozenset(stream_kinds(log)),

@@ -61,6 +61,8 @@ class Source:
     has_audio: bool
     info: "Probe | None" = None  # timeline, audio tracks, colour (video files)
     damaged: int = 0  # frames the last pass over it skipped as damaged (video files)
+    end: float | None = None  # when the last pass's last frame stops showing: the time of the
+    # first frame past its range, else the stream's end (None: the pass did not finish)
 
     def frames(self, start: int = 0, stop: int | None = None, step: int = 1,
                decode_from=0) -> Iterator[tuple[int, np.ndarray | None, float]]:
@@ -152,14 +154,21 @@ class VideoFile(Source):
         first = decode_from if callable(decode_from) else lambda: decode_from
         hdr = self._tonemapped() if self.info.hdr else None  # pixels from ffmpeg, times here
         seen = _Pass()
+        self.end = None
+        times: list[float] = []  # the last two frames' (for the stream's end)
         try:
             index = 0
             position = 0  # output position: index of the yielded frame in the result
-            while stop is None or index < stop:
+            while True:
                 if not (self._grab(cap, seen) if hdr is None else cap.grab()):
+                    self.end = self._stream_end(times)
                     break
-                wanted = index >= start and (index - start) % step == 0
                 t = self._time(cap, index)
+                if stop is not None and index >= stop:  # the range's end: this frame's time
+                    self.end = t
+                    break
+                times = [*times[-1:], t]
+                wanted = index >= start and (index - start) % step == 0
                 if wanted and position >= first():
                     if hdr is None:
                         ok, frame = cap.retrieve()
@@ -167,10 +176,12 @@ class VideoFile(Source):
                     else:
                         frame = self._next(hdr)
                     if frame is None:
+                        self.end = t
                         break
                     yield index, frame, t
                 else:
                     if hdr is not None and self._next(hdr) is None:
+                        self.end = t
                         break
                     if wanted:
                         yield index, None, t
@@ -232,6 +243,19 @@ class VideoFile(Source):
         data = pipe.stdout.read(h * w * 3)
         return np.frombuffer(data, np.uint8).reshape(h, w, 3) if len(data) == h * w * 3 else None
 
+    def _stream_end(self, times: list[float]) -> float | None:
+        """When the stream's last frame (at times[-1]) stops showing: one frame interval on
+        (the last one, as the frame rate may vary), or sooner where the file ends sooner."""
+        if not times:
+            return None
+        step = times[-1] - times[0] if len(times) > 1 else 0.0
+        end = times[-1] + (step if step > 0 else 1 / float(self.fps))
+        if self.info.duration:  # the file's end, on the stream's clock (10 ms precision)
+            file_end = self.info.start + self.info.duration - self.info.video_start
+            if times[-1] < file_end < end:
+                end = file_end
+        return end
+
     def _time(self, cap, index: int) -> float:
         """The frame just read: its time from the stream's first frame, by its timestamp
         (OpenCV reports 0 for a frame without one: then by the nominal rate)."""
@@ -278,11 +302,13 @@ class FrameFolder(Source):
 
     def frames(self, start=0, stop=None, step=1, decode_from=0):
         first = decode_from if callable(decode_from) else lambda: decode_from
-        for position, index in enumerate(range(start, min(stop or len(self.files),
-                                                          len(self.files)), step)):
+        last = min(stop or len(self.files), len(self.files))
+        self.end = None
+        for position, index in enumerate(range(start, last, step)):
             yield index, (read_image(self.files[index], what="frame",
                                      max_pixels=self.max_pixels)[..., :3]
                           if position >= first() else None), float(index / self.fps)
+        self.end = float(last / self.fps)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()

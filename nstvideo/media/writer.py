@@ -211,7 +211,18 @@ def _frames_input(folder: Path, names: list[str], fps: Fraction, times: list[flo
     listing = folder / FRAME_LIST
     listing.write_text("\n".join(lines) + "\n")
     return (["-f", "concat", "-safe", "0", "-i", str(listing)],
-            ["-fps_mode", "vfr", "-frames:v", str(len(names))])
+            ["-fps_mode", "vfr", "-frames:v", str(len(names)), "-bsf:v", _last_lasts(
+                sum(max(d, 1e-3) for d in durations))])
+
+
+def _last_lasts(end: float) -> str:
+    """A bitstream filter giving the last packet (in decoding order) the duration that makes
+    the stream end at `end` s: each image comes with a duration of one tick, which the
+    encoder gives the last frame, so a variable-rate stream would lose its last frame's time.
+    A packet's duration is its step in decoding time; the container shows decoding time moved
+    by the first packet's (STARTPTS - STARTDTS: the encoder's reordering delay)."""
+    return (f"setts=pts=PTS:dts=DTS:duration='if(eq(NEXT_DTS,NOPTS),"
+            f"{end:.6f}/TB-DTS+STARTDTS-STARTPTS,DURATION)'")
 
 
 def segment_ext(output: Path) -> str | None:

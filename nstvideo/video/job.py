@@ -125,6 +125,8 @@ class Job:
     net: bytes | None = None  # keyframe method: the trained network (nstvideo.net file bytes)
     painted: dict[int, bytes] = field(default_factory=dict)  # fast: keyframes that begin a
     # shot, as the optimizer painted them (PNG bytes by output position)
+    end: float | None = None  # when the last frame stops showing (the source's; None: one
+    # step after it begins)
 
     @property
     def step(self) -> float:
@@ -135,8 +137,18 @@ class Job:
         return self.end_of(b - 1) - self.times[a]
 
     def end_of(self, k: int) -> float:
-        """When output frame k stops showing (the next one's time; the last: one step on)."""
-        return self.times[k + 1] if k + 1 < len(self.times) else self.times[k] + self.step
+        """When output frame k stops showing (the next one's time; the last: when the source's
+        range ends, else one step on)."""
+        if k + 1 < len(self.times):
+            return self.times[k + 1]
+        return self.end if self.end is not None else self.times[k] + self.step
+
+    @property
+    def rate(self) -> float:
+        """The output's frame rate: exact where constant, else the range's average."""
+        if not self.vfr:
+            return float(self.fps)
+        return len(self.times) / max(self.end_of(len(self.times) - 1) - self.times[0], 1e-6)
 
     def encode(self, folder: Path, names: list[str], output: Path, a: int, b: int,
                **audio) -> bool:

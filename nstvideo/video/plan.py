@@ -58,6 +58,7 @@ class Plan:
     units: list[Unit]
     keys: list[int] = field(default_factory=list)  # keyframe method: the keyframes' positions
     threads: int | None = None  # torch threads every unit renders with (see unit_threads)
+    end: float | None = None  # when the last frame stops showing, in the source (None: unknown)
 
     @property
     def total(self) -> int:
@@ -65,13 +66,14 @@ class Plan:
 
     def to_json(self) -> dict:
         return {"times": self.times, "cuts": self.cuts, "units": [asdict(u) for u in self.units],
-                "keys": self.keys, "threads": self.threads}
+                "keys": self.keys, "threads": self.threads, "end": self.end}
 
     @classmethod
     def from_json(cls, data: dict) -> "Plan":
+        end = data.get("end")
         return cls([float(t) for t in data["times"]], [int(c) for c in data["cuts"]],
                    [Unit(**u) for u in data["units"]], [int(k) for k in data.get("keys", [])],
-                   data.get("threads"))
+                   data.get("threads"), None if end is None else float(end))
 
     def shot_of(self, k: int) -> int:
         """The shot output position k belongs to."""
@@ -181,8 +183,9 @@ def scan(spec: SourceSpec, source: Source, video: VideoSettings, hw: tuple[int, 
             for k, frame in enumerate(frames()):
                 seen(k, frame, k == 0)
     units = make_units(len(times), cuts, slots, chained, video.overlap)
+    end = source.end if times and source.end is not None and source.end > times[-1] else None
     return Plan(times, cuts if times else [], units,
-                chooser.keys if chooser is not None and times else [], threads)
+                chooser.keys if chooser is not None and times else [], threads, end)
 
 
 # auto: a new keyframe once more than this share of a frame's pixels have colours the shot's

@@ -52,7 +52,8 @@ class VideoReport:
     audio: bool = False  # the result carries the source's audio
     scene_cuts: list[int] = field(default_factory=list)  # output positions where it restarted
     seconds_per_frame: float = 0.0  # of the frames rendered by this run (wall clock)
-    fps: float = 0.0  # the result's frame rate
+    fps: float = 0.0  # the result's frame rate (a variable one's average over the range)
+    variable_rate: bool = False  # the frames keep the source's uneven times
     units: int = 0  # shots and pieces of shots the render was planned in
     where: dict[str, int] = field(default_factory=dict)  # units rendered by this run, by worker
     keyframes: list[int] = field(default_factory=list)  # keyframe method: output positions
@@ -101,7 +102,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
         damaged = source.damaged  # found by the plan's pass over the clip (none on a resume)
         job = _job(settings, video, style_images, hw, spec, source, plan,
                    segment_ext(output) if is_video else None, keep_frames)
-        report = VideoReport(output=output, fps=float(job.fps), units=len(plan.units),
+        report = VideoReport(output=output, fps=job.rate, variable_rate=job.vfr,
+                             units=len(plan.units),
                              scene_cuts=list(plan.cuts[1:]), threads=plan.threads, memory=fits)
         if video.trains_net:
             job.net = given_net or _keyframes(report, ckpt, plan, job, progress)
@@ -245,7 +247,7 @@ def _job(settings: StyleSettings, video: VideoSettings, styles: list[np.ndarray]
     return Job(settings, video, styles, init_image(settings), hw, spec, plan.times, fps,
                not is_constant_rate(plan.times, 1 / float(fps)),
                source.info.colour if source.info else Colour(), ext, video.segment_frames,
-               keep_frames, RUNNERS[video.method], plan.threads)
+               keep_frames, RUNNERS[video.method], plan.threads, end=plan.end)
 
 
 def _keyframes(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
