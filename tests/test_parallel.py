@@ -237,3 +237,31 @@ def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
     assert info["frames"] == sum(SHOTS) and info["audio"]
     # the killed worker's unit folder was removed by a later task, not left in the temp folder
     assert len(scratch) == 1 and not scratch[0].exists()
+
+
+@pytest.mark.ray
+def test_ray_gpu_tasks_never_share_a_process_across_gpus(tmp_path, shots):
+    """A node with two GPUs (Ray's own count, faked: no CUDA here), three units: Ray gives each
+    GPU task its GPU by CUDA_VISIBLE_DEVICES, which a process reads once when its CUDA starts;
+    so a process must not render a second unit (it would stay on its first GPU). Ray started
+    by the caller is used and left running."""
+    import ray
+
+    src, style, _, seq_frames = shots
+    seen = []
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="error", configure_logging=False)
+    try:
+        rep = stylize_video(src, style, tmp_path / "gpus.mp4", settings=S, video=V,
+                            keep_frames=True, ray="local",
+                            on_event=lambda kind, unit, where, detail: seen.append(
+                                detail["process"]) if kind == "unit" else None)
+        assert ray.is_initialized()  # the caller's instance, not shut down by the render
+    finally:
+        ray.shutdown()
+    assert rep.units == 3 and len(seen) == 3
+    pids = [pid for pid, _ in seen]
+    assert len(set(pids)) == 3, seen  # one unit per process
+    assert all(gpu in ("0", "1") for _, gpu in seen), seen  # each on the GPU Ray gave it
+    frames = kept(tmp_path / "gpus.mp4")
+    assert min(psnr(a, b) for a, b in zip(frames, seq_frames)) >= 40

@@ -51,6 +51,7 @@ def _task(token: str, job: Job, unit, frames, progress) -> dict:
         report = runner.run(unit, store, frames=frames, on_frame=lambda k: progress.put(
             Event("frame", unit.index, where, os.getpid())))
         report["input"] = "read" if frames is None else "shipped"
+        report["process"] = (os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES"))
         return {"files": store.files(), "report": report, "where": where}
 
 
@@ -78,8 +79,9 @@ def check_address(address: str, timeout: float = CONNECT_SECONDS) -> None:
 
 class RayEngine:
     """Units as Ray tasks. `address`: a cluster's (HOST:PORT; 'auto': the one `ray start` set
-    up here), or 'local' for a private instance that lives as long as this render. A task
-    whose worker died is retried by Ray."""
+    up here), or 'local' for a private instance that lives as long as this render; where this
+    process has started Ray itself (`ray.init` in a notebook), that instance, left running.
+    A task whose worker died is retried by Ray."""
 
     def __init__(self, address: str):
         try:
@@ -89,8 +91,11 @@ class RayEngine:
                              "'nstvideo[ray]' (or run with --workers N on one machine)") from e
         self.ray = ray
         options = dict(log_to_driver=False, logging_level="error", configure_logging=False)
+        self.owned = not ray.is_initialized()  # Ray started by the caller: used, left running
         try:
-            if address == "local":
+            if not self.owned:
+                pass
+            elif address == "local":
                 ray.init(num_cpus=cpu_cores(), include_dashboard=False, **options)
             else:
                 if address != "auto":
@@ -109,7 +114,8 @@ class RayEngine:
         return self
 
     def __exit__(self, *exc):
-        self.ray.shutdown()
+        if self.owned:
+            self.ray.shutdown()
 
     def run(self, job: Job, units, folder: Path, event) -> None:
         from ray.util.queue import Queue
@@ -118,8 +124,11 @@ class RayEngine:
 
         ray = self.ray
         cpus = 1 if self.gpus else max(1, min(job.threads or 1, self.slots))
-        task = ray.remote(_task).options(num_gpus=1 if self.gpus else 0, num_cpus=cpus,
-                                         max_retries=RETRIES, retry_exceptions=False)
+        # a GPU task in a process of its own (max_calls=1, which Ray takes only from the
+        # decorator): a process's CUDA stays on the GPU it started on, so a reused worker
+        # would render every later unit there, beside another task, while a GPU idles
+        remote = ray.remote(num_gpus=1, max_calls=1)(_task) if self.gpus else ray.remote(_task)
+        task = remote.options(num_cpus=cpus, max_retries=RETRIES, retry_exceptions=False)
         job = job.on("auto" if self.gpus else "cpu")  # a task sees the one GPU Ray gives it
         token, job_ref = os.urandom(8).hex(), ray.put(job)
         progress = Queue(actor_options={"num_cpus": 0})
