@@ -107,6 +107,40 @@ def test_oom_during_a_run_becomes_a_model_error(monkeypatch, tmp_path):
         stylizer.run(x, x.clone())
 
 
+def test_out_of_memory_measures_what_is_free_once_the_failed_run_is_gone(monkeypatch):
+    """The suggestion is made from the memory free once the failed run's tensors are released
+    (they live in the exception's traceback until its handler ends): 8 GiB here, where with
+    them still held only 1 GiB is free and the size named would be far too small."""
+    import weakref
+
+    from nstvideo.photos import build_stylizer
+    from nstvideo.settings import StyleSettings
+    from conftest import content_array, style_array
+
+    stylizer = build_stylizer(style_array(), StyleSettings(size=32, iterations=2))
+    x = stylizer.prepare(content_array())
+    fake = FakeCuda(monkeypatch, free=8 * GIB)
+    held = []
+
+    class Activations:  # what the failed run held on the GPU
+        pass
+
+    def free_now():  # the driver's answer: the run's memory back only once it is gone
+        return 1 * GIB if held and held[0]() is not None else 8 * GIB
+
+    def boom(*a, **k):
+        acts = Activations()
+        held.append(weakref.ref(acts))
+        fake.free = free_now()
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(stylizer, "_run", boom)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: setattr(fake, "free", free_now()))
+    stylizer.device = torch.device("cuda", 0)
+    with pytest.raises(ModelError, match=r"--max-memory 5\.6 ") as e:
+        stylizer.run(x, x.clone())
+    assert "\n" not in str(e.value)
+
+
 def test_device_names_and_indices(monkeypatch):
     FakeCuda(monkeypatch, count=2)
     assert D.resolve_device("cuda:1") == torch.device("cuda", 1)

@@ -254,3 +254,35 @@ def test_ray_tasks_paint_with_the_net(rendered, tmp_path, monkeypatch):
     assert all("(cpu)" in w for w in rep2.where)
     assert min(psnr(a, b) for a, b in zip(kept(par), frames)) >= 40
     assert probe(par)["frames"] == sum(SHOTS)
+
+
+def test_the_keyframe_stage_gives_its_memory_back_before_the_units(tmp_path, style_png,
+                                                                   monkeypatch):
+    """Keyframes are painted and the network trained in this process; workers on the same GPU
+    start after: by then the stage's VGG, network and trainer must be gone and the allocator's
+    cache given back (on CUDA, empty_cache: asked of the job's device here, on the CPU)."""
+    import weakref
+
+    from nstvideo.video import keyframes as K
+    from nstvideo.video import render as R
+
+    made, order = [], []
+    real_init = K.NetTraining.__init__
+
+    def init(self, *a, **k):
+        real_init(self, *a, **k)
+        made.extend(weakref.ref(o) for o in (self, self.net, self.trainer))
+    monkeypatch.setattr(K.NetTraining, "__init__", init)
+
+    def release(device):
+        R_release(device)
+        order.append(("release", device.type, [r() is None for r in made]))
+    R_release = R.release
+    monkeypatch.setattr(R, "release", release)
+    real_render = R._render
+    monkeypatch.setattr(R, "_render", lambda *a, **k: (order.append(("units",)),
+                                                      real_render(*a, **k))[1])
+    src = shots_clip(tmp_path / "c.mp4", (4, 3))
+    rep = stylize(src, style_png, tmp_path / "o.mp4", settings=S, video=V).video
+    assert rep.frames == 7 and made
+    assert order[0] == ("release", "cpu", [True] * len(made)) and order[1] == ("units",)

@@ -6,6 +6,8 @@ images or files."""
 
 from __future__ import annotations
 
+import gc
+
 import os
 from dataclasses import dataclass
 
@@ -240,13 +242,23 @@ def size_that_fits(hw: tuple[int, int], layers: tuple[str, ...], device: torch.d
     return 16 * lo
 
 
+def release(device: torch.device) -> None:
+    """Give back to the device what this process's allocator keeps of tensors now gone (CUDA
+    caches freed blocks for reuse: memory another process, or a size estimate, cannot have)."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def out_of_memory(device: torch.device, hw: tuple[int, int], layers: tuple[str, ...],
                   batch: int = 1) -> ModelError:
     """The error for a torch.cuda.OutOfMemoryError met anyway (another process took memory,
-    or the estimate was short): one line naming a --max-memory and --size that would fit."""
+    or the estimate was short): one line naming a --max-memory and --size that would fit.
+    Call it once the failed run's tensors are gone (outside the `except` block, whose
+    traceback holds them), so that what is free is measured without them."""
     hint = "use a smaller --size or --max-memory"
     if device.type == "cuda":
-        torch.cuda.empty_cache()
+        release(device)
         room = int(0.7 * free_bytes(device))  # the estimate fell short here: leave a margin
         hint = (f"use --max-memory {room / GIB:.1f} (tiles) or --size "
                 f"{size_that_fits(hw, layers, device, room, batch)} or less")

@@ -250,8 +250,9 @@ class Stylizer:
                  for size, _ in reversed(levels)][::-1]  # the full size refused first, here
         try:
             return self._run(content, init, levels, plans, temporal, early_stop, on_step)
-        except torch.cuda.OutOfMemoryError as e:
-            raise out_of_memory(self.device, hw, layers, len(content)) from e
+        except torch.cuda.OutOfMemoryError:
+            pass  # the failed run's tensors leave with the exception: what fits is asked after
+        raise out_of_memory(self.device, hw, layers, len(content))
 
     def planned_iterations(self, hw: tuple[int, int], iterations: int | None = None) -> int:
         """The iterations `run` takes at most from the content at size hw, all levels."""

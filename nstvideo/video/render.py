@@ -29,7 +29,7 @@ from nstvideo.photos import ImageLike, init_image, load_styles, styles_list
 from nstvideo.record import fingerprint, style_state
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.device import resolve_device, use_bf16
-from nstvideo.style.memory import GIB, budget, default_budget, plan as memory_plan
+from nstvideo.style.memory import GIB, budget, default_budget, plan as memory_plan, release
 from nstvideo.style.vgg import min_side
 from nstvideo.video.assemble import finish
 from nstvideo.video.checkpoint import Checkpoint, checkpoint_dir
@@ -257,6 +257,9 @@ def _keyframes(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
     shot, as painted (a chain starts from them)."""
     keys = ckpt.keys()
     net, report.training = keyframe_net(job, plan, keys, ckpt.net_path, progress)
+    # the stage's VGG, network and optimizer are gone: their cached GPU memory goes back
+    # before workers start on the same GPU (or this process's own units need it)
+    release(resolve_device(job.settings.device))
     report.keyframes = list(plan.keys)
     if job.video.method == "fast":
         job.painted = {k: encode_image(keys.load(i), ".png") for i, k in enumerate(plan.keys)
