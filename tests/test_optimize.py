@@ -198,3 +198,148 @@ def test_forgetting_leaves_the_other_items_memory():
     after = lbfgs.direction(g)
     assert torch.allclose(after[1], before[1])
     assert torch.allclose(after[0], LBFGS._first_step(LBFGS(), g[:1])[0])
+
+
+def _two_loop(pairs, g, h0):
+    """The textbook two-loop recursion (Nocedal & Wright, alg. 7.4) for one item, in float64:
+    -H·g with H₀ = h0 (a function); pairs oldest first, those without positive curvature
+    skipped."""
+    q, alphas = g.clone(), []
+    pairs = [(s, y, 1 / float(s @ y)) for s, y in pairs if float(s @ y) > 1e-10]
+    for s, y, rho in reversed(pairs):
+        a = rho * float(s @ q)
+        q -= a * y
+        alphas.append(a)
+    q = h0(q)
+    for (s, y, rho), a in zip(pairs, reversed(alphas)):
+        q += s * (a - rho * float(y @ q))
+    return -q
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compact_lbfgs_gives_the_two_loop_direction(dtype):
+    """The compact form's -H·g equals the two-loop recursion's, with the preconditioner, after
+    the ring of pairs has wrapped, for a batch whose items differ in which pairs have positive
+    curvature (and so in their γ), with pairs stored in fp32 or bf16."""
+    from nstvideo.style.optimize import LBFGS, PRECONDITION
+
+    torch.manual_seed(0)
+    shape = (2, 3, 12, 10)
+    lbfgs = LBFGS(history=4, precondition=PRECONDITION, dtype=dtype)
+    kept: list[list] = [[], []]
+    g = torch.randn(shape)
+    for i in range(7):  # 7 pairs into a ring of 4, a direction between (as `optimize` goes)
+        lbfgs.direction(g)
+        s = torch.randn(shape)
+        y = 2 * s + 0.3 * torch.randn(shape)
+        if i == 5:
+            y[1] = -s[1]  # negative curvature for item 1 only: skipped for it
+        for b in range(2):
+            sb, yb = s[b].reshape(-1).double(), y[b].reshape(-1).double()
+            if dtype == torch.bfloat16:  # what the ring holds
+                sb, yb = sb.to(dtype).double(), yb.to(dtype).double()
+            kept[b].append((sb, yb))
+        g = g + y  # y: the gradient's change
+        lbfgs.update(s.clone(), y.clone())
+    got = lbfgs.direction(g)
+    for b in range(2):
+        pairs = kept[b][-4:]
+        last = [p for p in pairs if float(p[0] @ p[1]) > 1e-10][-1]
+        pre = lambda q: PRECONDITION(q.float().view(1, -1), torch.Size((1, *shape[1:])))  # noqa
+        gamma = float(last[0] @ last[1]) / float(last[1] @ pre(last[1]).double().view(-1))
+        want = _two_loop(pairs, g[b].reshape(-1).double(),
+                         lambda q: gamma * pre(q).double().view(-1))
+        err = (got[b].reshape(-1).double() - want).norm() / want.norm()
+        assert err < (1e-5 if dtype == torch.float32 else 2e-2), (b, float(err))
+
+
+def test_an_lbfgs_iteration_launches_the_same_operations_whatever_its_history():
+    """The direction and the update are a fixed number of tensor operations, not a few per
+    stored pair (on a GPU each is a kernel launch: 600 an iteration at 100 pairs before)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nstvideo.style.optimize import LBFGS, PRECONDITION
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops += 1
+            return func(*args, **(kwargs or {}))
+
+    def ops(history, dtype):
+        torch.manual_seed(1)
+        lbfgs = LBFGS(history=history, precondition=PRECONDITION, dtype=dtype)
+        shape = (1, 3, 8, 8)
+        for _ in range(history + 3):  # full, and wrapped
+            s = torch.randn(shape)
+            lbfgs.update(s, 2 * s + 0.1 * torch.randn(shape))
+        g = torch.randn(shape)
+        with Count() as n:
+            lbfgs.direction(g)
+            s = torch.randn(shape)
+            lbfgs.update(s, 2 * s)
+        return n.ops
+
+    for dtype in (torch.float32, torch.bfloat16):
+        assert ops(100, dtype) == ops(10, dtype), dtype
+    assert ops(100, torch.float32) < 300  # the two-loop recursion: 1403 at 100 pairs, 233 at 10
+
+
+READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+def count_reads(monkeypatch) -> list:
+    """Every read of a tensor's values into Python (on a GPU each is a sync: the host waits
+    for the device), counted by method."""
+    seen: list = []
+    for name in READS:
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *a, _real=real, _name=name, **k):
+            seen.append(_name)
+            return _real(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, read)
+    return seen
+
+
+def test_one_read_from_the_device_per_evaluation(monkeypatch):
+    """L-BFGS over a batch (items checked one by one, preconditioned): the only read of a
+    tensor into Python is the evaluation's (its cost parts and the items' totals, together);
+    the step, the curvature pair and the safeguard read nothing."""
+    from nstvideo.style.optimize import PRECONDITION
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 16, 16) * 255
+
+    def objective(x):
+        per = ((x - target) ** 2).sum(dim=(1, 2, 3)) + 0.1 * (x[..., 1:] - x[..., :-1]).abs().sum(
+            dim=(1, 2, 3))
+        return per, {"total": per.sum().detach(), "fit": per[0].detach()}
+
+    reads = count_reads(monkeypatch)
+    _, rep = optimize(torch.full_like(target, 128.0), objective, iterations=12,
+                      precondition=PRECONDITION)
+    evaluations = rep.iterations + 1 + rep.backtracks
+    assert rep.iterations == 12 and reads == ["tolist"] * evaluations, reads
+
+
+def test_a_stylizer_run_reads_once_per_evaluation_and_level(monkeypatch):
+    """--preserve-colors reads the content's luminance statistics once per level (one read for
+    both), and nothing else is read besides the evaluations."""
+    from conftest import content_array, style_array
+    from nstvideo.photos import build_stylizer
+    from nstvideo.settings import StyleSettings
+
+    from nstvideo.style.stylizer import schedule
+
+    settings = StyleSettings(size=256, iterations=2, seed=0, preserve_colors=True)
+    st = build_stylizer(style_array(), settings)
+    x = st.prepare(content_array(48, 64))
+    levels = len(schedule(tuple(x.shape[2:]), 2, settings))
+    reads = count_reads(monkeypatch)
+    _, rep = st.run(x, x.clone())
+    assert levels == 2 and rep.iterations == 4
+    assert reads == ["tolist"] * (rep.iterations + levels + rep.backtracks + levels), reads

@@ -2,7 +2,7 @@
 
 Knows nothing of videos or files: the objective closes over the precomputed targets.
 
-L-BFGS is our own (Nocedal & Wright, alg. 7.4, two-loop recursion) rather than torch.optim's,
+L-BFGS is our own (Nocedal & Wright; its compact form, see `LBFGS`) rather than torch.optim's,
 for two measured reasons (benchmarks/vs_pastiche.py, README):
   * pixels are kept in the displayable box [0, 255] by projecting every step, so the result that
     is saved is the one that was optimized (clipping afterwards raised the loss by ~15%);
@@ -105,7 +105,7 @@ class _Evaluator:
     def __init__(self, objective: Objective):
         self.objective = objective
         self.parts: dict[str, float] = {}
-        self.items: torch.Tensor | None = None  # (B,) each item's total; None if not known
+        self.items: list[float] | None = None  # each item's total; None if not known
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
@@ -113,11 +113,11 @@ class _Evaluator:
         items = total.detach().reshape(-1).float()
         (grad,) = torch.autograd.grad(total.sum(), x)
         values = [v if isinstance(v, float) else v.float().reshape(()) for v in parts.values()]
-        # one device sync for all parts and the items' totals (held on the host)
+        # one read from the device (its one sync) for all parts and the items' totals
         read = torch.cat([torch.stack([torch.as_tensor(v, device=grad.device,
                                                        dtype=torch.float32) for v in values]),
-                          items.to(grad.device)]).cpu()
-        self.parts = dict(zip(parts, read[:len(values)].tolist()))
+                          items.to(grad.device)]).tolist()
+        self.parts = dict(zip(parts, read[:len(values)]))
         self.items = read[len(values):] if len(items) == len(x) else None
         return grad
 
@@ -127,46 +127,132 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1, 1)
 
 
+CHUNKS = 8  # pairs stored in bf16 are read in this many pieces, each made fp32 for its
+# matrix product (the piece is the only temporary: an eighth of the pairs, in fp32)
+
+
+def _pieces(buf: torch.Tensor, k: int, dtype: torch.dtype):
+    """The first k stored pairs of `buf` (B, capacity, N) in `dtype`, as (start, block)
+    pieces: one view where stored in `dtype`, else CHUNKS converted copies."""
+    if buf.dtype == dtype:
+        yield 0, buf[:, :k]
+        return
+    bounds = sorted({k * i // CHUNKS for i in range(CHUNKS + 1)})
+    for i, j in zip(bounds, bounds[1:]):
+        yield i, buf[:, i:j].to(dtype)
+
+
+def _products(buf: torch.Tensor, k: int, v: torch.Tensor) -> torch.Tensor:
+    """(B, k): the dot product of each of the first k stored vectors with v (B, N)."""
+    return torch.cat([torch.bmm(block, v.unsqueeze(2)).squeeze(2)
+                      for _, block in _pieces(buf, k, v.dtype)], dim=1)
+
+
+def _add_combination(out: torch.Tensor, buf: torch.Tensor, k: int, c: torch.Tensor) -> None:
+    """out (B, N) += Σᵢ c[:, i] · (stored vector i), for the first k; in place."""
+    for i, block in _pieces(buf, k, out.dtype):
+        out.unsqueeze(1).baddbmm_(c[:, i:i + block.shape[1]].unsqueeze(1), block)
+
+
 class LBFGS:
     """Projected L-BFGS with unit steps; state: the last `history` (s, y) pairs.
 
-    Batched: each item of a (B, ...) batch is its own problem with its own scalars (ρ, the
-    two-loop coefficients, H₀'s scale, the first step), so an image optimized in a batch
-    follows the steps it would follow alone (the objective is a sum of per-item costs).
+    H·g in the compact form of Byrd, Nocedal & Schnabel (1994, eq. 3.1), with H₀ = γ·P:
+        H = H₀ + [S  H₀Y] · [[R⁻ᵀ(D + YᵀH₀Y)R⁻¹, -R⁻ᵀ], [-R⁻¹, 0]] · [Sᵀ; YᵀH₀]
+    (S, Y: the pairs as columns, oldest first; R: the upper triangle of SᵀY, D its
+    diagonal): four matrix products with the stored pairs and two small triangular solves,
+    so the kernels an iteration launches do not grow with the history (the two-loop
+    recursion launched ~6 per pair, 1400 an iteration at 100 pairs: on a GPU as long as
+    VGG's passes). It stores S and P·Y (so P is applied once a direction, as before), and
+    reads the stored pairs as often as the two-loop did (four times a direction, never in an
+    update): the new column of SᵀY and of YᵀPY is the change of Sᵀg and (PY)ᵀg from one
+    direction to the next, as y is the change of g (Sᵀy = Sᵀg' - Sᵀg). So `update(s, y)`
+    must be given y = the gradient the next `direction` is asked for minus the one the last
+    was; where no direction came between two updates, the column is computed directly.
+    The same directions as the two-loop recursion, up to rounding (tests/test_optimize.py).
+
+    Batched: each item of a (B, ...) batch is its own problem with its own scalars (the
+    pairs' curvature, H₀'s scale, the first step), so an image optimized in a batch follows
+    the steps it would follow alone (the objective is a sum of per-item costs); a pair
+    without positive curvature for an item is stored as zeros for it, a no-op.
     With a `precondition`er P (images only), H₀ = γ·P, γ = sᵀy / yᵀPy, and the first step
     follows P·g; `free` (B, 1, H, W) bool restricts P to the pixels that may move."""
 
     def __init__(self, history: int = LBFGS_HISTORY, precondition: Preconditioner | None = None,
                  free: torch.Tensor | None = None, dtype: torch.dtype = torch.float32):
         self.precondition, self.free = precondition, free
+        self.capacity = max(1, history)
         self.dtype = dtype  # what the pairs are stored in (bf16 halves them at print sizes)
         self.shape: torch.Size | None = None
-        self.pairs: deque[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = deque(maxlen=history)
-        self.gamma: torch.Tensor | None = None  # (B, 1): H₀ = γ·I, sᵀy / yᵀy of the newest pair
+        self.count = 0  # pairs added since the start (or since all were forgotten)
+        self.S: torch.Tensor | None = None  # (B, capacity, N) in `dtype`: a ring of s
+        self.PY: torch.Tensor | None = None  # ... of P·y
+        self.SY: torch.Tensor | None = None  # (B, cap, cap) fp32: sᵢ·yⱼ, i older than j
+        self.YPY: torch.Tensor | None = None  # yᵢ·P·yⱼ
+        self.seen: torch.Tensor | None = None  # (B, 2, cap): Sᵀg, (PY)ᵀg of the last direction
+        self.pending: tuple | None = None  # the newest pair's (slot, ok) until its column is in
+        self.directed = False  # a direction was asked for since the last update
+        self.gamma: torch.Tensor | None = None  # (B, 1): H₀ = γ·P, sᵀy / yᵀPy of the newest
         self.started: torch.Tensor | None = None  # (B, 1) bool: the item has a usable pair
 
-    def direction(self, g: torch.Tensor) -> torch.Tensor:
-        """-H·g by the two-loop recursion, per batch item.
+    @property
+    def stored(self) -> int:
+        """The pairs held (at most `capacity`)."""
+        return min(self.count, self.capacity)
 
-        The scalars stay tensors on the device: no host sync inside the recursion."""
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
+        """-H·g, per batch item. Everything stays on the device: no host sync."""
         b = g.shape[0]
         self.shape = g.shape
-        if not self.pairs:
+        if self.count == 0:
+            self.seen, self.directed = None, True
             return self._first_step(g)
-        q = g.reshape(b, -1).clone()
-        alphas = []
-        up = (lambda t: t) if self.dtype == q.dtype else (lambda t: t.to(q.dtype))
-        for s, y, rho in reversed(self.pairs):  # addcmul_: no image-sized temporary
-            a = rho * _dot(up(s), q)
-            q.addcmul_(up(y), a, value=-1.0)
-            alphas.append(a)
-        q = self._h0(q).mul_(self.gamma)
-        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
-            q.addcmul_(up(s), a - rho * _dot(up(y), q))
-        d = q.neg_().view_as(g)
+        k, gamma = self.stored, self.gamma
+        flat = g.reshape(b, -1)
+        seen = torch.stack([_products(self.S, k, flat), _products(self.PY, k, flat)], 1)
+        if self.pending is not None:  # the newest pair's column: how Sᵀg, (PY)ᵀg changed
+            slot, ok = self.pending
+            old = self.seen.shape[2]
+            self._column(slot, ok, seen[:, :, :old] - self.seen)
+        self.pending, self.seen, self.directed = None, seen, True
+        a, c = seen[:, 0], seen[:, 1] * gamma  # Sᵀg, YᵀH₀g
+        sy, ypy = self.SY[:, :k, :k], self.YPY[:, :k, :k]
+        order = None
+        if self.count > self.capacity:  # the ring has wrapped: oldest first
+            order = torch.roll(torch.arange(k, device=g.device), -(self.count % k))
+            sy, ypy, a, c = sy[:, order][:, :, order], ypy[:, order][:, :, order], \
+                a[:, order], c[:, order]
+        d = torch.diagonal(sy, dim1=1, dim2=2)
+        r = torch.triu(sy, 1) + torch.diag_embed(torch.where(d > 0, d, 1.0))  # zero pairs: 1
+        ria = torch.linalg.solve_triangular(r, a.unsqueeze(2), upper=True)  # R⁻¹Sᵀg
+        w = d.unsqueeze(2) * ria + gamma.unsqueeze(2) * torch.bmm(ypy, ria)
+        p = torch.linalg.solve_triangular(r.transpose(1, 2), w - c.unsqueeze(2),
+                                          upper=False).squeeze(2)
+        q = ria.squeeze(2).neg()
+        if order is not None:  # back to ring order
+            p = torch.empty_like(p).index_copy_(1, order, p)
+            q = torch.empty_like(q).index_copy_(1, order, q)
+        h = self._h0(flat)
+        h = (h.clone() if h is flat else h)
+        _add_combination(h, self.PY, k, q)  # P(g + Y·q)
+        h.mul_(gamma)
+        _add_combination(h, self.S, k, p)  # + S·p
+        out = h.neg_().view_as(g)
         if b > 1:  # an item with no usable pair yet takes a first step instead
-            d = torch.where(self.started.view(b, *([1] * (g.dim() - 1))), d, self._first_step(g))
-        return d
+            out = torch.where(self.started.view(b, *([1] * (g.dim() - 1))), out,
+                              self._first_step(g))
+        return out
+
+    def _column(self, t: int, ok: torch.Tensor, change: torch.Tensor) -> None:
+        """The newest pair's (slot t) column of SᵀY and YᵀPY from `change` (B, 2, k): Sᵀy
+        and (PY)ᵀy of the pairs in the first k slots (zero for an item where the pair is
+        zero); its own entries (slot t) are kept as `update` set them."""
+        col = change * ok.view(-1, 1, 1)
+        diag_sy, diag_ypy = self.SY[:, t, t].clone(), self.YPY[:, t, t].clone()
+        self.SY[:, :col.shape[2], t] = col[:, 0]
+        self.YPY[:, :col.shape[2], t] = col[:, 1]
+        self.YPY[:, t, :col.shape[2]] = col[:, 1]
+        self.SY[:, t, t], self.YPY[:, t, t] = diag_sy, diag_ypy
 
     def _h0(self, q: torch.Tensor) -> torch.Tensor:
         """P·q for q (B, N) (a copy), or q itself without a preconditioner."""
@@ -181,34 +267,71 @@ class LBFGS:
         return -d * (FIRST_STEP_PX / peak).view(b, *([1] * (g.dim() - 1)))
 
     def forget(self, items: torch.Tensor) -> None:
-        """Forget the curvature pairs of these items ((B,) bool): their next direction is a
-        first step (ρ = 0 makes a pair a no-op for an item)."""
+        """Forget the curvature pairs of these items ((B,) bool, on the host): their next
+        direction is a first step (a zero pair is a no-op for an item)."""
         if self.started is None:  # no pair yet: a first step anyway
             return
-        if bool(items.all()):
-            self.pairs.clear()
-            self.gamma = self.started = None
+        if all(items.tolist()):  # (a host tensor: no sync)
+            self.count = 0
+            self.gamma = self.started = self.seen = self.pending = None
             return
-        keep = ~items.view(-1, 1)
-        self.pairs = deque(((s, y, torch.where(keep, rho, 0.0)) for s, y, rho in self.pairs),
-                           maxlen=self.pairs.maxlen)
+        keep = ~items.to(self.S.device).view(-1, 1)
+        for t in (self.S, self.PY, self.SY, self.YPY, self.seen):
+            if t is not None:
+                t.mul_(keep.view(-1, 1, 1))
+        if self.pending is not None:
+            self.pending = (self.pending[0], self.pending[1] & keep)
         self.started = self.started & keep
 
     def update(self, s: torch.Tensor, y: torch.Tensor) -> None:
-        """Add the pair (s, y) for the items where it has positive curvature (so H stays
-        positive definite); elsewhere ρ = 0 makes the pair a no-op for that item."""
+        """Add the pair (s, y) (consumed: changed in place), for the items where it has
+        positive curvature (so H stays positive definite); elsewhere it is stored as zeros,
+        a no-op for that item. y must be the change of the gradient between the last
+        direction and the next (see the class). No host sync."""
         b = s.shape[0]
+        self.shape = s.shape
         s, y = s.reshape(b, -1), y.reshape(b, -1)
         sy = _dot(s, y)
         ok = sy > 1e-10
-        if not bool(ok.any()):
-            return
-        gamma = sy / _dot(y, self._h0(y)).clamp_min(1e-30)
+        s.mul_(ok)
+        y.mul_(ok)
+        py = self._h0(y)
+        ypy = _dot(y, py)
+        gamma = sy / ypy.clamp_min(1e-30)
         if self.gamma is None:
             self.gamma, self.started = gamma, ok
         else:
             self.gamma, self.started = torch.where(ok, gamma, self.gamma), self.started | ok
-        self.pairs.append((s.to(self.dtype), y.to(self.dtype), torch.where(ok, 1.0 / sy, 0.0)))
+        if self.S is None:
+            n, cap = s.shape[1], self.capacity
+            self.S = s.new_empty((b, cap, n), dtype=self.dtype)
+            self.PY = s.new_empty((b, cap, n), dtype=self.dtype)
+            self.SY = s.new_zeros((b, cap, cap))
+            self.YPY = s.new_zeros((b, cap, cap))
+        if self.pending is not None:  # two pairs without a direction between: the older
+            self._drop(self.pending[0])  # one's column cannot be had; it becomes a no-op
+        t = self.count % self.capacity
+        self.S[:, t].copy_(s)
+        self.PY[:, t].copy_(py)
+        self.count += 1
+        if self.directed and self.seen is not None:  # its column at the next direction
+            self.pending = (t, ok)
+        else:  # (no direction before it: now, from y)
+            k = self.stored
+            self._column(t, ok, torch.stack([_products(self.S, k, y),
+                                             _products(self.PY, k, y)], 1))
+        self.SY[:, t, t] = sy.view(-1) * ok.view(-1)
+        self.YPY[:, t, t] = ypy.view(-1) * ok.view(-1)
+        self.directed = False
+
+    def _drop(self, t: int) -> None:
+        """Make the pair in slot t a zero pair (a no-op for every item)."""
+        for buf in (self.S, self.PY):
+            buf[:, t].zero_()
+        for m in (self.SY, self.YPY):
+            m[:, t].zero_()
+            m[:, :, t].zero_()
+        self.pending = None
 
 
 def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
@@ -251,7 +374,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
     report = OptimizeReport()
     trace: list[float] = []  # the total at each iteration (early stop)
     lbfgs = None if optimizer != "lbfgs" else LBFGS(
-        history, precondition=precondition, free=None if fixed is None else ~fixed[0],
+        min(history, iterations), precondition=precondition, free=None if fixed is None else ~fixed[0],
         dtype=history_dtype)
     if lbfgs is None:
         param = x.clone().requires_grad_(True)
@@ -297,23 +420,28 @@ def _safeguarded(x, g, d, x_new, g_new, items, parts, project, gradient, evaluat
                  report):
     """The step x -> x_new along d, checked item by item: an item whose cost rose gets its step
     halved (up to BACKTRACKS times, one evaluation each); one whose cost still rose stays at x
-    and forgets its curvature pairs (its next step is a first step). Returns (x_new, g_new)."""
-    per = (-1, *([1] * (x.dim() - 1)))  # the items' totals are on the host: no extra sync
-    worse = evaluate.items > items + RISE * items.abs()
+    and forgets its curvature pairs (its next step is a first step). Returns (x_new, g_new).
+    The items' totals are floats read with the evaluation's parts: no read of its own."""
+    per = (-1, *([1] * (x.dim() - 1)))
+
+    def rose() -> list[bool]:
+        return [new > old + RISE * abs(old) for new, old in zip(evaluate.items, items)]
+
+    worse = rose()
     for _ in range(BACKTRACKS):
-        if not bool(worse.any()):
+        if not any(worse):
             return x_new, g_new
-        d = torch.where(worse.to(x.device).view(per), d * 0.5, d)  # others' steps as they were
+        halve = torch.tensor(worse, device=x.device).view(per)
+        d = torch.where(halve, d * 0.5, d)  # the others' steps as they were
         x_new = project(x + d)
         g_new = gradient(x_new)
         report.backtracks += 1
-        worse = evaluate.items > items + RISE * items.abs()
-    if not bool(worse.any()):
+        worse = rose()
+    if not any(worse):
         return x_new, g_new
-    worse = worse.to(x.device)
-    lbfgs.forget(worse)
-    if bool(worse.all()):  # all stay: the evaluation at x is the one before
+    lbfgs.forget(torch.tensor(worse))
+    if all(worse):  # all stay: the evaluation at x is the one before
         evaluate.parts, evaluate.items = parts, items
         return x, g
-    x_new = torch.where(worse.view(per), x, x_new)
+    x_new = torch.where(torch.tensor(worse, device=x.device).view(per), x, x_new)
     return x_new, gradient(x_new)  # a mixed batch: its parts, evaluated once more

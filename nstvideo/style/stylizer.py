@@ -130,7 +130,7 @@ class Stylizer:
         key: tuple = (longest,)
         if s.preserve_colors:
             y = luminance(content)[:, 0]
-            key += (round(float(y.mean()), 1), round(float(y.std()), 1))
+            key += tuple(round(v, 1) for v in torch.stack([y.mean(), y.std()]).tolist())
         if key in self._targets:
             return self._targets[key]
         targets: dict[str, torch.Tensor] = {}
