@@ -130,8 +130,7 @@ class Trainer:
         self.step = 0
         self._losses: list = []  # per step: a tensor until read (no device sync a step)
         self.rng = np.random.default_rng(seed)
-        self.noise = torch.Generator(device="cpu")
-        self.noise.manual_seed(int(self.rng.integers(2 ** 62)))
+        self.noise = self._generator()
 
     def add(self, content: np.ndarray, painted: np.ndarray) -> None:
         """One more (content, painted) pair to learn from."""
@@ -151,7 +150,8 @@ class Trainer:
             ys.append(s[:, y0:y0 + p, x0:x0 + p])
         x, y = torch.stack(xs).float(), torch.stack(ys).float()
         if t.noise:
-            x = x + torch.randn(x.shape, generator=self.noise).to(x) * (255.0 * t.noise)
+            x = x + torch.randn(x.shape, generator=self.noise, device=x.device,
+                                dtype=x.dtype) * (255.0 * t.noise)  # drawn where it is used
         return x, y
 
     def run(self, steps: int | None = None, on_step=None, seconds: float | None = None) -> float:
@@ -189,16 +189,26 @@ class Trainer:
         self._losses = [float(v) for v in self._losses]
         return self._losses
 
+    def _generator(self) -> torch.Generator:
+        """The input noise's generator, on the training's device (no copy to it a step),
+        seeded from the run's seeded draws."""
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(int(self.rng.integers(2 ** 62)))
+        return gen
+
     def state(self) -> dict:
         return {"step": self.step, "optimizer": self.opt.state_dict(),
                 "rng": self.rng.bit_generator.state, "noise": self.noise.get_state(),
-                "losses": self.losses}
+                "noise_device": self.device.type, "losses": self.losses}
 
     def restore(self, state: dict) -> None:
         self.step = int(state["step"])
         self.opt.load_state_dict(state["optimizer"])
         self.rng.bit_generator.state = state["rng"]
-        self.noise.set_state(state["noise"])
+        if state.get("noise_device", "cpu") == self.device.type:
+            self.noise.set_state(state["noise"])
+        else:  # a training resumed on another kind of device: its noise drawn afresh
+            self.noise = self._generator()
         self._losses = [float(v) for v in state["losses"]]
 
 
