@@ -197,8 +197,45 @@ def test_seed_makes_cuda_deterministic(monkeypatch):
     import os
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
     torch.backends.cudnn.deterministic = False
+    D.configure(torch.device("cuda", 0), seed=None, tune=True)
+    assert torch.backends.cudnn.benchmark  # no seed, one frame size: the fastest kernels
     D.configure(torch.device("cuda", 0), seed=None)
-    assert torch.backends.cudnn.benchmark  # no seed: fastest kernels
+    assert not torch.backends.cudnn.benchmark  # photos of many sizes: no re-timing at each
+
+
+def test_matrix_products_keep_fp32_on_cuda(monkeypatch):
+    """TF32 for VGG's convolutions, never for matrix products (L-BFGS's curvature products,
+    the Grams): their 10-bit mantissas would round the dot products that steer each step."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic
+    matmul.allow_tf32, cudnn.allow_tf32 = True, False
+    try:
+        D.configure(torch.device("cuda", 0), seed=None)
+        assert not matmul.allow_tf32 and cudnn.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark, cudnn.deterministic = before
+
+
+def test_only_video_runs_tune_cudnn_for_their_shapes(monkeypatch, tmp_path, style_png,
+                                                     content_png):
+    """A photo (or a folder of them) is painted at many sizes: no autotuning; a video's frames
+    share one size: its runs tune (asked of `configure` by every stylizer made)."""
+    from nstvideo import stylize
+    from nstvideo.settings import StyleSettings, VideoSettings
+    from nstvideo.style import stylizer as stylizer_module
+    from videokit import make_clip
+
+    asked = []
+    real = stylizer_module.configure
+    monkeypatch.setattr(stylizer_module, "configure",
+                        lambda device, seed, tune=False: (asked.append(tune),
+                                                          real(device, seed, tune)))
+    s = StyleSettings(size=32, iterations=1)
+    stylize(content_png, style_png, tmp_path / "p.png", settings=s)
+    assert asked == [False]
+    stylize(make_clip(tmp_path / "c.mp4", frames=2), style_png, tmp_path / "v.mp4", settings=s,
+            video=VideoSettings(iterations=1, iterations_first=1))
+    assert asked[1:] and all(asked[1:])
 
 
 def test_local_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):

@@ -72,16 +72,21 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return supported
 
 
-def configure(device: torch.device, seed: int | None) -> None:
+def configure(device: torch.device, seed: int | None, tune: bool = False) -> None:
     """Backend settings for a run on `device`. With a seed, repeatable on one GPU: deterministic
     algorithms (cuBLAS needs its workspace fixed before its first use) and no cuDNN
-    autotuning, at some speed; without one, cuDNN picks the fastest kernels."""
+    autotuning, at some speed; without one, cuDNN picks the fastest kernels, timing them
+    for each new shape where `tune` (a video: one frame size, thousands of frames; not a
+    folder of photos of many sizes, each re-timed at each of its coarse-to-fine levels).
+    Convolutions may use TF32 (VGG's features lose nothing visible); matrix products may not:
+    L-BFGS's curvature products and the Gram matrices keep fp32's 23-bit mantissas (TF32's 10
+    would round the dot products that steer every step)."""
     if device.type != "cuda":  # the CPU's kernels are repeatable as they are
         return
-    torch.backends.cuda.matmul.allow_tf32 = True  # Grams: TF32 is ample here
+    torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = True
     if seed is None:
-        torch.backends.cudnn.benchmark = True  # VGG's shapes repeat every iteration
+        torch.backends.cudnn.benchmark = tune
         torch.backends.cudnn.deterministic = False
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

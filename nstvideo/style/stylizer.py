@@ -100,7 +100,7 @@ class Stylizer:
     """
 
     def __init__(self, styles: list[np.ndarray], settings: StyleSettings,
-                 precondition: Preconditioner | None = PRECONDITION):
+                 precondition: Preconditioner | None = PRECONDITION, tune: bool = False):
         self.settings = s = settings
         self.precondition = precondition  # L-BFGS's (optimize.Preconditioner; None: plain)
         if not styles:
@@ -116,7 +116,7 @@ class Stylizer:
         self.vgg = VGGFeatures(layers, weights=s.weights).compute_on(self.device, self.amp)
         self.min_side = min_side(layers)
         self.alpha, self.beta, self.gamma = loss_weights(s)
-        configure(self.device, s.seed)
+        configure(self.device, s.seed, tune)  # tune: the same frame size again and again
         self.styles = styles
         self._targets: dict[tuple, dict[str, torch.Tensor]] = {}
 

@@ -38,7 +38,7 @@ class _WithNet:
     @property
     def net(self):
         if self._net is None:
-            configure(self.device, self.job.settings.seed)
+            configure(self.device, self.job.settings.seed, tune=True)
             self._net = net_from_bytes(self.job.net, self.device)[0]
         return self._net
 
@@ -91,7 +91,8 @@ class RefineRunner(_WithNet, OptimizeRunner):
     @property
     def stylizer(self) -> Stylizer:
         if self._stylizer is None:
-            self._stylizer = Stylizer(self.job.styles, refine_settings(self.job.settings))
+            self._stylizer = Stylizer(self.job.styles, refine_settings(self.job.settings),
+                                      tune=True)
         return self._stylizer
 
     def renderer(self) -> FrameRenderer:
@@ -123,7 +124,7 @@ def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
     with torch_threads(job.threads):
         contents = _keyframe_contents(job, plan.keys)
         device = resolve_device(job.settings.device)
-        configure(device, job.settings.seed)
+        configure(device, job.settings.seed, tune=True)
         info = {"keyframes": len(contents), "size": list(job.hw), "styles": len(job.styles)}
         video = job.video
         steps = steps_for(video, plan.total, job.hw)
@@ -203,7 +204,8 @@ def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: Un
     keys, done, n = plan.keys, store.open(), len(contents)
     with tqdm(total=n, initial=done, unit="keyframe", desc="painting keyframes",
               disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        stylizer = Stylizer(job.styles, job.settings, precondition=None) if done < n else None
+        stylizer = (Stylizer(job.styles, job.settings, precondition=None, tune=True)
+                    if done < n else None)
         renderer, shot = None, None
         for i, (k, content) in enumerate(zip(keys, contents)):
             if plan.shot_of(k) != shot:  # a new shot: a new chain

@@ -111,7 +111,7 @@ class OptimizeRunner(UnitRunner):
     @property
     def stylizer(self) -> Stylizer:
         if self._stylizer is None:
-            self._stylizer = Stylizer(self.job.styles, self.job.settings)
+            self._stylizer = Stylizer(self.job.styles, self.job.settings, tune=True)
         return self._stylizer
 
     def renderer(self) -> FrameRenderer:
