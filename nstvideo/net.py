@@ -52,11 +52,47 @@ class Training:
                              # strokes, ~3x a step's cost on a CPU; 0: pixel L1 only
 
 
+# The layers are built from slices, concatenations and convolutions only: each has a
+# deterministic backward on CUDA, so a seeded training repeats there (reflection padding's and
+# bilinear upsampling's own CUDA backward kernels add with atomics, in no fixed order; torch
+# only warns of them). The same sums as F.pad(mode="reflect") and F.interpolate(bilinear,
+# align_corners=False) at 2x (tests/test_keyframes.py).
+
+def reflect1(x: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) reflect-padded by one pixel on each side, as F.pad(x, (1,)*4, 'reflect')."""
+    x = torch.cat([x[:, :, 1:2], x, x[:, :, -2:-1]], dim=2)
+    return torch.cat([x[..., 1:2], x, x[..., -2:-1]], dim=3)
+
+
+def upsample2(x: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) -> (B, C, 2H, 2W), bilinear, as F.interpolate(x, scale_factor=2,
+    mode='bilinear', align_corners=False): each output pixel 3/4 of its source pixel and
+    1/4 of the neighbour on its side (the edge pixel itself at the border)."""
+    for dim in (2, 3):
+        n = x.shape[dim]
+        before = torch.cat([x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)], dim=dim)
+        after = torch.cat([x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)], dim=dim)
+        x = torch.stack([0.25 * before + 0.75 * x, 0.75 * x + 0.25 * after],
+                        dim=dim + 1).flatten(dim, dim + 1)
+    return x
+
+
+class _Conv(nn.Conv2d):
+    """A 3x3 convolution of the reflect-padded input (weights as nn.Conv2d's: saved networks
+    load as before)."""
+
+    def __init__(self, a: int, b: int, stride: int = 1):
+        super().__init__(a, b, 3, stride=stride, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(reflect1(x))
+
+
 class _Block(nn.Module):
     def __init__(self, c: int):
         super().__init__()
-        self.a = nn.Conv2d(c, c, 3, padding=1, padding_mode="reflect")
-        self.b = nn.Conv2d(c, c, 3, padding=1, padding_mode="reflect")
+        self.a = _Conv(c, c)
+        self.b = _Conv(c, c)
 
     def forward(self, x):
         return x + self.b(F.leaky_relu(self.a(x), 0.2))
@@ -66,7 +102,8 @@ class TranslationNet(nn.Module):
     """Content RGB (B, 3, H, W) in pixels 0-255 -> stylized RGB, same size, 0-255.
 
     Encoder (a conv per level, stride 2 down), residual blocks at the coarsest level, decoder
-    (bilinear up, conv, skip connection from the encoder), sigmoid out. No normalization
+    (bilinear up 2x, conv, skip connection from the encoder), sigmoid out; 3x3 convolutions
+    of reflect-padded inputs. No normalization
     layers: it is trained on patches and applied to whole frames, and batch or instance
     statistics differ between the two."""
 
@@ -74,8 +111,7 @@ class TranslationNet(nn.Module):
         super().__init__()
         self.shape = shape
         w, act = shape.width, lambda: nn.LeakyReLU(0.2)
-        conv = lambda a, b, s=1: nn.Conv2d(a, b, 3, stride=s, padding=1,  # noqa: E731
-                                           padding_mode="reflect")
+        conv = _Conv
         self.inp = nn.Sequential(conv(3, w), act(), conv(w, w), act())
         self.down = nn.ModuleList(nn.Sequential(conv(w << i, w << (i + 1), 2), act())
                                   for i in range(shape.levels))
@@ -85,7 +121,7 @@ class TranslationNet(nn.Module):
                                 for i in reversed(range(shape.levels)))
         self.merge = nn.ModuleList(nn.Sequential(conv(w << (i + 1), w << i), act())
                                    for i in reversed(range(shape.levels)))
-        self.out = nn.Conv2d(w, 3, 3, padding=1, padding_mode="reflect")
+        self.out = _Conv(w, 3)
 
     @property
     def multiple(self) -> int:
@@ -102,7 +138,7 @@ class TranslationNet(nn.Module):
         y = self.middle(skips.pop())
         for up, merge in zip(self.up, self.merge):
             skip = skips.pop()
-            y = up(F.interpolate(y, size=skip.shape[2:], mode="bilinear", align_corners=False))
+            y = up(upsample2(y))  # (the encoder halves sizes exactly: a multiple is padded)
             y = merge(torch.cat([y, skip], dim=1))
         return (torch.sigmoid(self.out(y)) * 255.0)[:, :, :h, :w]
 

@@ -286,3 +286,53 @@ def test_the_keyframe_stage_gives_its_memory_back_before_the_units(tmp_path, sty
     rep = stylize(src, style_png, tmp_path / "o.mp4", settings=S, video=V).video
     assert rep.frames == 7 and made
     assert order[0] == ("release", "cpu", [True] * len(made)) and order[1] == ("units",)
+
+
+def test_the_network_s_layers_are_the_reference_ones():
+    """Its reflection padding and 2x bilinear upsampling, made of slices, give what torch's
+    own ops give (saved networks paint as before)."""
+    from torch.nn import functional as F
+
+    from nstvideo.net import reflect1, upsample2
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 7) * 100
+    assert torch.equal(reflect1(x), F.pad(x, (1, 1, 1, 1), mode="reflect"))
+    torch.testing.assert_close(upsample2(x), F.interpolate(x, scale_factor=2, mode="bilinear",
+                                                           align_corners=False))
+
+
+# torch ops whose CUDA backward has no deterministic kernel (torch.use_deterministic_algorithms'
+# list): under a seed they would only warn, and a training would differ run to run on a GPU
+NONDETERMINISTIC_ON_CUDA = ("reflection_pad", "replication_pad", "upsample_", "grid_sampler",
+                            "adaptive_avg_pool", "adaptive_max_pool", "avg_pool3d",
+                            "max_pool3d", "fractional_max_pool", "max_unpool", "embedding_bag",
+                            "index_add", "scatter_add", "scatter_reduce", "index_put", "put_",
+                            "histc", "bincount", "kthvalue", "median", "nll_loss2d", "ctc_loss")
+
+
+def test_a_seeded_training_uses_only_ops_with_deterministic_cuda_kernels():
+    """Every op of training steps (forward and backward, the feature term's VGG included) has
+    a deterministic CUDA kernel: what --seed promises for keyframe and fast renders on a GPU
+    (README) rests on this; reflection padding and bilinear upsampling broke it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nstvideo.training import NetTraining
+
+    class Record(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.add(func.__name__.split(".")[0])
+            return func(*args, **(kwargs or {}))
+
+    t = NetTraining(Training(steps=2, patch=32, batch=2, perceptual=5), 0, torch.device("cpu"))
+    for c, s_ in pairs():
+        t.add(c, s_)
+    with Record() as rec:
+        t.train_to(2)
+    assert "convolution_backward" in rec.ops  # it recorded the backward pass
+    bad = sorted(op for op in rec.ops if any(op.startswith(n) for n in NONDETERMINISTIC_ON_CUDA))
+    assert not bad, bad
