@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nstvideo.errors import InputError
+from nstvideo.errors import InputError, ModelError
 from nstvideo.media.writer import write_file
 from nstvideo.settings import TRAIN_STEPS
 
@@ -249,19 +249,45 @@ class Trainer:
 
 
 @torch.no_grad()
-def paint(net: TranslationNet, frames: list[np.ndarray], device=None) -> list[np.ndarray]:
-    """Stylize frames (RGB uint8, one size) in one batch; RGB uint8 out."""
-    device = device or next(net.parameters()).device
+def paint_tensor(net: TranslationNet, frames: list[np.ndarray]) -> torch.Tensor:
+    """Stylize frames (RGB uint8, one size) in one batch: (B, 3, H, W) float pixels, rounded,
+    on the network's device (where a start for the optimizer is wanted). A device out of
+    memory is one line saying what to do."""
+    device = next(net.parameters()).device
     net.eval()
-    y = net(_batch_tensor(frames, device))
-    return list(y.clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy())
+    try:
+        return net(_batch_tensor(frames, device)).clamp_(0, 255).round_()
+    except torch.cuda.OutOfMemoryError:
+        pass  # (the batch's activations freed with the exception, before the advice)
+    h, w = frames[0].shape[:2]
+    raise ModelError(f"{device} ran out of memory painting {len(frames)} frame(s) of {w}x{h} "
+                     "with the network: free the GPU of other programs, or use a smaller "
+                     "--size or --max-memory")
 
 
-def batch_size(hw: tuple[int, int], device: torch.device) -> int:
-    """Frames per inference batch: ~1 megapixel a batch on a CPU, ~16 on a GPU (activations
-    are ~200 floats a pixel at width 32: 0.8 GB a megapixel)."""
-    budget = 16e6 if torch.device(device).type == "cuda" else 1e6
-    return max(1, int(budget // (hw[0] * hw[1])))
+def paint(net: TranslationNet, frames: list[np.ndarray], device=None) -> list[np.ndarray]:
+    """Stylize frames (RGB uint8, one size) in one batch; RGB uint8 out (on the host)."""
+    if device is not None:
+        net = net.to(device)
+    return list(paint_tensor(net, frames).byte().permute(0, 2, 3, 1).cpu().numpy())
+
+
+PAINT_BYTES_PER_PX = 800  # the network's activations painting a frame (without gradients),
+# at its default width, with room to spare: ~200 floats a pixel
+CPU_PAINT_PIXELS = 1e6  # a CPU paints ~1 megapixel a batch (larger ones gain nothing)
+
+
+def batch_size(hw: tuple[int, int], device: torch.device, budget: int | None = None) -> int:
+    """Frames per inference batch: ~1 megapixel on a CPU; on a GPU as many as its memory
+    budget holds (`budget` bytes; default: nstvideo.style.memory's share of what is free),
+    at least one."""
+    pixels = hw[0] * hw[1]
+    if torch.device(device).type != "cuda":
+        return max(1, int(CPU_PAINT_PIXELS // pixels))
+    from nstvideo.style.memory import default_budget
+
+    room = default_budget(torch.device(device)) if budget is None else budget
+    return max(1, int(room // (PAINT_BYTES_PER_PX * pixels)))
 
 
 def net_bytes(net: TranslationNet, info: dict | None = None,

@@ -17,7 +17,8 @@ import torch
 
 from nstvideo.errors import InputError
 from nstvideo.media.writer import write_file
-from nstvideo.net import NetShape, Trainer, Training, TranslationNet, load_net, net_bytes, paint
+from nstvideo.net import (NetShape, Trainer, Training, TranslationNet, load_net, net_bytes,
+                          paint, paint_tensor)
 from nstvideo.style.device import resolve_device, use_bf16
 from nstvideo.style.vgg import VGGFeatures
 
@@ -56,8 +57,9 @@ class NetTraining:
     def add(self, content: np.ndarray, painted: np.ndarray) -> None:
         self.trainer.add(content, painted)
 
-    def guess(self, content: np.ndarray) -> np.ndarray:
-        return paint(self.net, [content])[0]
+    def guess(self, content: np.ndarray) -> torch.Tensor:
+        """What the network paints `content` as so far: (1, 3, H, W) on its device."""
+        return paint_tensor(self.net, [content])
 
     def train_to(self, steps: int, on_step=None, seconds: float | None = None) -> None:
         last_save, t0, start = time.perf_counter(), time.perf_counter(), self.trainer.step

@@ -3,6 +3,8 @@ mocked with what a GPU would answer, so the policy is proven on the CPU."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -24,21 +26,37 @@ class FakeCuda:
         self.asked_bf16_on: list = []
         self.emulation_flags: list = []
         self.current = 0
-        c = torch.cuda
-        monkeypatch.setattr(c, "is_available", lambda: True)
-        monkeypatch.setattr(c, "device_count", lambda: count)
-        monkeypatch.setattr(c, "current_device", lambda: self.current)
-        monkeypatch.setattr(c, "mem_get_info", lambda dev=None: (self.free, 80 * GIB))
-        monkeypatch.setattr(c, "memory_reserved", lambda dev=None: self.reserved)
-        monkeypatch.setattr(c, "memory_allocated", lambda dev=None: self.allocated)
-        monkeypatch.setattr(c, "empty_cache", lambda: None)
-        monkeypatch.setattr(c, "device", self._device_ctx)
+        self.monkeypatch = monkeypatch
+        self.fake("is_available", lambda: True)
+        self.fake("device_count", lambda: count)
+        self.fake("current_device", lambda: self.current)
+        self.fake("mem_get_info", self._mem_get_info)
+        self.fake("memory_reserved", lambda device=None: self.reserved)
+        self.fake("memory_allocated", lambda device=None: self.allocated)
+        self.fake("empty_cache", lambda: None)
+        self.fake("device", self._device_ctx)
 
         def is_bf16_supported(including_emulation=True):
             self.asked_bf16_on.append(self.current)
             self.emulation_flags.append(including_emulation)
             return self.bf16[self.current] if isinstance(self.bf16, list) else self.bf16
-        monkeypatch.setattr(c, "is_bf16_supported", is_bf16_supported)
+        self.fake("is_bf16_supported", is_bf16_supported)
+
+    def fake(self, name, impl):
+        """torch.cuda.`name` answered by `impl`, called as the installed torch's own function
+        may be called (its signature checked at each call: a keyword an older or newer torch
+        lacks fails here, as it would on a GPU)."""
+        sig = inspect.signature(getattr(torch.cuda, name))
+
+        def checked(*a, **k):
+            sig.bind(*a, **k)
+            return impl(*a, **k)
+        self.monkeypatch.setattr(torch.cuda, name, checked)
+
+    def _mem_get_info(self, device=None):
+        if device is not None and torch.device(device).type == "cuda":
+            assert torch.device(device).index is not None, "mem_get_info of a device without index"
+        return self.free, 80 * GIB
 
     def _device_ctx(self, dev):
         fake = self
@@ -248,3 +266,31 @@ def test_local_workers_get_one_gpu_each_or_a_share_of_the_cores(monkeypatch):
     monkeypatch.setattr(schedule, "cpu_cores", lambda: 16)
     assert schedule.placements("cpu", 4) == [("cpu", 4)] * 4
     assert schedule.placements("cpu", 32) == [("cpu", 1)] * 32
+
+
+def test_the_network_paints_as_many_frames_as_free_memory_holds(monkeypatch):
+    """A GPU's painting batch follows its free memory (not a fixed 16 megapixels), at least one
+    frame; a batch that runs out of memory anyway is one line saying what to do."""
+    import numpy as np
+
+    from nstvideo.net import PAINT_BYTES_PER_PX, TranslationNet, batch_size, paint_tensor
+
+    fake = FakeCuda(monkeypatch, free=8 * GIB)
+    dev, hw = torch.device("cuda", 0), (1080, 1920)
+    roomy = batch_size(hw, dev)
+    fake.free = 2 * GIB
+    tight = batch_size(hw, dev)
+    assert roomy * PAINT_BYTES_PER_PX * hw[0] * hw[1] <= 8 * GIB
+    assert tight >= 1 and 3.5 <= roomy / tight <= 4.5, (roomy, tight)
+    assert batch_size(hw, dev, budget=1) == 1
+    assert batch_size(hw, torch.device("cpu")) == 1  # ~1 megapixel a batch on a CPU
+
+    net = TranslationNet()
+
+    def out_of_memory(x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+    monkeypatch.setattr(net, "forward", out_of_memory)
+    with pytest.raises(ModelError, match=r"ran out of memory painting 2 frame\(s\) of 64x48 "
+                                         r"with the network: .*--size") as e:
+        paint_tensor(net, [np.zeros((48, 64, 3), np.uint8)] * 2)
+    assert "\n" not in str(e.value)

@@ -343,3 +343,19 @@ def test_a_stylizer_run_reads_once_per_evaluation_and_level(monkeypatch):
     _, rep = st.run(x, x.clone())
     assert levels == 2 and rep.iterations == 4
     assert reads == ["tolist"] * (rep.iterations + levels + rep.backtracks + levels), reads
+
+
+def test_a_first_pair_without_curvature_leaves_a_first_step():
+    """Alone or in a batch, an item whose only pair has no positive curvature takes a first
+    (gradient) step, not a step scaled by that pair's meaningless γ."""
+    from nstvideo.style.optimize import LBFGS, PRECONDITION
+
+    torch.manual_seed(2)
+    for b in (1, 2):
+        lbfgs = LBFGS(precondition=PRECONDITION)
+        g = torch.randn(b, 3, 6, 6)
+        lbfgs.direction(g)
+        s = torch.randn(b, 3, 6, 6)
+        lbfgs.update(s.clone(), -s)  # negative curvature
+        g2 = g - s
+        torch.testing.assert_close(lbfgs.direction(g2), LBFGS._first_step(lbfgs, g2))

@@ -74,16 +74,17 @@ def test_weights_path_and_torch_home(tmp_path, monkeypatch, caffe_state):
 
 def test_missing_torchvision_weights_name_the_path(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    import torchvision.models
+    asked = []
 
-    def no_network(*a, **k):
+    def no_network(url, *a, **k):
+        asked.append(url)
         raise OSError("network unreachable")
 
-    monkeypatch.setattr(torchvision.models.VGG19_Weights.IMAGENET1K_V1.__class__,
-                        "get_state_dict", no_network)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     with pytest.raises(ModelError) as e:
         vgg.VGGFeatures(["relu1_1"], weights="torchvision")
     assert str(tmp_path / "empty" / "hub" / "checkpoints" / vgg.TORCHVISION_FILE) in str(e.value)
+    assert asked == [vgg.TORCHVISION_URL]  # torchvision's own file, fetched by torch's hub
 
 
 def test_bad_weights_files(tmp_path):

@@ -317,3 +317,24 @@ def test_still_background_does_not_drift(tmp_path, style_png):
     drift = np.abs(frames[-1][region] - frames[1][region]).mean()
     darkening = frames[1][region].mean() - frames[-1][region].mean()
     assert drift < 4 and abs(darkening) < 2, (drift, darkening)
+
+
+def test_a_frame_goes_to_the_host_once_and_is_warped_where_it_lives(tmp_path, style_png,
+                                                                      monkeypatch):
+    """Per frame, one image copy from the device (the result, for the writer) and one to it
+    (the content): the previous result is warped, held and filled on the device, not copied
+    out, warped by the CPU and copied back (counted here on the CPU, where the same calls
+    run: on a GPU each is a transfer)."""
+    counts = {"to_tensor": 0, "to_image": 0}
+    for name in counts:
+        real = getattr(frames_module, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            counts[_name] += 1
+            return _real(*a, **k)
+        monkeypatch.setattr(frames_module, name, counted)
+    src = make_clip(tmp_path / "c.mp4", frames=6)
+    rep = stylize(src, style_png, tmp_path / "o.mp4", settings=S,
+                  video=V.replace(scene_cuts=False)).video
+    assert rep.frames == 6
+    assert counts == {"to_tensor": 6, "to_image": 6}, counts

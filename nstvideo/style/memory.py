@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from nstvideo.errors import ModelError
-from nstvideo.style.optimize import CHUNKS, LBFGS_HISTORY
+from nstvideo.style.lbfgs import CHUNKS, LBFGS_HISTORY
 
 GIB = 2 ** 30
 MEMORY_SHARE = 0.9  # of the free GPU memory a run plans to use: cuDNN workspaces need the rest
@@ -223,7 +223,7 @@ def _peak(budget: int, room: int, got: tuple[int, torch.dtype], image: int) -> i
 
 def _pair_bytes(dtype: torch.dtype, image: int) -> int:
     """One curvature pair (s, y) of an `image`-byte fp32 picture, stored in `dtype` (bf16:
-    with its share of the fp32 piece L-BFGS reads the pairs in, optimize.CHUNKS)."""
+    with its share of the fp32 piece L-BFGS reads the pairs in, lbfgs.CHUNKS)."""
     return 2 * image if dtype == torch.float32 else image + image // CHUNKS
 
 

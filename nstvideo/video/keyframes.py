@@ -16,9 +16,11 @@ from tqdm.auto import tqdm
 
 from nstvideo.errors import RenderError
 from nstvideo.media.writer import decode_frame
-from nstvideo.net import Training, batch_size, net_bytes, net_from_bytes, paint
+from nstvideo.net import (Training, batch_size, net_bytes, net_from_bytes, paint,
+                          paint_tensor)
 from nstvideo.settings import TRAIN_STEPS, StyleSettings, VideoSettings, loss_weights
 from nstvideo.style.device import configure, resolve_device, torch_threads
+from nstvideo.style.memory import budget
 from nstvideo.style.stylizer import Stylizer
 from nstvideo.style.vgg import LAYER_NAMES
 from nstvideo.training import NetTraining
@@ -50,7 +52,9 @@ class PaintRunner(_WithNet, UnitRunner):
     chained = False
 
     def paint(self, unit, store, done, content, finished, report) -> None:
-        frames, n = prefetch(content), batch_size(self.job.hw, self.device)
+        frames = prefetch(content)
+        n = batch_size(self.job.hw, self.device, budget(self.job.settings.max_memory,
+                                                        self.device))
         while batch := list(itertools.islice(frames, n)):
             for (pos, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
                 finished(pos - unit.begin, result)
@@ -108,7 +112,7 @@ class RefineRunner(_WithNet, OptimizeRunner):
 
         def guess():  # painted at most once a frame, only where asked
             if not guessed:
-                guessed.append(paint(self.net, [frame])[0])
+                guessed.append(paint_tensor(self.net, [frame]))  # kept on the device
             return guessed[0]
 
         key = self.job.painted.get(pos)
