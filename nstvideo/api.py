@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, kept_meta,
                              load, make_settings, run_one, stylize_folder)
+from nstvideo.errors import InputError
 from nstvideo.media.photometa import read_meta
 from nstvideo.media.scratch import output_lock
 from nstvideo.media.reader import existing, list_images
@@ -65,7 +66,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
             video: VideoSettings | None = None, overwrite: bool = False, restart: bool = False,
             keep_frames: bool = False, progress: bool = False, workers: int = 1,
             ray: str | None = None, strip_metadata: bool = False, dpi: float | None = None,
-            **overrides) -> RunReport:
+            mask=None, **overrides) -> RunReport:
     """Stylize an image, a folder of photos, a folder of numbered frames or a video file, and
     write the result (what the `nstvideo stylize` command does).
 
@@ -80,7 +81,8 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     their metadata tags (creation time, place, title), unless `strip_metadata` (dates, camera
     and place gone; a photo's profile and print resolution kept). A photo keeps its print
     resolution (DPI) unless `dpi` sets it: a 10800 px result at `dpi=300` prints 36 inches
-    wide.
+    wide. `mask` (a photo): where to paint, white painted and black kept as the photo; one
+    mask per style paints each style on its own region (`photos.load_regions`).
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
@@ -88,6 +90,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     src = existing(input_path)
     out = Path(output) if output is not None else None
     frames = frame_sequence(src, out, video) if src.is_dir() else None
+    if mask and (frames is not None or src.is_dir() or is_video_path(src)):
+        raise InputError("--mask paints a photo's region; masks for a folder of photos and "
+                         "for videos are not supported yet: give one photo")
     if frames is not None or (src.is_file() and is_video_path(src)):
         if dpi is not None:
             warnings.warn("--dpi: for photos (a print resolution), ignored for videos",
@@ -113,14 +118,17 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                                            strip_metadata=strip_metadata, dpi=dpi)
         return RunReport(output=out, written=rep.written, failed=rep.failed,
                          skipped=rep.skipped)
-    inputs = input_paths([src], styles, settings)
+    masks = [] if mask is None else [mask] if isinstance(mask, (str, os.PathLike)) else [
+        m for m in mask if isinstance(m, (str, os.PathLike))] if not hasattr(mask, "shape") else []
+    inputs = input_paths([src], styles, settings) + [Path(m) for m in masks]
     check_image_output(out, inputs, overwrite)
     with output_lock(out):  # a second run writing the same photo refuses
         check_image_output(out, inputs, overwrite)  # written while we waited to start?
         image = load(src, "content image", settings.max_pixels, settings.size)
         init = init_image(settings)
         stylizer = build_stylizer(styles, settings)
-        result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init)
+        result, opt = run_one(stylizer, image, progress=progress, desc=src.name, init=init,
+                              mask=mask)
         write_image(out, result, kept_meta(read_meta(src), strip_metadata, dpi))
     return RunReport(output=out, written=[out], losses=(opt.first, opt.last),
                      memory=opt.memory.describe() if opt.memory else "")

@@ -209,6 +209,10 @@ def stylize_cmd(
                                 "brush strokes... larger: bigger ones).")] = D.style_scale,
     style_weights: Annotated[Optional[str], typer.Option(
         help="Blend of several styles, one weight each, e.g. 0.7,0.3.")] = None,
+    mask: Annotated[Optional[list[Path]], typer.Option(
+        "--mask", help="Photo: where to paint (an image: white painted, black kept as the "
+        "photo, grey between). Once: where the styles' blend goes; once per style, in the "
+        "styles' order: each style on its own region.", show_default=False)] = None,
     preserve_colors: Annotated[bool, typer.Option(
         "--preserve-colors", help="Transfer the style's luminance only; keep the photo's "
         "colours.")] = False,
@@ -302,7 +306,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
              train_seconds, train_perceptual, net, save_net, content_weight, style_weight,
              tv_weight, content_layer, style_layers, style_scale, style_weights,
              preserve_colors, optimizer, init, seed, device, precision, batch, weights,
-             max_megapixels, levels, max_memory, tile, dpi, overwrite, verbose, quiet):
+             max_megapixels, levels, max_memory, tile, dpi, mask, overwrite, verbose, quiet):
     settings = StyleSettings(
         size=size, iterations=iterations or D.iterations, content_weight=content_weight,
         style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
@@ -324,7 +328,7 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
     return stylize(input, styles, output, settings=settings, video=video,
                    overwrite=overwrite, restart=restart, keep_frames=keep_frames,
                    progress=not quiet, workers=workers, ray=ray, strip_metadata=strip_metadata,
-                   dpi=dpi)
+                   dpi=dpi, mask=mask or None)
 
 
 def summary(report) -> str:

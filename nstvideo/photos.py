@@ -24,6 +24,8 @@ from nstvideo.media.writer import write_image
 from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.record import FolderRecord, style_state
 from nstvideo.settings import StyleSettings
+from nstvideo.style.optimize import OptimizeReport
+from nstvideo.style.regions import EMPTY, Regions
 from nstvideo.style.stylizer import Stylizer, style_longest
 from nstvideo.style.tensors import fit_longest, resize, to_image
 
@@ -63,6 +65,48 @@ def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSetti
     return Stylizer(load_styles(styles, settings), settings)
 
 
+MaskLike = str | os.PathLike | np.ndarray  # white: painted, black: kept as the photo
+
+
+def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
+                 shape: tuple[int, int], device, max_pixels: int = MAX_PIXELS
+                 ) -> Regions | None:
+    """The masks of a photo of `shape` (h, w) as Regions: white painted, black kept, grey in
+    between (a transparent pixel is black). One mask: where the styles' blend paints; one
+    per style (two or more): each style on its own mask. Refused in one line: another number
+    of masks, a mask of another shape (its size may differ), an unreadable one. A mask that
+    paints nothing is said in a warning."""
+    if masks is None or (not isinstance(masks, np.ndarray) and not len(masks)):
+        return None
+    masks = [masks] if isinstance(masks, (str, os.PathLike, np.ndarray)) else list(masks)
+    if len(masks) != 1 and len(masks) != styles:
+        raise InputError(f"--mask is given {len(masks)} times for {styles} style image(s): give "
+                         "one (where the styles paint) or one per style, in the styles' order")
+    planes = []
+    for m in masks:
+        name = "mask" if isinstance(m, np.ndarray) else f"mask {m}"
+        if isinstance(m, np.ndarray):  # uint8, uint16, float 0-1 or bool (True: painted)
+            img = as_rgb(m.astype(np.uint8) * 255 if m.dtype == bool else m, what="mask")
+        else:
+            img = read_image(m, what="mask", max_pixels=max_pixels)
+        grey = img[..., :3].astype(np.float32).mean(axis=2) / 255.0
+        if img.shape[2] == 4:  # transparent: not painted
+            grey *= img[..., 3].astype(np.float32) / 255.0
+        (mh, mw), (h, w) = grey.shape, shape
+        if abs(mh * w - mw * h) > max(mh, mw, h, w):  # another shape, not another size
+            raise InputError(f"{name} is {mw}x{mh}, another shape than the photo ({w}x{h}): "
+                             "make the mask from the photo (any size of the same shape)")
+        if grey.mean() < EMPTY:
+            warnings.warn(f"{name} is black everywhere: it paints nothing", stacklevel=3)
+        planes.append(torch.from_numpy(np.ascontiguousarray(grey))[None, None])
+    size = planes[0].shape[2:]
+    stack = torch.cat([torch.nn.functional.interpolate(t, size=size, mode="bilinear",
+                                                       align_corners=False) for t in planes])
+    blends = ((None,) if len(planes) == 1 else
+              tuple(tuple(float(i == r) for i in range(styles)) for r in range(styles)))
+    return Regions(stack.to(device), blends)
+
+
 def init_image(settings: StyleSettings) -> np.ndarray | None:
     if settings.init in ("content", "noise"):
         return None
@@ -78,27 +122,35 @@ def _step_bar(bar):
 
 
 def run_one(stylizer: Stylizer, image: np.ndarray, *, progress: bool = False,
-            desc: str = "stylizing", init: np.ndarray | None = None):
+            desc: str = "stylizing", init: np.ndarray | None = None, mask=None):
     """Stylize one loaded image with a built stylizer; keeps an alpha channel if it has one.
+    `mask`: where to paint (`load_regions`: one mask, or one per style).
 
     Returns (RGB(A) uint8 result at the run's size, optimizer report).
     """
-    outs, report = run_batch(stylizer, [image], progress=progress, desc=desc, init=init)
+    regions = load_regions(mask, len(stylizer.styles), image.shape[:2], stylizer.device,
+                           stylizer.settings.max_pixels)
+    outs, report = run_batch(stylizer, [image], progress=progress, desc=desc, init=init,
+                             regions=regions)
     return outs[0], report
 
 
 def run_batch(stylizer: Stylizer, images: Sequence[np.ndarray], *, progress: bool = False,
-              desc: str = "stylizing", init: np.ndarray | None = None):
+              desc: str = "stylizing", init: np.ndarray | None = None,
+              regions: Regions | None = None):
     """Stylize loaded images of one processing size in one batch; each takes the optimizer
     steps it takes alone in `run_one` (float32 rounding aside: an equally good result, not
     the same bits). Returns (list of RGB(A) uint8 results, report with the loss parts summed
-    over the batch)."""
+    over the batch). `regions`: one image's masks (nstvideo.style.regions); masks that
+    paint nothing give the content back as it is."""
     content = torch.cat([stylizer.prepare(image) for image in images])
     start = stylizer.initial(content, init)
-    with tqdm(total=stylizer.planned_iterations(tuple(content.shape[2:])), desc=desc,
-              unit="it", leave=False,
-              disable=not progress) as bar:
-        x, report = stylizer.run(content, start, on_step=_step_bar(bar))
+    if regions is not None and float(regions.masks.mean(dim=(1, 2, 3)).max()) < EMPTY:
+        x, report = content, OptimizeReport()  # nothing to paint
+    else:
+        with tqdm(total=stylizer.planned_iterations(tuple(content.shape[2:])), desc=desc,
+                  unit="it", leave=False, disable=not progress) as bar:
+            x, report = stylizer.run(content, start, on_step=_step_bar(bar), regions=regions)
     outs = []
     for k, image in enumerate(images):
         out = to_image(x[k:k + 1])
@@ -111,8 +163,11 @@ def run_batch(stylizer: Stylizer, images: Sequence[np.ndarray], *, progress: boo
 
 def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *,
                   settings: StyleSettings | None = None, progress: bool = False,
+                  mask: Sequence[MaskLike] | MaskLike | None = None,
                   **overrides) -> np.ndarray:
-    """Paint `content` (a path or an RGB/RGBA array) in the style of `styles`.
+    """Paint `content` (a path or an RGB/RGBA array) in the style of `styles`; only where
+    `mask` is white (a path or a greyscale array; or one mask per style, each style on its
+    own; the rest stays the content).
 
     Settings come from `settings` and/or keyword overrides of its fields, e.g.
     `stylize_image("photo.jpg", ["monet.jpg"], size=256, iterations=200)`.
@@ -123,7 +178,7 @@ def stylize_image(content: ImageLike, styles: ImageLike | Sequence[ImageLike], *
     image = load(content, "content image", settings.max_pixels, settings.size)
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
-    return run_one(stylizer, image, progress=progress, init=init)[0]
+    return run_one(stylizer, image, progress=progress, init=init, mask=mask)[0]
 
 
 @dataclass

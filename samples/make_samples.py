@@ -9,6 +9,11 @@ Run: python samples/make_samples.py
      python samples/make_samples.py --montage RESULT.png   (samples/result.png for the README)
      python samples/make_samples.py --print RESULT.png     (samples/print.png: a 1024 px
                                                             render whole and at 100%)
+     python samples/make_samples.py --masks SKY.png TWO.png (samples/masks.png: scene | mask |
+                                                            painted sky; two styles, two regions)
+
+  samples/sky.png, samples/ground.png   masks of the scene (white: the region), and
+  samples/style2.png                    a second "painting" (straight strokes, warm palette)
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ PALETTE = [(20, 40, 120), (30, 90, 200), (240, 200, 40), (250, 140, 30), (20, 14
            (245, 240, 220), (120, 30, 60), (10, 20, 50)]  # RGB: blues, yellow, orange, teal...
 
 
-def style_image(size: int = 384, seed: int = 7) -> np.ndarray:
+WARM = [(120, 30, 20), (200, 70, 30), (240, 170, 60), (250, 230, 180), (90, 60, 40),
+        (160, 110, 70)]  # RGB: reds, ochres, browns
+
+
+def style_image(size: int = 384, seed: int = 7, palette=None, swirl: bool = True) -> np.ndarray:
+    palette = palette or PALETTE
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
     img = np.zeros((size, size, 3), np.float32)
@@ -35,11 +45,12 @@ def style_image(size: int = 384, seed: int = 7) -> np.ndarray:
     img = img.astype(np.uint8)
     for _ in range(900):  # swirling strokes: short arcs along a vortex field
         cx, cy = rng.uniform(0, size, 2)
-        angle = np.arctan2(cy - size * 0.4, cx - size * 0.55) + np.pi / 2 + rng.normal(0, 0.3)
+        angle = (np.arctan2(cy - size * 0.4, cx - size * 0.55) + np.pi / 2 if swirl
+                 else 0.3) + rng.normal(0, 0.3)
         length, width = rng.uniform(10, 40), int(rng.integers(2, 7))
         pts = [(cx + t * length * np.cos(angle + 0.03 * t), cy + t * length * np.sin(angle + 0.03 * t))
                for t in np.linspace(-0.5, 0.5, 6)]
-        color = np.array(PALETTE[int(rng.integers(len(PALETTE)))], float)
+        color = np.array(palette[int(rng.integers(len(palette)))], float)
         color = np.clip(color + rng.normal(0, 18, 3), 0, 255)
         cv2.polylines(img, [np.int32(pts)], False, tuple(int(c) for c in color), width, cv2.LINE_AA)
     return cv2.GaussianBlur(img, (3, 3), 0)
@@ -110,16 +121,46 @@ def print_view(result_path: Path, side: int = 384) -> None:
     cv2.imwrite(str(HERE / "print.png"), np.hstack([whole, crop]), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
+def sky_mask(w: int = 320, h: int = 240) -> np.ndarray:
+    """The scene's sky (white) above its far ridge, at t = 0 (uint8)."""
+    s = w / 160.0
+    ridge = (70 + 10 * np.sin(np.arange(w) / s / 17.0)) * s
+    return np.where(np.arange(h)[:, None] < ridge[None, :], 255, 0).astype(np.uint8)
+
+
+def masks_view(sky_result: Path, two_result: Path) -> None:
+    """samples/masks.png: scene | sky mask | the sky painted; then the two styles | the two
+    regions painted, each with its own."""
+    read = lambda p: cv2.imread(str(p))  # noqa: E731
+    scene_, mask = read(HERE / "scene.png"), read(HERE / "sky.png")
+    h, w = scene_.shape[:2]
+    fit = lambda im: cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)  # noqa: E731
+    styles = np.hstack([fit(read(HERE / n))[:, w // 4: w // 4 + w // 2]
+                        for n in ("style.png", "style2.png")])
+    rows = [np.hstack([scene_, mask, fit(read(sky_result))]),
+            np.hstack([styles, fit(read(HERE / "ground.png")), fit(read(two_result))])]
+    cv2.imwrite(str(HERE / "masks.png"), np.vstack(rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
 def main() -> None:
     import sys
 
     if len(sys.argv) == 3 and sys.argv[1] in ("--montage", "--print"):
         (montage if sys.argv[1] == "--montage" else print_view)(Path(sys.argv[2]))
         return
+    if len(sys.argv) == 4 and sys.argv[1] == "--masks":
+        masks_view(Path(sys.argv[2]), Path(sys.argv[3]))
+        return
     cv2.imwrite(str(HERE / "style.png"), cv2.cvtColor(style_image(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(HERE / "style2.png"), cv2.cvtColor(style_image(seed=3, palette=WARM,
+                                                                   swirl=False),
+                                                       cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(HERE / "scene.png"), cv2.cvtColor(scene(0.0, 320, 240), cv2.COLOR_RGB2BGR))
+    sky = sky_mask()
+    cv2.imwrite(str(HERE / "sky.png"), sky)
+    cv2.imwrite(str(HERE / "ground.png"), 255 - sky)
     write_clip(HERE / "clip.mp4")
-    for name in ("style.png", "scene.png", "clip.mp4"):
+    for name in ("style.png", "style2.png", "scene.png", "sky.png", "ground.png", "clip.mp4"):
         print(f"{name}: {(HERE / name).stat().st_size // 1024} KiB")
 
 

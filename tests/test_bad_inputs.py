@@ -196,6 +196,17 @@ CASES = {
     "tile below 16": ([*P, "--tile", "8"], 2, "--tile"),
     "unknown option": ([*P, "--bogus"], 2, "--bogus"),
     "bad choice": ([*P, "--temporal", "sideways"], 2, "--temporal"),
+    "mask of another shape": ([*P, "--mask", "{t}/wide_mask.png", "-o", "{t}/m.png"], 2,
+                              "another shape"),
+    "masks neither one nor one per style": (
+        ["{t}/photo.png", "{t}/style.png", "{t}/style.png", "{t}/style.png", "--mask",
+         "{t}/mask.png", "--mask", "{t}/mask.png", "-o", "{t}/m.png"], 2, "2 times for 3"),
+    "mask truncated": ([*P, "--mask", "{t}/cut_mask.png", "-o", "{t}/m.png"], 2,
+                       "cut_mask.png"),
+    "mask with a video": (["{t}/clip.mp4", "{t}/style.png", "--mask", "{t}/mask.png"], 2,
+                          "--mask"),
+    "output is the mask": ([*P, "--mask", "{t}/mask.png", "-o", "{t}/mask.png",
+                            "--overwrite"], 4, "is an input"),
 }
 
 
@@ -210,6 +221,11 @@ def place(tmp_path):
     if not (t / "style.gif").exists():
         (t / "style.gif").write_bytes((t / "style.png").read_bytes())
     (t / "notes.txt").write_text("not an image")
+    mask = np.zeros((48, 64), np.uint8)
+    mask[:, :32] = 255
+    cv2.imwrite(str(t / "mask.png"), mask)
+    cv2.imwrite(str(t / "wide_mask.png"), np.full((20, 64), 255, np.uint8))
+    (t / "cut_mask.png").write_bytes((t / "mask.png").read_bytes()[:60])
     (t / "empty").mkdir()
     (t / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
     make_clip(t / "clip.mp4", size=(48, 36), frames=3, audio=False)

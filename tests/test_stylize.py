@@ -156,7 +156,7 @@ def test_a_batch_of_photos_gives_each_what_it_gets_alone():
     a, b = content_array(), content_array()[::-1, ::-1].copy()
     content = torch.cat([stylizer.prepare(a), stylizer.prepare(b)])
     stylizer.vgg.to(torch.float64)
-    stylizer._targets = {k: {n: t.double() for n, t in v.items()}
+    stylizer._targets = {k: [{n: t.double() for n, t in d.items()} for d in v]
                          for k, v in stylizer._targets.items()}
     x64 = content.double()
     both, rep = stylizer.run(x64, x64.clone())

@@ -18,6 +18,7 @@ from nstvideo.style.optimize import (PRECONDITION, EarlyStop, OptimizeReport, Pr
 from nstvideo.settings import StyleSettings, loss_weights
 from nstvideo.style.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
                               to_tensor, with_colors_of)
+from nstvideo.style.regions import Regions, guided
 from nstvideo.style.tiled import TiledObjective, gram_sums, receptive, split
 from nstvideo.style.vgg import VGGFeatures, min_side
 
@@ -118,13 +119,26 @@ class Stylizer:
         self.alpha, self.beta, self.gamma = loss_weights(s)
         configure(self.device, s.seed, tune)  # tune: the same frame size again and again
         self.styles = styles
-        self._targets: dict[tuple, dict[str, torch.Tensor]] = {}
+        self._targets: dict[tuple, list[dict[str, torch.Tensor]]] = {}
+
+    def style_targets(self, content: torch.Tensor,
+                      blend: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
+        """Style targets per layer for a result the size of `content` (1, 3, H, W), the styles
+        blended by `blend` (weights, default the settings'): each style image is scaled to
+        style_scale x its longest side. With preserve_colors the style's luminance is matched
+        to `content`'s. Each style's are computed once per size."""
+        per_style = self._style_targets(content)
+        weights = self.blend if blend is None else [w / sum(blend) for w in blend]
+        out: dict[str, torch.Tensor] = {}
+        for targets, w in zip(per_style, weights):
+            if w:
+                for name, t in targets.items():
+                    out[name] = out[name] + w * t if name in out else w * t
+        return out
 
     @torch.no_grad()
-    def style_targets(self, content: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Blended style targets per layer for a result the size of `content` (1, 3, H, W):
-        the style image is scaled to style_scale x its longest side. With preserve_colors the
-        style's luminance is matched to `content`'s. Cached: computed once per size."""
+    def _style_targets(self, content: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        """Each style image's targets per layer (unblended), cached by size."""
         s = self.settings
         longest = style_longest(max(content.shape[2:]), s.style_scale)
         key: tuple = (longest,)
@@ -133,8 +147,10 @@ class Stylizer:
             key += tuple(round(v, 1) for v in torch.stack([y.mean(), y.std()]).tolist())
         if key in self._targets:
             return self._targets[key]
-        targets: dict[str, torch.Tensor] = {}
-        for img, w in zip(self.styles, self.blend):
+        per_style: list[dict[str, torch.Tensor]] = []
+        for img in self.styles:
+            targets: dict[str, torch.Tensor] = {}
+            per_style.append(targets)
             hw = fit_longest(*img.shape[:2], longest)
             if min(hw) < self.min_side:  # a thin style image: enlarged until VGG can take it
                 sides = img.shape[:2]  # (its own: the fit above rounded the short one)
@@ -150,21 +166,27 @@ class Stylizer:
                 size = (hw[0] // receptive(name).stride, hw[1] // receptive(name).stride)
                 area = size[0] * size[1] if opacity is None else \
                     torch.nn.functional.adaptive_avg_pool2d(opacity, size).sum()
-                t = w * grams[name] / (2 * grams[name].shape[1] * area)  # losses.style_target
-                targets[name] = targets[name] + t if name in targets else t
+                targets[name] = grams[name] / (2 * grams[name].shape[1] * area)  # style_target
         if len(self._targets) > 8:  # bounded: preserve_colors over many photos adds keys
             self._targets.clear()
-        self._targets[key] = targets
-        return targets
+        self._targets[key] = per_style
+        return per_style
 
     def objective(self, content: torch.Tensor, temporal: Temporal | None = None,
-                  tile: int | None = None, keep: int = 1):
+                  tile: int | None = None, keep: int = 1, regions: Regions | None = None):
         """The total cost J(x) for one content image (1, 3, H, W) in pixels; returns a callable
         x -> (total per item (B,), parts summed) as `optimize` wants. Content targets are
         computed here, once. With `tile` (px) it is computed tile by tile, with the same
         value and gradient (nstvideo.style.tiled), `keep` tiles' VGG passes kept between
-        its two passes."""
+        its two passes. With `regions`, each region's guided Grams against its own style
+        blend (nstvideo.style.regions)."""
         s = self.settings
+        if regions is not None:
+            if tile is not None:
+                raise InputError("--mask: a picture this size is painted in tiles here, and "
+                                 "masks are not yet painted in tiles: use a smaller --size or "
+                                 "a larger --max-memory")
+            return self._guided_objective(content, regions)
         style_t = self.style_targets(content)
         if tile is not None:
             return TiledObjective(
@@ -188,6 +210,27 @@ class Stylizer:
                 parts["temporal"] = jtemp
             parts["total"] = total
             return total, {k: v.detach().sum() for k, v in parts.items()}  # one sync, later
+
+        return f
+
+    def _guided_objective(self, content: torch.Tensor, regions: Regions):
+        """`objective` with a style cost per region (its guided Grams against its blend)."""
+        s = self.settings
+        masks = regions.at(tuple(content.shape[2:]))
+        painted = [(masks[r:r + 1], self.style_targets(content, blend))
+                   for r, blend in enumerate(regions.blends)]
+        with torch.no_grad():
+            content_t = self.features(content)[s.content_layer]
+
+        def f(x: torch.Tensor):
+            feats = self.features(x)
+            jc = losses.content_loss(feats[s.content_layer], content_t)
+            js = sum(lam * losses.style_loss(guided(feats[n], m), t[n])
+                     for m, t in painted for n, lam in s.style_layers)
+            jt = losses.tv_loss(x)
+            total = self.alpha * jc + self.beta * js + self.gamma * jt
+            parts = {"content": jc, "style": js, "tv": jt, "total": total}
+            return total, {k: v.detach().sum() for k, v in parts.items()}
 
         return f
 
@@ -234,7 +277,8 @@ class Stylizer:
 
     def run(self, content: torch.Tensor, init: torch.Tensor, *, iterations: int | None = None,
             temporal: Temporal | None = None, early_stop: EarlyStop | None = None,
-            on_step=None, coarse: bool = True) -> tuple[torch.Tensor, OptimizeReport]:
+            on_step=None, coarse: bool = True,
+            regions: Regions | None = None) -> tuple[torch.Tensor, OptimizeReport]:
         """Stylize content from `init`; both (B, 3, H, W) pixels on the device (a batch: B
         independent images of one size, each optimized as it would be alone).
 
@@ -242,14 +286,18 @@ class Stylizer:
         start that already holds the painting, such as a video's previous frame). With
         preserve_colors the optimization runs on luminance and the content's colours are put
         back at the end. Returns the result in pixels and the optimizer's report (iterations
-        summed over levels; `memory`, the full size's plan).
+        summed over levels; `memory`, the full size's plan). `regions`: where to paint and
+        with which styles (one image; nstvideo.style.regions): the rest is the content.
         """
         hw, layers = tuple(content.shape[2:]), self.vgg.wanted
         levels = schedule(hw, iterations or self.settings.iterations, self.settings, coarse)
         plans = [self.memory_plan(size, len(content), temporal is not None)
                  for size, _ in reversed(levels)][::-1]  # the full size refused first, here
+        if regions is not None and (len(content) != 1 or temporal is not None):
+            raise ValueError("regions: one image at a time, without a temporal cost")
         try:
-            return self._run(content, init, levels, plans, temporal, early_stop, on_step)
+            return self._run(content, init, levels, plans, temporal, early_stop, on_step,
+                             regions)
         except torch.cuda.OutOfMemoryError:
             pass  # the failed run's tensors leave with the exception: what fits is asked after
         raise out_of_memory(self.device, hw, layers, len(content))
@@ -270,7 +318,7 @@ class Stylizer:
         return plan(hw, self.vgg.wanted, self.device, self.budget(), batch=batch,
                     tile=self.settings.tile, temporal=temporal, bf16=self.amp)
 
-    def _run(self, content, init, levels, plans, temporal, early_stop, on_step):
+    def _run(self, content, init, levels, plans, temporal, early_stop, on_step, regions):
         s = self.settings
         space = luminance if s.preserve_colors else (lambda t: t)
         target, x = space(content), space(init)
@@ -279,9 +327,12 @@ class Stylizer:
             level_t = None if temporal is None else temporal.resized(hw, space)
             fixed = None if level_t is None or level_t.frozen is None else (
                 level_t.frozen, level_t.warped)
+            if regions is not None:  # the pixels no region paints: held at the content
+                fixed = (regions.held(hw), resize_tensor(target, hw))
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
-            objective = self.objective(resize_tensor(target, hw), level_t, mem.tile, mem.keep)
+            objective = self.objective(resize_tensor(target, hw), level_t, mem.tile, mem.keep,
+                                       regions)
             x, rep = optimize(resize_tensor(x, hw), objective, iterations=n,
                               optimizer=s.optimizer, learning_rate=s.learning_rate,
                               early_stop=early_stop, on_step=step, fixed=fixed,
@@ -295,4 +346,6 @@ class Stylizer:
             report.last = rep.last
         if s.preserve_colors:
             x = with_colors_of(x, content)
+        if regions is not None:  # laid over the content through the feathered union
+            x = torch.lerp(content, x, regions.cover(tuple(content.shape[2:])))
         return x, report

@@ -1,0 +1,128 @@
+"""Where to paint: a mask keeps the photo outside it, the region inside gets the whole style
+(guided Grams, Gatys et al. 2017), one style per region. (Bad masks: test_bad_inputs.py.)"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import content_array, style_array, write_rgb
+from typer.testing import CliRunner
+
+from nstvideo import stylize_image
+from nstvideo.cli import app
+from nstvideo.photos import build_stylizer
+from nstvideo.settings import StyleSettings
+from nstvideo.style import losses
+from nstvideo.style.regions import Regions, guided
+
+S = dict(size=64, iterations=30, seed=0)
+
+
+def photo(h=48, w=64):
+    """The test photo with texture (noise), so a painted region and a kept one differ."""
+    rng = np.random.default_rng(5)
+    return np.clip(content_array(h, w) + rng.normal(0, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def left_mask(h=48, w=64, share=0.5):
+    m = np.zeros((h, w), np.uint8)
+    m[:, :round(w * share)] = 255
+    return m
+
+
+def test_a_guided_gram_is_the_region_s_own_gram_by_its_area():
+    """Binary mask: the Gram of the region's positions alone over its own area; a white mask:
+    the plain Gram."""
+    torch.manual_seed(0)
+    a = torch.rand(1, 8, 12, 16)
+    c, h, w = 8, 12, 16
+    full = torch.ones(1, 1, 12, 16)
+    torch.testing.assert_close(losses.gram(guided(a, full)), losses.gram(a))
+    half = torch.zeros(1, 1, 12, 16)
+    half[..., :, :5] = 1
+    region = a[..., :, :5].reshape(1, c, -1)
+    want = region @ region.transpose(1, 2) / (2 * c * 12 * 5)
+    torch.testing.assert_close(losses.gram(guided(a, half)) / (2 * c * h * w), want)
+
+
+def test_the_kept_region_is_the_photo_and_the_painted_one_the_style():
+    content = photo()
+    mask = left_mask()
+    out = stylize_image(content, style_array(), mask=mask, **S).astype(float)
+    plain = stylize_image(content, style_array(), **S).astype(float)
+    kept, painted = slice(40, None), slice(None, 24)  # 8 px from the edge at 32 either side
+    assert np.abs(out[:, kept] - content[:, kept]).mean() <= 2.0
+    assert np.abs(out[:, painted] - content[:, painted]).mean() > 10  # painted
+    # ... with the whole style: its region's style cost (guided Grams) near the same region's
+    # in a render of the whole picture, far below the photo's
+    st = build_stylizer(style_array(), StyleSettings(**S))
+    inner = cv2.erode(mask, np.ones((9, 9), np.uint8))
+    costs = [region_cost(st, img.astype(np.uint8), inner, 0) for img in (out, plain, content)]
+    assert costs[0] < 1.5 * costs[1] and costs[0] < 0.3 * costs[2], costs
+
+
+def region_cost(stylizer, image, mask, style_index):
+    """The region's style cost (guided Grams) against one style alone."""
+    x = stylizer.prepare(image)
+    m = torch.from_numpy(mask.astype(np.float32) / 255)[None, None]
+    blend = tuple(float(i == style_index) for i in range(len(stylizer.styles)))
+    targets = stylizer.style_targets(x, blend)
+    feats = stylizer.features(x)
+    return float(sum(lam * losses.style_loss(guided(feats[n], m), targets[n])
+                     for n, lam in stylizer.settings.style_layers))
+
+
+def test_two_regions_each_take_their_own_style():
+    content, a, b = photo(), style_array(seed=0), style_array(seed=1)[..., ::-1].copy()
+    b = cv2.GaussianBlur(b, (9, 9), 0)  # a soft painting beside a hard-stroked one
+    left, right = left_mask(), 255 - left_mask()
+    out = stylize_image(content, [a, b], mask=[left, right], **S)
+    st = build_stylizer([a, b], StyleSettings(**S))
+    for mask, own, other in ((left, 0, 1), (right, 1, 0)):
+        inner = cv2.erode(mask, np.ones((9, 9), np.uint8))  # away from the seam
+        assert region_cost(st, out, inner, own) * 2 < region_cost(st, out, inner, other)
+
+
+def test_a_region_s_mask_is_resized_and_the_edge_has_no_seam():
+    """A mask at twice the photo's size works; along the edge the result passes from painted
+    to kept without a step larger than those inside the painted region."""
+    content = photo()
+    big = cv2.resize(left_mask(), (128, 96), interpolation=cv2.INTER_NEAREST)
+    out = stylize_image(content, style_array(), mask=big, **S).astype(float)
+    steps = np.abs(np.diff(out, axis=1)).mean(axis=(0, 2))  # per column boundary
+    assert steps[29:34].max() < 2.5 * np.median(steps[:24])
+
+
+runner = CliRunner()
+
+
+def test_a_black_mask_warns_and_gives_the_photo_back(tmp_path):
+    src = write_rgb(tmp_path / "p.png", photo())
+    style = write_rgb(tmp_path / "s.png", style_array())
+    black = write_rgb(tmp_path / "black.png", np.zeros((48, 64, 3), np.uint8))
+    out = tmp_path / "o.png"
+    r = runner.invoke(app, ["stylize", src, style, "--mask", black, "-o", str(out),
+                            "--size", "64", "--iterations", "2", "-q"])
+    assert r.exit_code == 0 and "paints nothing" in r.output, r.output
+    got = cv2.imread(str(out))[..., ::-1].astype(int)
+    assert np.abs(got - photo()).max() <= 1
+
+
+def test_masks_as_arrays_of_any_kind_mean_the_same():
+    """A mask given as uint8, bool, float 0-1 or with transparency reads as the same mask."""
+    from nstvideo.photos import load_regions
+
+    m = left_mask()
+    want = load_regions(m, 1, (48, 64), "cpu").masks
+    rgba = np.dstack([np.full((48, 64, 3), 255, np.uint8), m])  # white, transparent right
+    for other in (m > 128, m.astype(np.float32) / 255, rgba):
+        torch.testing.assert_close(load_regions([other], 1, (48, 64), "cpu").masks, want)
+
+
+def test_regions_are_one_image_at_a_time():
+    st = build_stylizer(style_array(), StyleSettings(size=32, iterations=1))
+    x = torch.cat([st.prepare(photo())] * 2)
+    with pytest.raises(ValueError, match="one image"):
+        st.run(x, x.clone(), regions=Regions(torch.ones(1, 1, 48, 64), (None,)))
