@@ -35,6 +35,29 @@ TemporalMode = _choices("TemporalMode", TEMPORAL_MODES)
 Warp = _choices("Warp", WARPS)
 Method = _choices("Method", METHODS)
 Precision = _choices("Precision", PRECISIONS)
+ColorMode = _choices("ColorMode", ("luminance", "histogram"))
+OPTIONAL_VALUES = {"--preserve-colors": ("luminance", ("luminance", "histogram"))}
+
+
+def optional_values(args: list[str]) -> list[str]:
+    """An option whose value may be left out (`--preserve-colors` alone means luminance,
+    `--preserve-colors histogram` says which): given its value explicitly, as
+    `--preserve-colors=luminance`, before the parser sees it (click takes no optional
+    values)."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            return out + args[i:]
+        if a in OPTIONAL_VALUES:
+            default, values = OPTIONAL_VALUES[a]
+            given = i + 1 < len(args) and args[i + 1] in values
+            out.append(f"{a}={args[i + 1] if given else default}")
+            i += 2 if given else 1
+            continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def _version(value: bool):
@@ -213,9 +236,10 @@ def stylize_cmd(
         "--mask", help="Photo: where to paint (an image: white painted, black kept as the "
         "photo, grey between). Once: where the styles' blend goes; once per style, in the "
         "styles' order: each style on its own region.", show_default=False)] = None,
-    preserve_colors: Annotated[bool, typer.Option(
-        "--preserve-colors", help="Transfer the style's luminance only; keep the photo's "
-        "colours.")] = False,
+    preserve_colors: Annotated[Optional[ColorMode], typer.Option(
+        "--preserve-colors", help="Keep the photo's colours: luminance (alone: the default) "
+        "transfers the style's luminance only; histogram matches the style's colours to the "
+        "photo's first (Gatys et al. 2017).", show_default=False)] = None,
     optimizer: Annotated[Optimizer, typer.Option(help="lbfgs (fewer iterations) or adam.")]
     = Optimizer(D.optimizer),
     init: Annotated[str, typer.Option(help="Start from: content, noise, or an image PATH.")]
@@ -312,7 +336,8 @@ def _stylize(input, styles, output, size, iterations, iterations_first, temporal
         style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
         style_layers=parse_style_layers(style_layers),
         style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
-        if style_weights else None, preserve_colors=preserve_colors,
+        if style_weights else None,
+        preserve_colors=preserve_colors.value if preserve_colors else False,
         optimizer=optimizer.value, init=init, seed=seed, device=device,
         precision=precision.value, batch=batch, weights=weights,
         max_megapixels=max_megapixels, coarse_levels=levels, max_memory=max_memory, tile=tile)
@@ -375,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     argument) as one line on stderr and exit code 2, like every other error. (Typer's parser
     is click, vendored by recent Typer versions: its exceptions are matched by class name.)"""
     try:
-        result = app(args=argv, prog_name="nstvideo", standalone_mode=False)
+        args = optional_values(list(sys.argv[1:] if argv is None else argv))
+        result = app(args=args, prog_name="nstvideo", standalone_mode=False)
     except typer.Abort:
         fail("interrupted", 130)
     except Exception as e:  # noqa: BLE001 - only click's usage errors are handled here

@@ -31,6 +31,9 @@ DEFAULT_STYLE_LAYERS: tuple[tuple[str, float], ...] = (
     ("relu1_1", 0.2), ("relu2_1", 0.2), ("relu3_1", 0.2), ("relu4_1", 0.2), ("relu5_1", 0.2))
 
 OPTIMIZERS = ("lbfgs", "adam")
+# --preserve-colors, as given -> as kept (True: luminance, as the option was a flag before)
+COLOR_MODES = {False: False, None: False, "": False, "none": False, True: True,
+               "luminance": True, "histogram": "histogram"}
 MAX_ITERATIONS = 100_000  # a ceiling on mistakes (999999999 estimated 9,200 hours): L-BFGS
 # converges by eye in a few hundred; a frame or level stops early once its loss stops falling
 MAX_SIZE = 16384  # px, the longest side: a 36 x 24 inch print at 300 dpi is 10800 x 7200, and
@@ -60,7 +63,8 @@ class StyleSettings:
     style_layers: tuple[tuple[str, float], ...] = DEFAULT_STYLE_LAYERS  # (layer, λ_l) pairs
     style_scale: float = 1.0  # style image's longest side relative to the result's
     style_blend: tuple[float, ...] | None = None  # weight of each style image; None: equal
-    preserve_colors: bool = False  # transfer luminance only, keep the content's colours
+    preserve_colors: bool | str = False  # keep the content's colours: True or "luminance",
+    # luminance-only transfer; "histogram", the style's colours matched to the content's first
     # Coarse-to-fine (nstvideo.style.stylizer.schedule): the picture is composed at a size
     # VGG sees whole, then refined level by level, each twice the size of the one before,
     # the style image scaled with it (so the strokes are at the picture's scale). Levels:
@@ -91,6 +95,11 @@ class StyleSettings:
                              # machine); None: tiles only where the budget needs them
 
     def __post_init__(self):
+        colors = self.preserve_colors
+        if colors not in COLOR_MODES:
+            raise InputError(f"--preserve-colors {colors}: use luminance (the default) or "
+                             "histogram")
+        object.__setattr__(self, "preserve_colors", COLOR_MODES[colors])
         for name in ("content_weight", "style_weight", "tv_weight"):
             value = getattr(self, name)
             if value is not None:
@@ -127,6 +136,16 @@ class StyleSettings:
         if int(self.iterations) != self.iterations or not 1 <= self.iterations <= MAX_ITERATIONS:
             raise InputError(f"--iterations {self.iterations}: give a whole number, 1 to "
                              f"{MAX_ITERATIONS}")
+
+    @property
+    def by_luminance(self) -> bool:
+        """Luminance-only transfer (the content's colours put back at the end)."""
+        return self.preserve_colors is True
+
+    @property
+    def by_histogram(self) -> bool:
+        """The style images' colours matched to the content's before the transfer."""
+        return self.preserve_colors == "histogram"
 
     @property
     def max_pixels(self) -> int:

@@ -126,3 +126,39 @@ def test_regions_are_one_image_at_a_time():
     x = torch.cat([st.prepare(photo())] * 2)
     with pytest.raises(ValueError, match="one image"):
         st.run(x, x.clone(), regions=Regions(torch.ones(1, 1, 48, 64), (None,)))
+
+
+def test_histogram_colours_match_the_style_to_the_photo_first():
+    """--preserve-colors histogram: the style's pixels moved to the photo's colour mean and
+    covariance; the result keeps the photo's colours far better than a plain transfer."""
+    from nstvideo.style.tensors import colour_stats, match_colors
+
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, 40, 40) * torch.tensor([200.0, 60, 90]).view(1, 3, 1, 1)
+    content = torch.rand(1, 3, 30, 30) * 60 + 90  # (away from 0 and 255: nothing clipped)
+    content[:, 2] = 0.5 * content[:, 0] + 40  # correlated channels
+    for got, want in zip(colour_stats(match_colors(style, content)), colour_stats(content)):
+        torch.testing.assert_close(got, want, atol=1.0, rtol=0.02)
+    red = np.zeros((64, 64, 3), np.uint8)  # a red painting with dark strokes
+    red[..., 0] = 220
+    red[::6] = 30
+    plain = stylize_image(photo(), red, **S).astype(float)
+    kept = stylize_image(photo(), red, preserve_colors="histogram", **S).astype(float)
+    mean = photo().reshape(-1, 3).mean(0)
+    assert np.abs(kept.reshape(-1, 3).mean(0) - mean).sum() < \
+        0.3 * np.abs(plain.reshape(-1, 3).mean(0) - mean).sum()
+
+
+def test_preserve_colors_alone_means_luminance():
+    from nstvideo.cli import optional_values
+
+    assert optional_values(["stylize", "a.jpg", "s.jpg", "--preserve-colors"]) == \
+        ["stylize", "a.jpg", "s.jpg", "--preserve-colors=luminance"]
+    assert optional_values(["stylize", "a.jpg", "--preserve-colors", "histogram", "s.jpg"]) == \
+        ["stylize", "a.jpg", "--preserve-colors=histogram", "s.jpg"]
+    assert optional_values(["x", "--", "--preserve-colors"]) == ["x", "--", "--preserve-colors"]
+    assert StyleSettings(preserve_colors=True).by_luminance
+    assert StyleSettings(preserve_colors="histogram").by_histogram
+    from nstvideo.errors import InputError
+    with pytest.raises(InputError, match="luminance .* or histogram"):
+        StyleSettings(preserve_colors="sepia")

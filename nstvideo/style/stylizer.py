@@ -16,8 +16,9 @@ from nstvideo.style.memory import MemoryPlan, budget, estimate_bytes, out_of_mem
 from nstvideo.style.optimize import (PRECONDITION, EarlyStop, OptimizeReport, Preconditioner,
                                      optimize)
 from nstvideo.settings import StyleSettings, loss_weights
-from nstvideo.style.tensors import (fit_checked, fit_longest, luminance, resize, resize_tensor,
-                              to_tensor, with_colors_of)
+from nstvideo.style.tensors import (colour_stats, fit_checked, fit_longest, luminance,
+                                    match_colors, resize, resize_tensor, to_tensor,
+                                    with_colors_of)
 from nstvideo.style.regions import Regions, guided
 from nstvideo.style.tiled import TiledObjective, gram_sums, receptive, split
 from nstvideo.style.vgg import VGGFeatures, min_side
@@ -125,8 +126,9 @@ class Stylizer:
                       blend: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
         """Style targets per layer for a result the size of `content` (1, 3, H, W), the styles
         blended by `blend` (weights, default the settings'): each style image is scaled to
-        style_scale x its longest side. With preserve_colors the style's luminance is matched
-        to `content`'s. Each style's are computed once per size."""
+        style_scale x its longest side. With preserve_colors the style's luminance (or, by
+        histogram, its colours' mean and covariance) is matched to `content`'s. Each style's
+        are computed once per size."""
         per_style = self._style_targets(content)
         weights = self.blend if blend is None else [w / sum(blend) for w in blend]
         out: dict[str, torch.Tensor] = {}
@@ -142,9 +144,12 @@ class Stylizer:
         s = self.settings
         longest = style_longest(max(content.shape[2:]), s.style_scale)
         key: tuple = (longest,)
-        if s.preserve_colors:
+        if s.by_luminance:  # (one read of the content's statistics: the cache's key)
             y = luminance(content)[:, 0]
             key += tuple(round(v, 1) for v in torch.stack([y.mean(), y.std()]).tolist())
+        elif s.by_histogram:
+            stats = torch.cat([t.view(-1) for t in colour_stats(content)])
+            key += tuple(round(v, 1) for v in stats.tolist())
         if key in self._targets:
             return self._targets[key]
         per_style: list[dict[str, torch.Tensor]] = []
@@ -156,8 +161,10 @@ class Stylizer:
                 sides = img.shape[:2]  # (its own: the fit above rounded the short one)
                 hw = fit_longest(*sides, math.ceil(self.min_side * max(sides) / min(sides)))
             x, opacity = _style_pixels(resize(img, hw), self.device)
-            if s.preserve_colors:
+            if s.by_luminance:
                 x = luminance(x, like=content)
+            elif s.by_histogram:
+                x = match_colors(x, content)
             names = [name for name, _ in s.style_layers]
             tile = self.memory_plan(hw).tile  # a style as large as a print: in tiles too
             grams = gram_sums(self.features, x, split(hw, tile or max(hw), names), names,
@@ -320,7 +327,7 @@ class Stylizer:
 
     def _run(self, content, init, levels, plans, temporal, early_stop, on_step, regions):
         s = self.settings
-        space = luminance if s.preserve_colors else (lambda t: t)
+        space = luminance if s.by_luminance else (lambda t: t)
         target, x = space(content), space(init)
         report = OptimizeReport()
         for (hw, n), mem in zip(levels, plans):
@@ -344,7 +351,7 @@ class Stylizer:
             report.backtracks += rep.backtracks
             report.first = report.first or rep.first
             report.last = rep.last
-        if s.preserve_colors:
+        if s.by_luminance:
             x = with_colors_of(x, content)
         if regions is not None:  # laid over the content through the feathered union
             x = torch.lerp(content, x, regions.cover(tuple(content.shape[2:])))

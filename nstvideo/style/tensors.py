@@ -87,3 +87,32 @@ def with_colors_of(y_image: torch.Tensor, colors: torch.Tensor) -> torch.Tensor:
     yiq = rgb_to_yiq(colors)
     yiq = torch.cat([rgb_to_yiq(y_image)[:, :1], yiq[:, 1:]], dim=1)
     return yiq_to_rgb(yiq)
+
+
+def colour_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean (3, 1) and covariance (3, 3) of the RGB pixels of x (B, 3, H, W), float64."""
+    f = x.detach().double().transpose(0, 1).reshape(3, -1)
+    mean = f.mean(dim=1, keepdim=True)
+    d = f - mean
+    return mean, d @ d.T / max(1, d.shape[1] - 1)
+
+
+def _sqrtm(c: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """The symmetric square root of a covariance (or its inverse), its eigenvalues kept above
+    a grey level's square (a flat image has no colour axis to scale)."""
+    vals, vecs = torch.linalg.eigh(c)
+    vals = vals.clamp_min(1.0).sqrt()
+    return vecs @ torch.diag(1 / vals if inverse else vals) @ vecs.T
+
+
+def match_colors(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """x's pixels (B, 3, H, W, 0-255) moved by one affine map of colour so that their mean and
+    covariance are those of `like`'s: x' = Σ_l^½ Σ_x^-½ (x - μ_x) + μ_l (colour histogram
+    matching, Gatys, Ecker, Bethge, Hertzmann & Shechtman 2017, §5; the symmetric square
+    roots, which rotate colours least). Clipped to 0-255."""
+    mx, cx = colour_stats(x)
+    ml, cl = colour_stats(like)
+    a = _sqrtm(cl) @ _sqrtm(cx, inverse=True)
+    f = x.double().transpose(0, 1).reshape(3, -1)
+    out = (a @ (f - mx) + ml).reshape(3, x.shape[0], *x.shape[2:]).transpose(0, 1)
+    return out.clamp(0, 255).to(x.dtype).contiguous()
