@@ -90,9 +90,9 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     src = existing(input_path)
     out = Path(output) if output is not None else None
     frames = frame_sequence(src, out, video) if src.is_dir() else None
-    if mask and (frames is not None or src.is_dir() or is_video_path(src)):
-        raise InputError("--mask paints a photo's region; masks for a folder of photos and "
-                         "for videos are not supported yet: give one photo")
+    if mask and (frames is not None or (src.is_file() and is_video_path(src))):
+        raise InputError("--mask paints photos' regions; masks for videos and frame sequences "
+                         "are not supported yet: give a photo or a folder of photos")
     if frames is not None or (src.is_file() and is_video_path(src)):
         if dpi is not None:
             warnings.warn("--dpi: for photos (a print resolution), ignored for videos",
@@ -115,7 +115,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     if src.is_dir():
         rep: FolderReport = stylize_folder(src, styles, out, settings=settings,
                                            overwrite=overwrite, progress=progress,
-                                           strip_metadata=strip_metadata, dpi=dpi)
+                                           strip_metadata=strip_metadata, dpi=dpi, mask=mask)
         return RunReport(output=out, written=rep.written, failed=rep.failed,
                          skipped=rep.skipped)
     masks = [] if mask is None else [mask] if isinstance(mask, (str, os.PathLike)) else [

@@ -211,8 +211,9 @@ def stylize_cmd(
         help="Blend of several styles, one weight each, e.g. 0.7,0.3.")] = None,
     mask: Annotated[Optional[list[Path]], typer.Option(
         "--mask", help="Photo: where to paint (an image: white painted, black kept as the "
-        "photo, grey between). Once: where the styles' blend goes; once per style, in the "
-        "styles' order: each style on its own region.", show_default=False)] = None,
+        "photo, grey between); a folder of photos: a folder of masks named as them. Once: "
+        "where the styles' blend goes; once per style, in the styles' order: each style on "
+        "its own region.", show_default=False)] = None,
     preserve_colors: Annotated[Optional[ColorMode], typer.Option(
         "--preserve-colors", help="Keep the photo's colours: luminance (alone: the default) "
         "transfers the style's luminance only; histogram matches the style's colours to the "

@@ -25,6 +25,7 @@ from nstvideo.outputs import input_paths, photo_name, prepare_output_dir
 from nstvideo.record import FolderRecord, style_state
 from nstvideo.settings import StyleSettings
 from nstvideo.style.optimize import OptimizeReport
+from nstvideo.masks import MaskLike, load_regions, mask_folders, photo_masks
 from nstvideo.style.regions import EMPTY, Regions
 from nstvideo.style.stylizer import Stylizer, style_longest
 from nstvideo.style.tensors import fit_longest, resize, to_image
@@ -65,48 +66,6 @@ def build_stylizer(styles: ImageLike | Sequence[ImageLike], settings: StyleSetti
     return Stylizer(load_styles(styles, settings), settings)
 
 
-MaskLike = str | os.PathLike | np.ndarray  # white: painted, black: kept as the photo
-
-
-def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
-                 shape: tuple[int, int], device, max_pixels: int = MAX_PIXELS
-                 ) -> Regions | None:
-    """The masks of a photo of `shape` (h, w) as Regions: white painted, black kept, grey in
-    between (a transparent pixel is black). One mask: where the styles' blend paints; one
-    per style (two or more): each style on its own mask. Refused in one line: another number
-    of masks, a mask of another shape (its size may differ), an unreadable one. A mask that
-    paints nothing is said in a warning."""
-    if masks is None or (not isinstance(masks, np.ndarray) and not len(masks)):
-        return None
-    masks = [masks] if isinstance(masks, (str, os.PathLike, np.ndarray)) else list(masks)
-    if len(masks) != 1 and len(masks) != styles:
-        raise InputError(f"--mask is given {len(masks)} times for {styles} style image(s): give "
-                         "one (where the styles paint) or one per style, in the styles' order")
-    planes = []
-    for m in masks:
-        name = "mask" if isinstance(m, np.ndarray) else f"mask {m}"
-        if isinstance(m, np.ndarray):  # uint8, uint16, float 0-1 or bool (True: painted)
-            img = as_rgb(m.astype(np.uint8) * 255 if m.dtype == bool else m, what="mask")
-        else:
-            img = read_image(m, what="mask", max_pixels=max_pixels)
-        grey = img[..., :3].astype(np.float32).mean(axis=2) / 255.0
-        if img.shape[2] == 4:  # transparent: not painted
-            grey *= img[..., 3].astype(np.float32) / 255.0
-        (mh, mw), (h, w) = grey.shape, shape
-        if abs(mh * w - mw * h) > max(mh, mw, h, w):  # another shape, not another size
-            raise InputError(f"{name} is {mw}x{mh}, another shape than the photo ({w}x{h}): "
-                             "make the mask from the photo (any size of the same shape)")
-        if grey.mean() < EMPTY:
-            warnings.warn(f"{name} is black everywhere: it paints nothing", stacklevel=3)
-        planes.append(torch.from_numpy(np.ascontiguousarray(grey))[None, None])
-    size = planes[0].shape[2:]
-    stack = torch.cat([torch.nn.functional.interpolate(t, size=size, mode="bilinear",
-                                                       align_corners=False) for t in planes])
-    blends = ((None,) if len(planes) == 1 else
-              tuple(tuple(float(i == r) for i in range(styles)) for r in range(styles)))
-    return Regions(stack.to(device), blends)
-
-
 def init_image(settings: StyleSettings) -> np.ndarray | None:
     if settings.init in ("content", "noise"):
         return None
@@ -121,6 +80,12 @@ def _step_bar(bar):
     return on_step
 
 
+def _regions(stylizer: Stylizer, image: np.ndarray, mask) -> Regions | None:
+    """An image's masks (`load_regions`) as its stylizer takes them; None without."""
+    return None if mask is None else load_regions(mask, len(stylizer.styles), image.shape[:2],
+                                                  stylizer.device, stylizer.settings.max_pixels)
+
+
 def run_one(stylizer: Stylizer, image: np.ndarray, *, progress: bool = False,
             desc: str = "stylizing", init: np.ndarray | None = None, mask=None):
     """Stylize one loaded image with a built stylizer; keeps an alpha channel if it has one.
@@ -128,10 +93,8 @@ def run_one(stylizer: Stylizer, image: np.ndarray, *, progress: bool = False,
 
     Returns (RGB(A) uint8 result at the run's size, optimizer report).
     """
-    regions = load_regions(mask, len(stylizer.styles), image.shape[:2], stylizer.device,
-                           stylizer.settings.max_pixels)
     outs, report = run_batch(stylizer, [image], progress=progress, desc=desc, init=init,
-                             regions=regions)
+                             regions=_regions(stylizer, image, mask))
     return outs[0], report
 
 
@@ -199,7 +162,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
                    output_dir: str | os.PathLike, *, settings: StyleSettings | None = None,
                    overwrite: bool = False, progress: bool = False,
                    strip_metadata: bool = False, dpi: float | None = None,
-                   **overrides) -> FolderReport:
+                   mask=None, **overrides) -> FolderReport:
     """Stylize every image in `folder` (and its subfolders) into `output_dir` under the same
     names (a HEIC as .jpg where HEIC cannot be written), each with its metadata (EXIF, XMP:
     dates, camera, place) and colour profile, unless `strip_metadata` (the profile is kept),
@@ -212,34 +175,41 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
     record (`record.FOLDER_RECORD`) of what it painted with which settings: run again the
     same way, photos already painted are skipped (`report.skipped`), so an interrupted folder,
     or one that has since grown, picks up where it stopped; `overwrite` paints them all anew.
+    `mask`: a folder of masks named as the photos (same subfolders, any image type), or one
+    such folder per style: each photo painted where its masks say (`load_regions`); a photo
+    without a mask is painted whole, named in a warning.
     """
     settings = make_settings(settings, overrides)
     folder, output_dir = Path(folder), Path(output_dir)
     lock = output_lock(output_dir) if output_dir.parent.is_dir() else contextlib.nullcontext()
     with lock:  # a second run writing the same folder refuses while this one runs
         return _stylize_folder(folder, styles, output_dir, settings, overwrite, progress,
-                               strip_metadata, dpi)
+                               strip_metadata, dpi, mask_folders(mask))
 
 
 def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSettings,
                     overwrite: bool, progress: bool, strip_metadata: bool,
-                    dpi: float | None) -> FolderReport:
+                    dpi: float | None, mask_dirs: list[Path]) -> FolderReport:
     images = _folder_photos(folder, output_dir)
+    masks = photo_masks(images, folder, mask_dirs)
     # subfolders (a camera's DCIM/100APPLE, holiday/day1) mirrored under output_dir
     targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]
     _refuse_clashes(images, targets)
     record = FolderRecord(output_dir, {**style_state(settings, styles_list(styles)),
                                        "strip_metadata": strip_metadata,
-                                       **({"dpi": dpi} if dpi else {})}, fresh=overwrite)
+                                       **({"dpi": dpi} if dpi else {}),
+                                       **({"masks": [str(d.resolve()) for d in mask_dirs]}
+                                          if mask_dirs else {})}, fresh=overwrite)
     done = [record.finished(src, target) for src, target in zip(images, targets)]
     report = FolderReport(skipped=[src for src, d in zip(images, done) if d])
     work = [pair for pair, d in zip(zip(images, targets), done) if not d]
     if not work:
         return report  # all painted before, with these settings
     created = not output_dir.exists()
+    mask_files = [m for ms in masks.values() for m in ms or ()]
     prepare_output_dir(output_dir, folder, [t for _, t in work],
-                       input_paths(images, styles_list(styles), settings), overwrite,
-                       ours=record.ours)
+                       input_paths(images, styles_list(styles), settings) + mask_files,
+                       overwrite, ours=record.ours)
     init = init_image(settings)
     stylizer = build_stylizer(styles, settings)
     errors = Exception  # any failure on one photo (cv2.error, a NaN loss...) fails that one
@@ -249,8 +219,9 @@ def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSetti
         run one by one, so that each failure is reported against its photo."""
         desc = group[0][0].name if len(group) == 1 else f"{len(group)} images"
         try:
+            regions = _regions(stylizer, group[0][2], masks.get(group[0][0]))  # (alone)
             outs, _ = run_batch(stylizer, [im for _, _, im, _ in group], progress=progress,
-                                desc=desc, init=init)
+                                desc=desc, init=init, regions=regions)
         except errors as e:
             if len(group) == 1:
                 report.failed.append((group[0][0], reason(e)))
@@ -268,10 +239,10 @@ def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSetti
                 continue
             record.add(src, dst)
 
-    if stylizer.batch_limit((settings.size, settings.size)) > 1:  # batches: same sizes together
-        work.sort(key=lambda pair: _header_size(pair[0]))  # stable: name order within a size
+    if stylizer.batch_limit((settings.size, settings.size)) > 1 and not masks:  # batches:
+        work.sort(key=lambda pair: _header_size(pair[0]))  # same sizes together, stable
     with tqdm(total=len(work), desc="images", unit="img", disable=not progress) as bar:
-        for batch in _batches(work, stylizer, report, bar):
+        for batch in _batches(work, stylizer, report, bar, alone=bool(masks)):
             run(batch)
             bar.update(len(batch))
     if created and not report.written:  # every photo failed: leave no empty folder behind
@@ -330,9 +301,11 @@ def _names(paths: list[Path], most: int = 3) -> str:
     return ", ".join(p.name for p in paths[:most]) + more
 
 
-def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderReport, bar):
-    """The photos of `work` (source, target) read, in groups of one size that fit a batch;
-    one that cannot be read goes into the report (and the bar) instead."""
+def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderReport, bar,
+             alone: bool = False):
+    """The photos of `work` (source, target) read, in groups of one size that fit a batch (of
+    one each where `alone`: masked photos); one that cannot be read goes into the report
+    (and the bar) instead."""
     settings = stylizer.settings
     batch: list[tuple[Path, Path, np.ndarray, PhotoMeta]] = []  # photos read, all of size hw
     hw = None
@@ -345,7 +318,7 @@ def _batches(work: list[tuple[Path, Path]], stylizer: Stylizer, report: FolderRe
             bar.update(1)
             continue
         size = fit_longest(*image.shape[:2], settings.size)
-        if batch and (size != hw or len(batch) >= stylizer.batch_limit(hw)):
+        if batch and (alone or size != hw or len(batch) >= stylizer.batch_limit(hw)):
             yield batch
             batch = []
         batch.append((src, dst, image, read_meta(src)))

@@ -162,3 +162,30 @@ def test_preserve_colors_alone_means_luminance():
     from nstvideo.errors import InputError
     with pytest.raises(InputError, match="luminance .* or histogram"):
         StyleSettings(preserve_colors="sepia")
+
+
+def test_a_folder_of_photos_with_a_folder_of_masks(tmp_path):
+    """Masks named as the photos (any image type, subfolders mirrored); a photo without one is
+    painted whole and named in a warning; a changed mask folder repaints."""
+    import warnings
+
+    from nstvideo import stylize
+
+    photos, masks = tmp_path / "holiday", tmp_path / "masks"
+    (photos / "day2").mkdir(parents=True)
+    (masks / "day2").mkdir(parents=True)
+    write_rgb(photos / "a.png", photo())
+    write_rgb(photos / "day2" / "b.jpg", photo()[::-1].copy())
+    cv2.imwrite(str(masks / "day2" / "b.png"), left_mask())  # b's mask, a PNG for a JPEG
+    style = write_rgb(tmp_path / "s.png", style_array())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rep = stylize(photos, style, tmp_path / "out", mask=masks, **S)
+    assert len(rep.written) == 2 and not rep.failed
+    assert any("no mask" in str(w.message) and "a.png" in str(w.message) for w in caught)
+    b = cv2.imread(str(tmp_path / "out" / "day2" / "b.jpg"))[..., ::-1].astype(float)
+    a = cv2.imread(str(tmp_path / "out" / "a.png"))[..., ::-1].astype(float)
+    source_b = cv2.imread(str(photos / "day2" / "b.jpg"))[..., ::-1].astype(float)  # decoded
+    assert np.abs(b[:, 40:] - source_b[:, 40:]).mean() < 4  # kept (JPEG's own loss aside)
+    assert np.abs(b[:, :24] - source_b[:, :24]).mean() > 10  # painted
+    assert np.abs(a[:, 40:] - photo()[:, 40:]).mean() > 10  # no mask: painted whole
