@@ -188,19 +188,19 @@ class Stylizer:
         its two passes. With `regions`, each region's guided Grams against its own style
         blend (nstvideo.style.regions)."""
         s = self.settings
-        if regions is not None:
-            if tile is not None:
-                raise InputError("--mask: a picture this size is painted in tiles here, and "
-                                 "masks are not yet painted in tiles: use a smaller --size or "
-                                 "a larger --max-memory")
+        if regions is not None and tile is None:
             return self._guided_objective(content, regions)
-        style_t = self.style_targets(content)
+        style_t = self.style_targets(content) if regions is None else None
         if tile is not None:
+            masks = None if regions is None else regions.at(tuple(content.shape[2:]))
             return TiledObjective(
                 self.features, content, split(tuple(content.shape[2:]), tile, self.vgg.wanted),
                 content_layer=s.content_layer, style_layers=s.style_layers, style_t=style_t,
                 weights=(self.alpha, self.beta, self.gamma), temporal=temporal, keep=keep,
-                content_dtype=torch.bfloat16 if self.amp else torch.float32)
+                content_dtype=torch.bfloat16 if self.amp else torch.float32,
+                regions=None if regions is None else [
+                    (masks[r:r + 1], self.style_targets(content, blend))
+                    for r, blend in enumerate(regions.blends)])
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 

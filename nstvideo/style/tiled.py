@@ -115,21 +115,34 @@ def _merge_thin(tiles: list[Tile], hw, g) -> list[Tile]:
     return out
 
 
+def pooled(weight: torch.Tensor, hw: tuple[int, int], layer: str) -> torch.Tensor:
+    """A weight over the picture (B, 1, H, W) at `layer`'s positions (its map's size)."""
+    s = receptive(layer).stride
+    return torch.nn.functional.adaptive_avg_pool2d(weight, (hw[0] // s, hw[1] // s))
+
+
+def _owned_weight(w: torch.Tensor, layer: str, tile: Tile, shape) -> torch.Tensor:
+    """The positions `tile` owns of a layer-sized weight map (from the tile's core)."""
+    stride = receptive(layer).stride
+    r, c = tile.core[0] // stride, tile.core[2] // stride
+    return w[..., r:r + shape[2], c:c + shape[3]]
+
+
 def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
-              weight: torch.Tensor | None = None, keep=None, kept: int = 1) -> dict:
+              weight: torch.Tensor | list[torch.Tensor] | None = None, keep=None,
+              kept: int = 1) -> dict:
     """Σ over the tiles of A·Aᵀ at each of `layers` (B, C, C) over the positions each tile
     owns: the whole picture's Gram, in one tile's memory. `weight` (B, 1, H, W), in 0-1:
     each position's features weighed by it, pooled to the layer's size (a style's opacity:
-    a painting cut out on a transparent background is its painted pixels' Gram).
+    a painting cut out on a transparent background is its painted pixels' Gram; a region's
+    mask: its guided Gram); a list of weights gives a list of Grams per layer, one VGG pass.
     `keep(k, crop, features)` receives the last `kept` tiles' crops and VGG features,
     computed with their graph."""
-    grams: dict[str, torch.Tensor] = {}
+    grams: dict[str, list[torch.Tensor]] = {}
     hw = tuple(x.shape[2:])
-    pooled = {}
-    if weight is not None:
-        pooled = {n: torch.nn.functional.adaptive_avg_pool2d(
-            weight, (hw[0] // receptive(n).stride, hw[1] // receptive(n).stride)).sqrt()
-            for n in layers}
+    weights = weight if isinstance(weight, list) else [weight]
+    roots = {n: [None if w is None else pooled(w, hw, n).sqrt() for w in weights]
+             for n in layers}
     for k, tile in enumerate(tiles):
         graph = keep is not None and k >= len(tiles) - kept
         with torch.set_grad_enabled(graph):
@@ -137,17 +150,16 @@ def gram_sums(features, x: torch.Tensor, tiles: list[Tile], layers, *,
             feats = features(xc)
             for name in layers:
                 a = _owned_map(feats[name], name, tile).detach()
-                if name in pooled:  # the owned positions in the whole map: from the core
-                    stride = receptive(name).stride
-                    r, c = tile.core[0] // stride, tile.core[2] // stride
-                    a = a * pooled[name][..., r:r + a.shape[2], c:c + a.shape[3]]
-                m = _rows(a)
-                g = m.transpose(1, 2) @ m
-                grams[name] = grams[name] + g if name in grams else g
+                sums = grams.setdefault(name, [None] * len(weights))
+                for i, root in enumerate(roots[name]):
+                    m = _rows(a if root is None else a * _owned_weight(root, name, tile,
+                                                                       a.shape))
+                    g = m.transpose(1, 2) @ m
+                    sums[i] = g if sums[i] is None else sums[i] + g
         if graph:
             keep(k, xc, feats)
         del xc, feats
-    return grams
+    return grams if isinstance(weight, list) else {n: g[0] for n, g in grams.items()}
 
 
 def _owned_map(a: torch.Tensor, layer: str, tile: Tile) -> torch.Tensor:
@@ -175,13 +187,17 @@ class TiledObjective:
     `temporal` a stylizer.Temporal or None, `content_dtype` what the content features are
     kept in between evaluations (bf16 where VGG computes in bf16: the same values, half the
     memory), `keep` how many tiles' graphs the first pass keeps for the second (memory for
-    that many crops)."""
+    that many crops). `regions` [(mask (1, 1, H, W), targets)]: a style cost per region, its
+    guided Grams against its own targets (nstvideo.style.regions), instead of `style_t`'s
+    over the whole picture."""
 
     def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
-                 style_layers, style_t: dict, weights: tuple[float, float, float],
-                 temporal=None, content_dtype: torch.dtype = torch.float32, keep: int = 1):
+                 style_layers, style_t: dict | None, weights: tuple[float, float, float],
+                 temporal=None, content_dtype: torch.dtype = torch.float32, keep: int = 1,
+                 regions: list | None = None):
         self.features, self.tiles = features, tiles
-        self.content_layer, self.style_layers, self.style_t = content_layer, style_layers, style_t
+        self.content_layer, self.style_layers = content_layer, style_layers
+        self.regions = regions or [(None, style_t)]
         self.alpha, self.beta, self.gamma = weights
         self.temporal = temporal
         self.keep = max(1, keep)
@@ -224,7 +240,8 @@ class TiledObjective:
             where = self._slices(feats, tile)
             c_value, c_loss = self._content(feats, where, k)
             t_loss, temp = self._pixels(xc, tile)
-            style = sum(_OwnedGrad.apply(feats[n], where[n], scale[n], None)
+            style = sum(_OwnedGrad.apply(feats[n], where[n], self._owned(scale[n], n, tile,
+                                                                         where[n]), None)
                         for n, _ in self.style_layers)
             local = c_loss + style + self.gamma * t_loss
             if temp is not None:
@@ -252,21 +269,35 @@ class TiledObjective:
         def keep(k, xc, feats):
             kept[k] = (xc, feats)
 
-        grams = gram_sums(self.features, x, self.tiles, names, keep=keep, kept=self.keep)
+        grams = gram_sums(self.features, x, self.tiles, names, keep=keep, kept=self.keep,
+                          weight=[w for w, _ in self.regions])
         return grams, kept
 
     def _style(self, grams):
-        """J_style (B,) from the whole picture's Grams, and each layer's S_l scaled by β·λ_l:
-        ∂(β·J_style)/∂A = A·S_l in the (h·w, C) layout."""
+        """J_style (B,) from the whole picture's Grams (a region's: weighed by its mask, over
+        its own area), and for each layer [(the region's weights at the layer, S)], S scaled
+        by β·λ_l: ∂(β·J_style)/∂A = Σ_regions w ⊙ (A·S) in the (h·w, C) layout."""
         js, scale = 0.0, {}
         for name, lam in self.style_layers:
             h, w = self.sizes[name]
-            c = grams[name].shape[1]
-            n = 2 * c * h * w
-            d = grams[name] / n - self.style_t[name]
-            js = js + lam * d.pow(2).sum(dim=(1, 2))
-            scale[name] = (d + d.transpose(1, 2)) * (2.0 * self.beta * lam / n)
+            scale[name] = []
+            for (mask, targets), g in zip(self.regions, grams[name]):
+                weights = None if mask is None else pooled(mask, self.hw, name)
+                area = h * w if mask is None else weights.sum().clamp_min(1e-3)
+                n = 2 * g.shape[1] * area
+                d = g / n - targets[name]
+                js = js + lam * d.pow(2).sum(dim=(1, 2))
+                scale[name].append((weights, (d + d.transpose(1, 2)) * (2.0 * self.beta * lam
+                                                                        / n)))
         return js, scale
+
+    @staticmethod
+    def _owned(pairs, layer: str, tile: Tile, where) -> list:
+        """A layer's [(weights, S)] with the weights cut to the positions `tile` owns."""
+        ys, xs = where
+        shape = (1, 1, ys.stop - ys.start, xs.stop - xs.start)
+        return [(None if w is None else _owned_weight(w, layer, tile, shape), sc)
+                for w, sc in pairs]
 
     def _content(self, feats, where, k):
         """This tile's share of J_content (B,), normalized by the whole layer's size, and the
@@ -308,14 +339,14 @@ class _OwnedGrad(torch.autograd.Function):
     add per layer (the tiles took 2x the untiled time; this keeps them near the halos')."""
 
     @staticmethod
-    def forward(ctx, a, where, scale, fixed):  # (B, C, h, w), slices, (B, C, C) | owned grad
-        ctx.where = where
-        ctx.save_for_backward(a, scale, fixed)
+    def forward(ctx, a, where, scale, fixed):  # (B, C, h, w), slices, [(w, S)] | owned grad
+        ctx.where, ctx.scale = where, scale
+        ctx.save_for_backward(a, fixed)
         return a.new_zeros(a.shape[0])
 
     @staticmethod
     def backward(ctx, g_out):
-        a, scale, fixed = ctx.saved_tensors
+        a, fixed = ctx.saved_tensors
         ys, xs = ctx.where
         grad = torch.zeros_like(a)
         per = g_out.view(-1, 1, 1, 1)
@@ -324,8 +355,12 @@ class _OwnedGrad(torch.autograd.Function):
         else:
             owned = a[:, :, ys, xs]
             b, c, h, w = owned.shape
-            grad[:, :, ys, xs] = (_rows(owned) @ (scale * per[..., 0])).view(
-                b, h, w, c).permute(0, 3, 1, 2)
+            total = None
+            for weight, scale in ctx.scale:  # each region's (one: the whole picture)
+                g = (_rows(owned) @ (scale * per[..., 0])).view(b, h, w, c).permute(0, 3, 1, 2)
+                g = g if weight is None else g * weight
+                total = g if total is None else total + g
+            grad[:, :, ys, xs] = total
         return grad, None, None, None
 
 
