@@ -14,10 +14,11 @@ from nstvideo.photos import FolderReport, stylize_folder, stylize_image  # noqa:
 from nstvideo.settings import StyleSettings, VideoSettings  # noqa: E402
 from nstvideo.training import train_net  # noqa: E402
 from nstvideo.video.render import VideoReport, stylize_video  # noqa: E402
+from nstvideo.video.status import RenderStatus, render_status  # noqa: E402
 
 __all__ = [
     "__version__", "stylize", "stylize_image", "stylize_folder", "stylize_video",
     "StyleSettings", "VideoSettings", "RunReport", "FolderReport", "VideoReport",
     "NstVideoError", "InputError", "ModelError", "OutputError", "RenderError",
-    "train_net", "paint", "Training", "save_net", "load_net",
+    "train_net", "paint", "Training", "save_net", "load_net", "render_status", "RenderStatus",
 ]

@@ -17,6 +17,7 @@ from nstvideo.api import stylize
 from nstvideo.errors import InputError, NstVideoError, reason
 from nstvideo.settings import (MAX_ITERATIONS, MAX_SIZE, METHODS, OPTIMIZERS, PRECISIONS,
                                TEMPORAL_MODES, WARPS, StyleSettings, VideoSettings)
+from nstvideo.video.status import render_status
 from nstvideo.terminal import (Terminated, optional_values, quiet_libraries,
                                sigterm_as_interrupt, summary)
 
@@ -279,6 +280,21 @@ def stylize_cmd(
     if report.failed:
         fail(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images "
              "failed (listed above); the others were written", 1)
+
+
+@app.command("status")
+def status_cmd(
+    output: Annotated[Path, typer.Argument(
+        help="The output a render writes (clip_monet.mp4, or its .frames folder).",
+        show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="The status as JSON, for scripts.")]
+    = False,
+):
+    """The state of a render, running or stopped, from its folder alone (read-only: the
+    render is not disturbed): frames and units done, rate, time left, who renders it, the last
+    frame written, its settings, and how to resume it."""
+    report = _run(False, lambda: render_status(output))
+    typer.echo(report.to_json() if as_json else report.line())
 
 
 def _run(verbose: bool, call):

@@ -37,7 +37,7 @@ def scratch_folder(kind: str):
     host = _host()
     for old in root.glob(f"*-{host}-*"):
         pid = old.name.split("-")[-2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     with tempfile.TemporaryDirectory(prefix=f"{kind}-{host}-{os.getpid()}-", dir=root) as tmp:
         yield Path(tmp)
@@ -47,7 +47,8 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` of this machine lives (where that cannot be told: yes)."""
     if os.name == "nt":  # os.kill would end the process there: keep every folder
         return True
     try:
@@ -73,7 +74,7 @@ def take_lock(path: Path, what: str) -> None:
                 pid, host = int(owner["pid"]), owner.get("host")
             except (OSError, ValueError, KeyError, TypeError):
                 pid, host = None, None  # half-written by a process that died
-            if pid is not None and (host != me["host"] or _alive(pid)):
+            if pid is not None and (host != me["host"] or alive(pid)):
                 where = "" if host == me["host"] else f" on {host}"
                 raise OutputError(f"another nstvideo (PID {pid}{where}) is writing {what} "
                                   "now: wait for it to finish, or choose another output "

@@ -18,13 +18,14 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from nstvideo.errors import InputError, OutputError
 from nstvideo.media.scratch import take_lock
 from nstvideo.media.writer import remove_partials, write_file
-from nstvideo.video.names import (FRAME, IN_FOLDER, IN_UNIT, KEPT_FRAME, KEYS, LOCK, NET, PLAN,
-                                  RECORDS, RENDERED, STATE, UNIT_FOLDERS)
+from nstvideo.video.names import (COMMAND, FRAME, IN_FOLDER, IN_UNIT, KEPT_FRAME, KEYS, LOCK,
+                                  NET, PLAN, RECORDS, RENDERED, STATE, UNIT_FOLDERS)
 from nstvideo.video.store import UnitStore, unit_store
 
 FORMAT = 3  # bump when the checkpoint layout changes (2: records, lock; 3: units, segments)
@@ -145,6 +146,13 @@ class Checkpoint:
                 shutil.rmtree(p)
             elif p.name != LOCK:
                 p.unlink()
+
+    def note_command(self, engine: str) -> None:
+        """What `nstvideo status` tells of the render: the command that resumes it (this
+        process's, where it is the nstvideo command) and what renders it."""
+        argv = ["nstvideo", *sys.argv[1:]] if Path(sys.argv[0]).name in ("nstvideo",
+                                                                         "__main__.py") else None
+        write_file(self.folder / COMMAND, json.dumps({"argv": argv, "engine": engine}).encode())
 
     # -- the plan and the units ------------------------------------------------------------
     def plan(self) -> dict | None:

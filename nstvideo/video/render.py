@@ -97,6 +97,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
+        ckpt.note_command(f"Ray ({ray})" if ray is not None else
+                          "this process" if workers == 1 else f"{workers} local workers")
         plan = _plan(ckpt, spec, source, settings, video, hw, engine, progress,
                      keyframes=video.trains_net and given_net is None)
         damaged = source.damaged  # found by the plan's pass over the clip (none on a resume)
