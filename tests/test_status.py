@@ -41,6 +41,9 @@ def test_a_stopped_render_says_what_is_done_and_how_to_resume(tmp_path, style_pn
     assert st.state == "stopped" and st.frames_done == 4 and st.frames_total == 9
     assert st.units_total == 1 and st.units_done == 0 and st.pid is None
     assert "--size 40" in st.settings and st.last_frame and st.resume
+    import cv2
+    shown = cv2.imread(st.latest)  # the newest painted frame, at one known path
+    assert st.latest.endswith("latest.png") and shown.shape == (30, 40, 3)
     assert render_status(folder).frames_done == 4  # its folder names it too
     r = runner.invoke(app, ["status", str(out), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["frames_done"] == 4

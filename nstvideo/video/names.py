@@ -2,7 +2,7 @@
 ours there: anything else is the user's, and a folder holding it is never written into or
 deleted. Knows nothing of what the files hold.
 
-    OUTPUT.frames/  state.json  plan.json  lock  command.json
+    OUTPUT.frames/  state.json  plan.json  lock  command.json  latest.png
                     frame_NNNNNN.png (--keep-frames, at the end)
         uNNNNN/     frames.jsonl  frame_NNNNNN.png  seg_NNNN.mp4|.webm  fade.mp4|.webm
                     still_NNNNNN.png (the chain's held-pixel reference after frame N)
@@ -20,6 +20,7 @@ STATE = "state.json"  # the settings and inputs' fingerprints the render was sta
 PLAN = "plan.json"  # its plan: frame times, shots, units, keyframes, threads
 LOCK = "lock"  # the PID (and host) of the render in progress
 COMMAND = "command.json"  # the command that started it (to resume it) and its engine
+LATEST = "latest.png"  # the newest painted frame, replaced as the render goes (to look at)
 FRAME = "frame_{:06d}.png"  # a finished frame (in a unit: numbered within it)
 UNIT = "u{:05d}"  # a unit's store
 KEYS = "keys"  # the keyframe method's painted keyframes (a store of their own)
@@ -53,7 +54,7 @@ def _names(*templates: str) -> re.Pattern:
 
 
 # what may stand in a render folder, and in a unit's (or the keyframes') folder
-IN_FOLDER = _names(STATE, PLAN, LOCK, COMMAND, FRAME_LIST, FRAME, UNIT, KEYS, NET, *LEGACY)
+IN_FOLDER = _names(STATE, PLAN, LOCK, COMMAND, LATEST, FRAME_LIST, FRAME, UNIT, KEYS, NET, *LEGACY)
 IN_UNIT = _names(RECORDS, FRAME_LIST, FRAME, SEGMENT, FADE, STILL)
 UNIT_FOLDERS = (UNIT.replace("{:05d}", "[0-9]" * 5), KEYS)  # globs of the store folders
 KEPT_FRAME = re.compile("^" + _regex(FRAME) + "$")  # an output frame kept in the folder

@@ -16,7 +16,8 @@ from pathlib import Path
 from nstvideo.errors import InputError
 from nstvideo.media.scratch import alive
 from nstvideo.video.checkpoint import checkpoint_dir
-from nstvideo.video.names import COMMAND, LOCK, PLAN, RECORDS, SEGMENT_EXTS, STATE, UNIT
+from nstvideo.video.names import (COMMAND, LATEST, LOCK, PLAN, RECORDS, SEGMENT_EXTS, STATE,
+                                  UNIT)
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RenderStatus:
     host: str | None = None
     engine: str | None = None  # what renders it: this process, N local workers, Ray
     last_frame: str | None = None  # the newest finished frame's PNG (or segment) on disk
+    latest: str | None = None  # latest.png: the newest painted frame, to look at
     settings: str = ""
     resume: str = ""  # the command that resumes it
 
@@ -61,6 +63,8 @@ class RenderStatus:
                        + (f", about {_span(self.eta_s)} left" if self.eta_s is not None else ""))
         if self.last_frame:
             out.append(f"  last written: {self.last_frame}")
+        if self.latest:
+            out.append(f"  to look at: {self.latest}")
         if self.settings:
             out.append(f"  settings: {self.settings}")
         if self.resume and self.state == "stopped":
@@ -161,4 +165,5 @@ def render_status(output) -> RenderStatus:
                                                                          list) else None,
         elapsed, rate, (total - done) / rate if running and rate and total else None,
         lock.get("pid") if running else None, lock.get("host") if running else None,
-        command.get("engine"), str(last) if last else None, _settings(state), resume)
+        command.get("engine"), str(last) if last else None,
+        str(folder / LATEST) if (folder / LATEST).exists() else None, _settings(state), resume)

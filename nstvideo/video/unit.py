@@ -15,13 +15,17 @@ import numpy as np
 import torch
 
 from nstvideo.errors import RenderError, reason
+from nstvideo.media.writer import encode_image, write_file
 from nstvideo.style.device import resolve_device, torch_threads
 from nstvideo.style.stylizer import Stylizer
 from nstvideo.video.background import BackgroundWriter, prefetch
 from nstvideo.video.frames import FrameRenderer
 from nstvideo.video.job import Job
+from nstvideo.video.names import LATEST, STATE
 from nstvideo.video.plan import Unit
 from nstvideo.video.store import UnitStore
+
+LATEST_EVERY_S = 5.0  # the render folder's latest.png is replaced at most this often
 
 
 class UnitRunner:
@@ -62,6 +66,7 @@ class UnitRunner:
                     if still is not None:  # first: a frame on record has its reference
                         writer.submit(store.save_still, k, still)
                     writer.submit(store.save, k, result, self.job.times[unit.begin + k])
+                    writer.submit(self._latest, store, result)
                     writer.submit(self._segments, unit, store, k + 1)
                     report["rendered"] += 1
                     if on_frame is not None:
@@ -81,6 +86,18 @@ class UnitRunner:
     def paint(self, unit: Unit, store: UnitStore, done: int, content, finished,
               report: dict) -> None:
         raise NotImplementedError
+
+    _shown = 0.0  # when this process last replaced the render's latest.png
+
+    def _latest(self, store: UnitStore, result: np.ndarray) -> None:
+        """The render folder's latest.png, replaced (atomically) by this frame, at most every
+        LATEST_EVERY_S; only where the unit's store is in the render folder (not a Ray task's
+        scratch folder on another machine)."""
+        folder = store.folder.parent
+        if time.monotonic() - self._shown < LATEST_EVERY_S or not (folder / STATE).exists():
+            return
+        UnitRunner._shown = time.monotonic()
+        write_file(folder / LATEST, encode_image(result, ".png"))
 
     def _segments(self, unit: Unit, store: UnitStore, done: int) -> None:
         """Encode the finished frames not yet in a segment, every `segment_frames` of them
