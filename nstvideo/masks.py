@@ -50,11 +50,13 @@ def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
             warnings.warn(f"{name} is black everywhere: it paints nothing", stacklevel=3)
         planes.append(torch.from_numpy(np.ascontiguousarray(grey))[None, None])
     size = planes[0].shape[2:]
-    stack = torch.cat([torch.nn.functional.interpolate(t, size=size, mode="bilinear",
-                                                       align_corners=False) for t in planes])
     blends = ((None,) if len(planes) == 1 else
               tuple(tuple(float(i == r) for i in range(styles)) for r in range(styles)))
-    return Regions(stack.to(device), blends)
+    kept = [r for r, t in enumerate(planes) if float(t.mean()) >= EMPTY] or list(
+        range(len(planes)))  # a region that paints nothing is left out (all: the photo back)
+    stack = torch.cat([torch.nn.functional.interpolate(planes[r], size=size, mode="bilinear",
+                                                       align_corners=False) for r in kept])
+    return Regions(stack.to(device), tuple(blends[r] for r in kept))
 
 
 def mask_folders(mask) -> list[Path]:

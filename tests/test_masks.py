@@ -121,6 +121,14 @@ def test_masks_as_arrays_of_any_kind_mean_the_same():
         torch.testing.assert_close(load_regions([other], 1, (48, 64), "cpu").masks, want)
 
 
+def test_a_region_that_paints_nothing_is_left_out():
+    from nstvideo.photos import load_regions
+
+    with pytest.warns(UserWarning, match="paints nothing"):
+        r = load_regions([left_mask(), np.zeros((48, 64), np.uint8)], 2, (48, 64), "cpu")
+    assert r.masks.shape[0] == 1 and r.blends == ((1.0, 0.0),)
+
+
 def test_regions_are_one_image_at_a_time():
     st = build_stylizer(style_array(), StyleSettings(size=32, iterations=1))
     x = torch.cat([st.prepare(photo())] * 2)

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 FEATHER = 0.004  # the union's edge is softened over this share of the longer side (at least
 # a pixel): a hard mask cut from a photo leaves no stair-stepped seam
 HOLD_BELOW = 0.02  # pixels the feathered union covers less than this are held at the content
-EMPTY = 1e-3  # a region whose mean coverage is below this paints nothing (left out)
+EMPTY = 1e-3  # a region whose mean coverage is below this paints nothing (masks.py leaves
+# it out; every region so: the content is given back)
 
 
 @dataclass(frozen=True)
