@@ -65,6 +65,28 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def lbfgs_ms(device: str, hw, history: int, reps: int) -> float:
+    """Milliseconds of one L-BFGS direction + update with `history` pairs held (the compact
+    form: a fixed number of kernels whatever the history, #33)."""
+    from nstvideo.style.optimize import LBFGS, PRECONDITION
+
+    dev = torch.device(device)
+    lbfgs, shape = LBFGS(history=history, precondition=PRECONDITION), (1, 3, *hw)
+    g = torch.randn(shape, device=dev)
+    for _ in range(history + 1):
+        lbfgs.direction(g)
+        s = torch.randn(shape, device=dev)
+        lbfgs.update(s, 2 * s + 0.1 * torch.randn(shape, device=dev))
+    sync(dev)
+    t = time.perf_counter()
+    for _ in range(reps):
+        lbfgs.direction(g)
+        s = torch.randn(shape, device=dev)
+        lbfgs.update(s, 2 * s)
+    sync(dev)
+    return 1e3 * (time.perf_counter() - t) / reps
+
+
 def seconds_per_iteration(device: str, hw, precision: str, its: int) -> float:
     s = StyleSettings(size=max(hw), device=device, precision=precision)
     stylizer = build_stylizer(style_image(), s)
@@ -226,6 +248,13 @@ def main() -> None:
             print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | - ({type(e).__name__}) | - |")
             continue
         print(f"| {hw[1]}x{hw[0]} | {f32:.4f} | {b16:.4f} | {f32 / b16:.2f}x |", flush=True)
+    lb_sizes = [(384, 512), (1080, 1920)] if not args.quick else [(48, 64)]
+    history = 100 if not args.quick else 5
+    print(f"\n| L-BFGS, {history} pairs | direction + update, ms |\n|---|---|")
+    for hw in lb_sizes:
+        if budget.left(f"L-BFGS {hw[1]}x{hw[0]}"):
+            ms = lbfgs_ms(dev, hw, history, 20 if not args.quick else 2)
+            print(f"| {hw[1]}x{hw[0]} | {ms:.2f} |", flush=True)
     from nstvideo.settings import TRAIN_STEPS
     steps, (w, h) = (TRAIN_STEPS, (1280, 720)) if not args.quick else (5, (64, 36))
     print(f"\n| keyframe network, {w}x{h} | training steps/s | {steps} steps | inference "
