@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 from test_video import Interrupt
-from videokit import make_clip, probe
+from videokit import make_clip, probe, read_frames
 
 from nstvideo import render_status, stylize
 from nstvideo.cli import app
@@ -56,12 +57,16 @@ def test_a_stopped_render_says_what_is_done_and_how_to_resume(tmp_path, style_pn
 
 def test_a_running_render_is_read_from_another_process(tmp_path, style_png):
     """A render in a process of its own, read many times while it runs: running, its PID
-    and engine, frames growing; the render finishes whole."""
+    and engine, frames growing; the render finishes whole, its frames those of the same
+    seeded render left alone."""
     src = make_clip(tmp_path / "c.mp4", frames=12)
-    out = tmp_path / "run.mp4"
-    cmd = [sys.executable, "-m", "nstvideo", "stylize", str(src), style_png, "-o", str(out),
-           "--size", "48", "--iterations", "6", "-q"]
-    proc = subprocess.Popen(cmd)
+    out, alone = tmp_path / "run.mp4", tmp_path / "alone.mp4"
+
+    def cmd(o):
+        return [sys.executable, "-m", "nstvideo", "stylize", str(src), style_png, "-o", str(o),
+                "--size", "48", "--iterations", "6", "--seed", "0", "--threads", "1", "-q"]
+    subprocess.run(cmd(alone), check=True)
+    proc = subprocess.Popen(cmd(out))
     seen = []
     try:
         while proc.poll() is None:
@@ -77,6 +82,7 @@ def test_a_running_render_is_read_from_another_process(tmp_path, style_png):
     done = [d for _, _, d, _ in seen]
     assert done == sorted(done) and done[-1] > 0
     assert probe(out)["frames"] == 12 and render_status(out).state == "finished"
+    assert np.array_equal(np.stack(read_frames(out)), np.stack(read_frames(alone)))
 
 
 def test_paths_that_are_no_render(tmp_path):
