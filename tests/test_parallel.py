@@ -215,7 +215,7 @@ def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
     worker is killed is retried by Ray, its scratch folder removed by a later task."""
     src, style, _, seq_frames = shots
     monkeypatch.setenv("NSTVIDEO_RAY_SHIP_FRAMES", "1")
-    killed, inputs, scratch = [], [], []
+    killed, inputs, scratch, latest = [], [], [], []
 
     def on_event(kind, unit, where, detail):
         if kind == "frame" and not killed:
@@ -224,12 +224,14 @@ def test_ray_tasks_on_a_local_cluster(tmp_path, shots, monkeypatch):
             os.kill(detail, signal.SIGKILL)
         if kind == "unit":
             inputs.append(detail["input"])
+            latest.append((checkpoint_dir(out) / "latest.png").exists())
 
     out = tmp_path / "ray.mp4"
     rep = stylize_video(src, style, out, settings=S, video=V, keep_frames=True, ray="local",
                         on_event=on_event)
     assert killed and rep.units == 3 and sum(rep.where.values()) == 3
     assert all("(cpu)" in w for w in rep.where) and inputs == ["shipped"] * 3
+    assert latest == [True] * 3  # the driver's latest.png, from each unit that came back
     frames = kept(out)
     assert len(frames) == len(seq_frames)
     assert min(psnr(a, b) for a, b in zip(frames, seq_frames)) >= 40

@@ -16,7 +16,9 @@ from pathlib import Path
 
 from nstvideo.errors import InputError, ModelError, NstVideoError, RenderError
 from nstvideo.video.engines import RETRIES, Event, cpu_cores, portable
+from nstvideo.media.writer import write_file
 from nstvideo.video.job import Job
+from nstvideo.video.names import LATEST
 from nstvideo.video.store import UnitStore, unit_store
 
 CONNECT_SECONDS = 30.0  # a cluster address that does not answer within this is refused
@@ -179,6 +181,9 @@ class RayEngine:
         if not store.complete:
             raise RenderError(f"unit {unit.index} came back from Ray incomplete: run the same "
                               "command again to resume")
+        last = store.frame_path(store.done() - 1)  # (a unit keeps its last frame's PNG)
+        if last.exists():  # the render's latest.png: a task's own is in its scratch folder
+            write_file(folder / LATEST, last.read_bytes())
 
     def _cancel(self, pending: dict, progress) -> None:
         for ref in pending:

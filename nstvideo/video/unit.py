@@ -91,8 +91,8 @@ class UnitRunner:
 
     def _latest(self, store: UnitStore, result: np.ndarray) -> None:
         """The render folder's latest.png, replaced (atomically) by this frame, at most every
-        LATEST_EVERY_S; only where the unit's store is in the render folder (not a Ray task's
-        scratch folder on another machine)."""
+        LATEST_EVERY_S; only where the unit's store is in the render folder (a Ray task's is in
+        a scratch folder: the driver shows its last frame when the unit comes back)."""
         folder = store.folder.parent
         if time.monotonic() - self._shown < LATEST_EVERY_S or not (folder / STATE).exists():
             return
