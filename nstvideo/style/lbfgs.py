@@ -128,12 +128,14 @@ class LBFGS:
             q = torch.empty_like(q).index_copy_(1, order, q)
         h = self._h0(flat)
         h = (h.clone() if h is flat else h)
-        first = self._first_step(g, h.view_as(g))  # for an item with no usable pair yet
+        # an item with no usable pair yet holds only zero pairs (p = q = 0): its direction is
+        # γ·P·g, a first step with γ = FIRST_STEP_PX / its largest |P·g| (no image more)
+        first = FIRST_STEP_PX / torch.linalg.vector_norm(h, float("inf"), dim=1,
+                                                         keepdim=True).clamp_min(1e-12)
         _add_combination(h, self.PY, k, q)  # P(g + Y·q)
-        h.mul_(gamma)
+        h.mul_(torch.where(self.started, gamma, first))
         _add_combination(h, self.S, k, p)  # + S·p
-        return torch.where(self.started.view(b, *([1] * (g.dim() - 1))), h.neg_().view_as(g),
-                           first)
+        return h.neg_().view_as(g)
 
     def _column(self, t: int, ok: torch.Tensor, change: torch.Tensor) -> None:
         """The newest pair's (slot t) column of SᵀY and YᵀPY from `change` (B, 2, k): Sᵀy
@@ -150,11 +152,11 @@ class LBFGS:
         """P·q for q (B, N) (a copy), or q itself without a preconditioner."""
         return q if self.precondition is None else self.precondition(q, self.shape, self.free)
 
-    def _first_step(self, g: torch.Tensor, pg: torch.Tensor | None = None) -> torch.Tensor:
+    def _first_step(self, g: torch.Tensor) -> torch.Tensor:
         """A (preconditioned) gradient step that moves each item's most-changed pixel by
-        FIRST_STEP_PX; `pg`: P·g where already made."""
+        FIRST_STEP_PX."""
         b = g.shape[0]
-        d = self._h0(g.reshape(b, -1)).view_as(g) if pg is None else pg
+        d = self._h0(g.reshape(b, -1)).view_as(g)
         peak = d.reshape(b, -1).abs().amax(dim=1).clamp_min(1e-12)
         return -d * (FIRST_STEP_PX / peak).view(b, *([1] * (g.dim() - 1)))
 
