@@ -35,18 +35,13 @@ from nstvideo import stylize_image  # noqa: E402
 from nstvideo.media.reader import read_image  # noqa: E402
 from nstvideo.photos import build_stylizer  # noqa: E402
 from nstvideo.settings import StyleSettings  # noqa: E402
-from nstvideo.style import losses  # noqa: E402
-from nstvideo.style.regions import guided  # noqa: E402
 
 
 def region_cost(stylizer, image: np.ndarray, mask: np.ndarray, style: int) -> float:
-    x = stylizer.prepare(image)
-    m = torch.from_numpy(mask.astype(np.float32) / 255)[None, None]
+    """The region's style cost (guided Grams) against one style alone."""
+    mask_t = torch.from_numpy(mask.astype(np.float32) / 255)[None, None]
     blend = tuple(float(i == style) for i in range(len(stylizer.styles)))
-    targets = stylizer.style_targets(x, blend)
-    feats = stylizer.features(x)
-    return float(sum(lam * losses.style_loss(guided(feats[n], m), targets[n])
-                     for n, lam in stylizer.settings.style_layers))
+    return stylizer.region_style_cost(stylizer.prepare(image), mask_t, blend)
 
 
 def ab_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, kept_meta,
                              load, make_settings, run_one, stylize_folder)
 from nstvideo.errors import InputError
+from nstvideo.masks import as_list, mask_paths
 from nstvideo.media.photometa import read_meta
 from nstvideo.media.scratch import output_lock
 from nstvideo.media.reader import existing, list_images
@@ -90,7 +91,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     src = existing(input_path)
     out = Path(output) if output is not None else None
     frames = frame_sequence(src, out, video) if src.is_dir() else None
-    if mask and (frames is not None or (src.is_file() and is_video_path(src))):
+    if as_list(mask) and (frames is not None or (src.is_file() and is_video_path(src))):
         raise InputError("--mask paints photos' regions; masks for videos and frame sequences "
                          "are not supported yet: give a photo or a folder of photos")
     if frames is not None or (src.is_file() and is_video_path(src)):
@@ -118,9 +119,7 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
                                            strip_metadata=strip_metadata, dpi=dpi, mask=mask)
         return RunReport(output=out, written=rep.written, failed=rep.failed,
                          skipped=rep.skipped)
-    masks = [] if mask is None else [mask] if isinstance(mask, (str, os.PathLike)) else [
-        m for m in mask if isinstance(m, (str, os.PathLike))] if not hasattr(mask, "shape") else []
-    inputs = input_paths([src], styles, settings) + [Path(m) for m in masks]
+    inputs = input_paths([src], styles, settings) + mask_paths(mask)
     check_image_output(out, inputs, overwrite)
     with output_lock(out):  # a second run writing the same photo refuses
         check_image_output(out, inputs, overwrite)  # written while we waited to start?

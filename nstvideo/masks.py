@@ -18,6 +18,18 @@ from nstvideo.style.regions import EMPTY, Regions
 MaskLike = str | os.PathLike | np.ndarray  # white: painted, black: kept as the photo
 
 
+def as_list(masks) -> list:
+    """What was given as --mask (None, one path or array, or several) as a list."""
+    if masks is None:
+        return []
+    return [masks] if isinstance(masks, (str, os.PathLike, np.ndarray)) else list(masks)
+
+
+def mask_paths(masks) -> list[Path]:
+    """The files among the masks given (inputs an output must never overwrite)."""
+    return [Path(m) for m in as_list(masks) if isinstance(m, (str, os.PathLike))]
+
+
 def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
                  shape: tuple[int, int], device, max_pixels: int = MAX_PIXELS
                  ) -> Regions | None:
@@ -26,9 +38,9 @@ def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
     per style (two or more): each style on its own mask. Refused in one line: another number
     of masks, a mask of another shape (its size may differ), an unreadable one. A mask that
     paints nothing is said in a warning."""
-    if masks is None or (not isinstance(masks, np.ndarray) and not len(masks)):
+    masks = as_list(masks)
+    if not masks:
         return None
-    masks = [masks] if isinstance(masks, (str, os.PathLike, np.ndarray)) else list(masks)
     if len(masks) != 1 and len(masks) != styles:
         raise InputError(f"--mask is given {len(masks)} times for {styles} style image(s): give "
                          "one (where the styles paint) or one per style, in the styles' order")
@@ -62,7 +74,7 @@ def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
 def mask_folders(mask) -> list[Path]:
     """The folders of masks given for a folder of photos (refused in one line if not
     folders)."""
-    masks = [] if not mask else [mask] if isinstance(mask, (str, os.PathLike)) else list(mask)
+    masks = as_list(mask)
     for m in masks:
         if not isinstance(m, (str, os.PathLike)) or not Path(m).is_dir():
             raise InputError(f"--mask {m}: with a folder of photos, give a folder of masks "

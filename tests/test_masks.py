@@ -65,13 +65,9 @@ def test_the_kept_region_is_the_photo_and_the_painted_one_the_style():
 
 def region_cost(stylizer, image, mask, style_index):
     """The region's style cost (guided Grams) against one style alone."""
-    x = stylizer.prepare(image)
-    m = torch.from_numpy(mask.astype(np.float32) / 255)[None, None]
+    mask_t = torch.from_numpy(mask.astype(np.float32) / 255)[None, None]
     blend = tuple(float(i == style_index) for i in range(len(stylizer.styles)))
-    targets = stylizer.style_targets(x, blend)
-    feats = stylizer.features(x)
-    return float(sum(lam * losses.style_loss(guided(feats[n], m), targets[n])
-                     for n, lam in stylizer.settings.style_layers))
+    return stylizer.region_style_cost(stylizer.prepare(image), mask_t, blend)
 
 
 def test_two_regions_each_take_their_own_style():

@@ -56,10 +56,9 @@ class Regions:
         return self.cover(hw) < HOLD_BELOW
 
 
-def guided(a: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def guided(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Features a (1, C, h, w) weighed so that their plain Gram, scaled as losses.style_loss
     scales it (1 / 2·C·h·w), is the region's guided Gram: Σ_p w_p·a_p·a_pᵀ / (2·C·Σ_p w_p),
-    `weight` (1, 1, H, W) the region's mask, pooled here to the layer's grid."""
-    w = F.adaptive_avg_pool2d(weight, tuple(a.shape[2:]))
+    `w` (1, 1, h, w) the region's mask pooled to the layer's positions (tiled.pooled)."""
     area = w.sum().clamp_min(EMPTY)
     return a * (w * (a.shape[2] * a.shape[3]) / area).sqrt()

@@ -20,7 +20,7 @@ from nstvideo.style.tensors import (colour_stats, fit_checked, fit_longest, lumi
                                     match_colors, resize, resize_tensor, to_tensor,
                                     with_colors_of)
 from nstvideo.style.regions import Regions, guided
-from nstvideo.style.tiled import TiledObjective, gram_sums, receptive, split
+from nstvideo.style.tiled import TiledObjective, gram_sums, pooled, receptive, split
 from nstvideo.style.vgg import VGGFeatures, min_side
 
 COARSEST_SIDE = 128  # px: the coarsest level's longest side (auto levels) is at least this:
@@ -226,20 +226,39 @@ class Stylizer:
         masks = regions.at(tuple(content.shape[2:]))
         painted = [(masks[r:r + 1], self.style_targets(content, blend))
                    for r, blend in enumerate(regions.blends)]
+        painted = [(self._pooled(m, content), t) for m, t in painted]  # once, not per iteration
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 
         def f(x: torch.Tensor):
             feats = self.features(x)
             jc = losses.content_loss(feats[s.content_layer], content_t)
-            js = sum(lam * losses.style_loss(guided(feats[n], m), t[n])
-                     for m, t in painted for n, lam in s.style_layers)
+            js = sum(self._region_style(feats, w, t) for w, t in painted)
             jt = losses.tv_loss(x)
             total = self.alpha * jc + self.beta * js + self.gamma * jt
             parts = {"content": jc, "style": js, "tv": jt, "total": total}
             return total, {k: v.detach().sum() for k, v in parts.items()}
 
         return f
+
+    def _pooled(self, mask: torch.Tensor, content: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A region's mask (1, 1, H, W) pooled to each style layer's positions."""
+        return {n: pooled(mask, tuple(content.shape[2:]), n) for n, _ in self.settings.style_layers}
+
+    def _region_style(self, feats: dict, weights: dict, targets: dict) -> torch.Tensor:
+        """A region's style cost: its guided Grams (`weights` from `_pooled`) against
+        `targets`, over the style layers."""
+        return sum(lam * losses.style_loss(guided(feats[n], weights[n]), targets[n])
+                   for n, lam in self.settings.style_layers)
+
+    @torch.no_grad()
+    def region_style_cost(self, image: torch.Tensor, mask: torch.Tensor,
+                          blend: tuple[float, ...] | None = None) -> float:
+        """The style cost of pixels `image` (1, 3, H, W) over a region (`mask` (1, 1, H, W) in
+        0-1) against the styles blended by `blend`: how much the region is the painting
+        (benchmarks and tests measure masks with it)."""
+        return float(self._region_style(self.features(image), self._pooled(mask, image),
+                                        self.style_targets(image, blend)))
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """VGG features of pixels x (B, 3, H, W), as float32 whatever the compute precision:
@@ -334,12 +353,12 @@ class Stylizer:
             level_t = None if temporal is None else temporal.resized(hw, space)
             fixed = None if level_t is None or level_t.frozen is None else (
                 level_t.frozen, level_t.warped)
+            level_target = resize_tensor(target, hw)
             if regions is not None:  # the pixels no region paints: held at the content
-                fixed = (regions.held(hw), resize_tensor(target, hw))
+                fixed = (regions.held(hw), level_target)
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
-            objective = self.objective(resize_tensor(target, hw), level_t, mem.tile, mem.keep,
-                                       regions)
+            objective = self.objective(level_target, level_t, mem.tile, mem.keep, regions)
             x, rep = optimize(resize_tensor(x, hw), objective, iterations=n,
                               optimizer=s.optimizer, learning_rate=s.learning_rate,
                               early_stop=early_stop, on_step=step, fixed=fixed,
