@@ -11,6 +11,7 @@ from nstvideo.errors import (InputError, ModelError, NstVideoError, OutputError,
                              RenderError)
 from nstvideo.net import Training, load_net, paint, save_net  # noqa: E402
 from nstvideo.photos import FolderReport, stylize_folder, stylize_image  # noqa: E402
+from nstvideo.previews import PreviewReport, preview  # noqa: E402
 from nstvideo.settings import StyleSettings, VideoSettings  # noqa: E402
 from nstvideo.training import train_net  # noqa: E402
 from nstvideo.video.render import VideoReport, stylize_video  # noqa: E402
@@ -21,4 +22,5 @@ __all__ = [
     "StyleSettings", "VideoSettings", "RunReport", "FolderReport", "VideoReport",
     "NstVideoError", "InputError", "ModelError", "OutputError", "RenderError",
     "train_net", "paint", "Training", "save_net", "load_net", "render_status", "RenderStatus",
+    "preview", "PreviewReport",
 ]

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from nstvideo.photos import (FolderReport, ImageLike, init_image, build_stylizer, kept_meta,
                              load, make_settings, run_one, stylize_folder)
-from nstvideo.errors import InputError
-from nstvideo.masks import as_list, mask_paths
+from nstvideo.masks import mask_paths
 from nstvideo.media.photometa import read_meta
 from nstvideo.media.scratch import output_lock
 from nstvideo.media.reader import existing, list_images
@@ -52,6 +51,15 @@ def frame_sequence(folder: Path, output: Path | None, video: VideoSettings | Non
     return (list_images(folder) or None) if wants else None
 
 
+def clip_input(src: Path, output: Path | None,
+               video: VideoSettings | None) -> tuple[bool, list[Path] | None]:
+    """Whether `src` is rendered as a clip (a video, or a folder as one sequence of frames:
+    `frame_sequence`), and the folder's frames."""
+    frames = frame_sequence(src, output, video) if src.is_dir() else None
+    clip = frames is not None or (src.is_file() and is_video_path(src))
+    return clip, frames
+
+
 def _video_only(video: VideoSettings | None) -> list[str]:
     """The options given in `video` (as the CLI names them) that only a video or a frame
     sequence uses (not --iterations, which photos take too)."""
@@ -82,26 +90,25 @@ def stylize(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
     their metadata tags (creation time, place, title), unless `strip_metadata` (dates, camera
     and place gone; a photo's profile and print resolution kept). A photo keeps its print
     resolution (DPI) unless `dpi` sets it: a 10800 px result at `dpi=300` prints 36 inches
-    wide. `mask` (a photo): where to paint, white painted and black kept as the photo; one
-    mask per style paints each style on its own region (`photos.load_regions`).
+    wide. `mask`: where to paint, white painted and black kept as the content; one mask per
+    style paints each style on its own region (`masks.load_regions`); for a clip, each an
+    image for the whole clip or a video or folder of mask frames (`stylize_video`); for a
+    folder of photos, a folder of masks named as them.
     """
     settings = make_settings(settings, overrides)
     if isinstance(styles, (str, os.PathLike)) or hasattr(styles, "shape"):
         styles = [styles]
     src = existing(input_path)
     out = Path(output) if output is not None else None
-    frames = frame_sequence(src, out, video) if src.is_dir() else None
-    if as_list(mask) and (frames is not None or (src.is_file() and is_video_path(src))):
-        raise InputError("--mask paints photos' regions; masks for videos and frame sequences "
-                         "are not supported yet: give a photo or a folder of photos")
-    if frames is not None or (src.is_file() and is_video_path(src)):
+    clip, frames = clip_input(src, out, video)
+    if clip:
         if dpi is not None:
             warnings.warn("--dpi: for photos (a print resolution), ignored for videos",
                           stacklevel=2)
         rep = stylize_video(src, list(styles), out, settings=settings, video=video,
                             overwrite=overwrite, restart=restart, keep_frames=keep_frames,
                             progress=progress, files=frames, workers=workers, ray=ray,
-                            strip_metadata=strip_metadata)
+                            strip_metadata=strip_metadata, mask=mask)
         return RunReport(output=rep.output, written=[rep.output], video=rep)
     out = out or default_output(src, styles)
     if workers != 1 or ray is not None:

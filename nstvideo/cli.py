@@ -4,7 +4,6 @@ one line on stderr and a non-zero exit code."""
 from __future__ import annotations
 
 import sys
-import traceback
 import warnings
 from enum import Enum
 from pathlib import Path
@@ -14,15 +13,16 @@ import typer
 
 from nstvideo import __version__
 from nstvideo.api import stylize
-from nstvideo.errors import InputError, NstVideoError, reason
+from nstvideo.previews import preview
 from nstvideo.settings import (MAX_ITERATIONS, MAX_SIZE, METHODS, OPTIMIZERS, PRECISIONS,
                                TEMPORAL_MODES, WARPS, StyleSettings, VideoSettings)
 from nstvideo.video.status import render_status
-from nstvideo.terminal import (Terminated, optional_values, quiet_libraries,
-                               sigterm_as_interrupt, summary)
+from nstvideo.terminal import (fail, one_line_warning, optional_values, options_like,
+                               parse_floats, parse_style_layers, quiet_libraries,
+                               run_reporting, sigterm_as_interrupt, summary)
 
 app = typer.Typer(
-    name="nstvideo", no_args_is_help=True, add_completion=False,
+    name="nstvideo", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
     help="Paint videos and photos in the style of an artwork (Gatys et al. neural style "
          "transfer on VGG-19).\n\nExample: nstvideo stylize photo.jpg monet.jpg")
 
@@ -50,42 +50,21 @@ def root(version: Annotated[Optional[bool], typer.Option(
     """Paint videos and photos in the style of an artwork."""
 
 
-def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError as e:
-        raise InputError(f"{what} '{text}' is not a comma-separated list of numbers, e.g. "
-                         "0.7,0.3") from e
-
-
-def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
-    """'relu1_1,relu2_1:0.5' -> (('relu1_1', 1.0), ('relu2_1', 0.5)); weight defaults to 1.
-    The layers and weights are checked by StyleSettings."""
-    out = []
-    for item in filter(None, (t.strip() for t in text.split(","))):
-        name, _, weight = item.partition(":")
-        try:
-            out.append((name.strip(), float(weight) if weight else 1.0))
-        except ValueError as e:
-            raise InputError(f"--style-layers: weight '{weight}' of {name} is not a number") from e
-    return tuple(out)
-
-
 D = StyleSettings()  # the defaults shown in --help
 V = VideoSettings()
 
 
-@app.command("stylize", epilog="Examples:\n\n"
-             "  nstvideo stylize photo.jpg monet.jpg                  -> photo_monet.jpg\n\n"
-             "  nstvideo stylize holiday/ monet.jpg -o painted/       every photo of the folder\n\n"
-             "  nstvideo stylize photo.jpg monet.jpg vangogh.jpg --style-weights 0.7,0.3\n\n"
-             "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors\n\n"
-             "  nstvideo stylize clip.mp4 monet.jpg                   -> clip_monet.mp4, with sound\n\n"
-             "  nstvideo stylize clip.mp4 monet.jpg --start 1:10 --duration 5 --every 2 -o preview.mp4\n\n"
-             "  nstvideo stylize frames/ monet.jpg --fps 24 -o out.mp4   numbered frames to a video\n\n"
-             "  nstvideo stylize clip.mp4 monet.jpg --method fast   painted, several times faster\n\n"
+@app.command("stylize", epilog="Examples:\n\n\b\n"
+             "  nstvideo stylize photo.jpg monet.jpg                  -> photo_monet.jpg\n"
+             "  nstvideo stylize holiday/ monet.jpg -o painted/       every photo of the folder\n"
+             "  nstvideo stylize photo.jpg monet.jpg vangogh.jpg --style-weights 0.7,0.3\n"
+             "  nstvideo stylize photo.jpg scream.jpg --size 256 --iterations 200 --preserve-colors\n"
+             "  nstvideo stylize clip.mp4 monet.jpg                   -> clip_monet.mp4, with sound\n"
+             "  nstvideo stylize clip.mp4 monet.jpg --start 1:10 --duration 5 --every 2 -o preview.mp4\n"
+             "  nstvideo stylize frames/ monet.jpg --fps 24 -o out.mp4   numbered frames to a video\n"
+             "  nstvideo stylize clip.mp4 monet.jpg --method fast   painted, several times faster\n"
              "  nstvideo stylize clip.mp4 monet.jpg --method keyframes --save-net monet.pt"
-             "   fastest\n\n"
+             "   fastest\n"
              "  nstvideo stylize other.mp4 monet.jpg --method keyframes --net monet.pt   no training")
 def stylize_cmd(
     input: Annotated[Path, typer.Argument(
@@ -211,8 +190,9 @@ def stylize_cmd(
     style_weights: Annotated[Optional[str], typer.Option(
         help="Blend of several styles, one weight each, e.g. 0.7,0.3.")] = None,
     mask: Annotated[Optional[list[Path]], typer.Option(
-        "--mask", help="Photo: where to paint (an image: white painted, black kept as the "
-        "photo, grey between); a folder of photos: a folder of masks named as them. Once: "
+        "--mask", help="Where to paint: an image (white painted, black kept as the input, "
+        "grey between); a clip: an image for the whole clip, or a video or folder of mask "
+        "frames, one per frame; a folder of photos: a folder of masks named as them. Once: "
         "where the styles' blend goes; once per style, in the styles' order: each style on "
         "its own region.", show_default=False)] = None,
     preserve_colors: Annotated[Optional[ColorMode], typer.Option(
@@ -270,9 +250,9 @@ def stylize_cmd(
     """Stylize INPUT (an image, a folder of photos, a folder of numbered frames, or a video) in
     the style of STYLE image(s). An interrupted video render resumes when run again."""
     args = dict(locals())
-    warnings.showwarning = _one_line_warning
+    warnings.showwarning = one_line_warning
     with sigterm_as_interrupt(), quiet_libraries(verbose):
-        report = _run(verbose, lambda: _stylize(**args))
+        report = run_reporting(verbose, lambda: _stylize(**args))
     for path, why in report.failed:
         typer.echo(f"nstvideo: failed: {path}: {why}", err=True)
     if not quiet:
@@ -280,6 +260,52 @@ def stylize_cmd(
     if report.failed:
         fail(f"{len(report.failed)} of {len(report.failed) + len(report.written)} images "
              "failed (listed above); the others were written", 1)
+
+
+def _preview_options(
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="The sheet (PNG) [default: INPUT_STYLE_preview.png beside the "
+        "input].", show_default=False)] = None,
+    frames: Annotated[Optional[int], typer.Option(
+        min=1, max=64, help="How many frames (a clip: spread over it, one per shot first) or "
+        "photos (a folder) [default: one per shot, up to 4; 4 photos].",
+        show_default=False)] = None,
+    at: Annotated[Optional[str], typer.Option(
+        help="A clip: the frames at these times, e.g. 12.5,1:10,300f (instead of --frames).",
+        metavar="T,T,...", show_default=False)] = None,
+    vary: Annotated[Optional[str], typer.Option(
+        help="One row of the sheet per value of one stylize option, the rest as given: "
+             "style-weight, style-scale, content-weight, tv-weight, size, iterations or "
+             "method, e.g. --vary style-weight=1e-4,3e-4,1e-3.", metavar="NAME=V1,V2,...",
+        show_default=False)] = None,
+):
+    """The preview's own options (their signature only: see options_like)."""
+
+
+@app.command("preview", epilog="Examples:\n\n\b\n"
+             "  nstvideo preview clip.mp4 monet.jpg               -> clip_monet_preview.png\n"
+             "  nstvideo preview clip.mp4 monet.jpg --vary style-weight=1e-4,3e-4,1e-3\n"
+             "  nstvideo preview clip.mp4 monet.jpg --at 0:12,1:40 --vary method=optimize,fast")
+@options_like(stylize_cmd, _preview_options,
+              {"output", "restart", "keep_frames", "workers", "ray", "save_net",
+               "strip_metadata", "dpi", "batch"})
+def preview_cmd(**o):
+    """Paint a few frames of INPUT exactly as `stylize` with the same options would (a clip:
+    one per shot, up to 4; a folder: 4 photos), beside their sources on one PNG sheet, and
+    print the time the whole render would take on this device by each method."""
+    warnings.showwarning = one_line_warning
+    with sigterm_as_interrupt(), quiet_libraries(o["verbose"]):
+        settings, video = _settings(o)
+        report = run_reporting(o["verbose"], lambda: preview(
+            o["input"], o["styles"], o["output"], settings=settings, video=video,
+            frames=o["frames"], at=o["at"].split(",") if o["at"] else None, vary=o["vary"],
+            mask=o["mask"] or None, overwrite=o["overwrite"], progress=not o["quiet"]))
+    for row in report.rows:
+        typer.echo(row.line() + "".join(f"; {n}" for n in row.notes))
+    what = {"clip": f"{report.total} frames", "photos": f"{report.total} photos",
+            "photo": "the photo"}[report.kind]
+    typer.echo(f"wrote {report.sheet} (projections for {what}, in one process on this "
+               "device)", err=o["quiet"])
 
 
 @app.command("status")
@@ -293,70 +319,45 @@ def status_cmd(
     """The state of a render, running or stopped, from its folder alone (read-only: the
     render is not disturbed): frames and units done, rate, time left, who renders it, the last
     frame written, its settings, and how to resume it."""
-    report = _run(False, lambda: render_status(output))
+    report = run_reporting(False, lambda: render_status(output))
     typer.echo(report.to_json() if as_json else report.line())
 
 
-def _run(verbose: bool, call):
-    """Run the library call; every failure becomes one line and an exit code."""
-    try:
-        return call()
-    except NstVideoError as e:
-        fail(str(e), e.exit_code)
-    except KeyboardInterrupt as e:
-        fail(("terminated" if isinstance(e, Terminated) else "interrupted") + ": no file was "
-             "left half-written; run the same command again to resume (a video from its last "
-             "finished frame, a folder of photos from its next photo)",
-             143 if isinstance(e, Terminated) else 130)
-    except MemoryError:
-        fail("out of memory: use a smaller --size", 5)
-    except Exception as e:  # noqa: BLE001 - a bug or a library failure: one line, not a trace
-        if verbose:
-            traceback.print_exc()
-        fail(f"unexpected failure: {reason(e)} (run again with --verbose for the details, and "
-             "please report it)", 1)
-
-
-def _stylize(input, styles, output, size, iterations, iterations_first, temporal,
-             temporal_weight, warp, start, duration, every, fps, sequence, strip_metadata,
-             keep_frames, restart,
-             workers, ray, threads, method, refine_iterations, keyframes, train_steps,
-             train_seconds, train_perceptual, net, save_net, content_weight, style_weight,
-             tv_weight, content_layer, style_layers, style_scale, style_weights,
-             preserve_colors, optimizer, init, seed, device, precision, batch, weights,
-             max_megapixels, levels, max_memory, tile, dpi, mask, overwrite, verbose, quiet):
+def _settings(o: dict) -> tuple[StyleSettings, VideoSettings]:
+    """The settings the options `o` (stylize's, by parameter name) ask for."""
+    iterations = o["iterations"]
     settings = StyleSettings(
-        size=size, iterations=iterations or D.iterations, content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, content_layer=content_layer,
-        style_layers=parse_style_layers(style_layers),
-        style_scale=style_scale, style_blend=parse_floats(style_weights, "--style-weights")
-        if style_weights else None,
-        preserve_colors=preserve_colors.value if preserve_colors else False,
-        optimizer=optimizer.value, init=init, seed=seed, device=device,
-        precision=precision.value, batch=batch, weights=weights,
-        max_megapixels=max_megapixels, coarse_levels=levels, max_memory=max_memory, tile=tile)
+        size=o["size"], iterations=iterations or D.iterations,
+        content_weight=o["content_weight"], style_weight=o["style_weight"],
+        tv_weight=o["tv_weight"], content_layer=o["content_layer"],
+        style_layers=parse_style_layers(o["style_layers"]), style_scale=o["style_scale"],
+        style_blend=parse_floats(o["style_weights"], "--style-weights")
+        if o["style_weights"] else None,
+        preserve_colors=o["preserve_colors"].value if o["preserve_colors"] else False,
+        optimizer=o["optimizer"].value, init=o["init"], seed=o["seed"], device=o["device"],
+        precision=o["precision"].value, batch=o.get("batch", D.batch), weights=o["weights"],
+        max_megapixels=o["max_megapixels"], coarse_levels=o["levels"],
+        max_memory=o["max_memory"], tile=o["tile"])
+    net, save_net = o["net"], o.get("save_net")
     video = VideoSettings(
-        temporal=temporal.value, temporal_weight=temporal_weight, warp=warp.value,
-        iterations_first=iterations_first, iterations=iterations or V.iterations,
-        start=start, duration=duration, every=every, fps=fps, sequence=sequence,
-        threads=threads, method=method.value, refine_iterations=refine_iterations,
-        keyframes=keyframes, train_steps=train_steps,
-        train_seconds=train_seconds, train_perceptual=train_perceptual,
+        temporal=o["temporal"].value, temporal_weight=o["temporal_weight"],
+        warp=o["warp"].value, iterations_first=o["iterations_first"],
+        iterations=iterations or V.iterations, start=o["start"], duration=o["duration"],
+        every=o["every"], fps=o["fps"], sequence=o["sequence"], threads=o["threads"],
+        method=o["method"].value, refine_iterations=o["refine_iterations"],
+        keyframes=o["keyframes"], train_steps=o["train_steps"],
+        train_seconds=o["train_seconds"], train_perceptual=o["train_perceptual"],
         net=None if net is None else str(net),
         save_net=None if save_net is None else str(save_net))
-    return stylize(input, styles, output, settings=settings, video=video,
-                   overwrite=overwrite, restart=restart, keep_frames=keep_frames,
-                   progress=not quiet, workers=workers, ray=ray, strip_metadata=strip_metadata,
-                   dpi=dpi, mask=mask or None)
+    return settings, video
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    typer.echo(f"nstvideo: warning: {message}", err=True)
-
-
-def fail(message: str, code: int):
-    typer.echo(f"nstvideo: error: {message}", err=True)
-    sys.exit(code)
+def _stylize(**o):
+    settings, video = _settings(o)
+    return stylize(o["input"], o["styles"], o["output"], settings=settings, video=video,
+                   overwrite=o["overwrite"], restart=o["restart"], keep_frames=o["keep_frames"],
+                   progress=not o["quiet"], workers=o["workers"], ray=o["ray"],
+                   strip_metadata=o["strip_metadata"], dpi=o["dpi"], mask=o["mask"] or None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,13 +31,14 @@ def mask_paths(masks) -> list[Path]:
 
 
 def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
-                 shape: tuple[int, int], device, max_pixels: int = MAX_PIXELS
-                 ) -> Regions | None:
+                 shape: tuple[int, int], device, max_pixels: int = MAX_PIXELS,
+                 quiet: bool = False) -> Regions | None:
     """The masks of a photo of `shape` (h, w) as Regions: white painted, black kept, grey in
     between (a transparent pixel is black). One mask: where the styles' blend paints; one
     per style (two or more): each style on its own mask. Refused in one line: another number
     of masks, a mask of another shape (its size may differ), an unreadable one. A mask that
-    paints nothing is said in a warning."""
+    paints nothing is said in a warning (unless `quiet`: a clip's frame, where a mask
+    may well be black for a while)."""
     masks = as_list(masks)
     if not masks:
         return None
@@ -58,7 +59,7 @@ def load_regions(masks: Sequence[MaskLike] | MaskLike | None, styles: int,
         if abs(mh * w - mw * h) > max(mh, mw, h, w):  # another shape, not another size
             raise InputError(f"{name} is {mw}x{mh}, another shape than the photo ({w}x{h}): "
                              "make the mask from the photo (any size of the same shape)")
-        if grey.mean() < EMPTY:
+        if grey.mean() < EMPTY and not quiet:
             warnings.warn(f"{name} is black everywhere: it paints nothing", stacklevel=3)
         planes.append(torch.from_numpy(np.ascontiguousarray(grey))[None, None])
     size = planes[0].shape[2:]

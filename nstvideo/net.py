@@ -158,7 +158,7 @@ class Trainer:
                  training: Training = Training(), seed: int | None = None,
                  device: torch.device | str = "cpu", features=None):
         self.net, self.training, self.device = net.to(device), training, torch.device(device)
-        self.pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.pairs: list[tuple] = []  # (content, painted, weight or None), uint8
         for c, s in pairs:
             self.add(c, s)
         self.opt = torch.optim.Adam(net.parameters(), lr=training.learning_rate)
@@ -168,27 +168,35 @@ class Trainer:
         self.rng = np.random.default_rng(seed)
         self.noise = self._generator()
 
-    def add(self, content: np.ndarray, painted: np.ndarray) -> None:
-        """One more (content, painted) pair to learn from."""
+    def add(self, content: np.ndarray, painted: np.ndarray,
+            weight: np.ndarray | None = None) -> None:
+        """One more (content, painted) pair to learn from; `weight` (H, W) in 0-1: how much
+        each pixel counts (a masked keyframe: where it was painted; None: every pixel)."""
         # kept as uint8 (a quarter of float32's memory: many keyframes of a long film)
+        w = None if weight is None else torch.from_numpy(
+            np.round(np.clip(weight, 0, 1) * 255).astype(np.uint8))[None].to(self.device)
         self.pairs.append((_batch_tensor([content], self.device, False)[0],
-                           _batch_tensor([painted], self.device, False)[0]))
+                           _batch_tensor([painted], self.device, False)[0], w))
 
-    def _patches(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _patches(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         t = self.training
-        xs, ys = [], []
+        xs, ys, ws = [], [], []
         for i in self.rng.integers(len(self.pairs), size=t.batch):
-            c, s = self.pairs[i]
+            c, s, m = self.pairs[i]
             h, w = c.shape[1:]
             p = min(t.patch, h, w)
             y0, x0 = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
             xs.append(c[:, y0:y0 + p, x0:x0 + p])
             ys.append(s[:, y0:y0 + p, x0:x0 + p])
+            ws.append(None if m is None else m[:, y0:y0 + p, x0:x0 + p])
         x, y = torch.stack(xs).float(), torch.stack(ys).float()
+        weights = None if all(m is None for m in ws) else torch.stack([
+            torch.full_like(c[:1], 255) if m is None else m
+            for m, c in zip(ws, xs)]).float() / 255
         if t.noise:
             x = x + torch.randn(x.shape, generator=self.noise, device=x.device,
                                 dtype=x.dtype) * (255.0 * t.noise)  # drawn where it is used
-        return x, y
+        return x, y, weights
 
     def run(self, steps: int | None = None, on_step=None, seconds: float | None = None) -> float:
         """Train up to `steps` in total (the training's own by default) or until `seconds`
@@ -202,9 +210,10 @@ class Trainer:
         while self.step < steps:
             if seconds is not None and time.perf_counter() - t0 >= seconds:
                 break
-            x, y = self._patches()
+            x, y, w = self._patches()
             out = self.net(x)
-            loss = F.l1_loss(out, y)
+            loss = F.l1_loss(out, y) if w is None else (
+                ((out - y).abs() * w).sum() / (w.sum() * out.shape[1]).clamp_min(1.0))
             if self.training.perceptual and self.features is not None:
                 fo, fy = self.features(out), self.features(y)
                 loss = loss + self.training.perceptual * sum(

@@ -26,7 +26,7 @@ from nstvideo.record import FolderRecord, style_state
 from nstvideo.settings import StyleSettings
 from nstvideo.style.optimize import OptimizeReport
 from nstvideo.masks import MaskLike, load_regions, mask_folders, photo_masks
-from nstvideo.style.regions import EMPTY, Regions
+from nstvideo.style.regions import Regions
 from nstvideo.style.stylizer import Stylizer, style_longest
 from nstvideo.style.tensors import fit_longest, resize, to_image
 
@@ -108,7 +108,7 @@ def run_batch(stylizer: Stylizer, images: Sequence[np.ndarray], *, progress: boo
     paint nothing give the content back as it is."""
     content = torch.cat([stylizer.prepare(image) for image in images])
     start = stylizer.initial(content, init)
-    if regions is not None and float(regions.masks.mean(dim=(1, 2, 3)).max()) < EMPTY:
+    if regions is not None and regions.empty:
         x, report = content, OptimizeReport()  # nothing to paint
     else:
         with tqdm(total=stylizer.planned_iterations(tuple(content.shape[2:])), desc=desc,
@@ -190,7 +190,7 @@ def stylize_folder(folder: str | os.PathLike, styles: ImageLike | Sequence[Image
 def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSettings,
                     overwrite: bool, progress: bool, strip_metadata: bool,
                     dpi: float | None, mask_dirs: list[Path]) -> FolderReport:
-    images = _folder_photos(folder, output_dir)
+    images = folder_photos(folder, output_dir)
     masks = photo_masks(images, folder, mask_dirs)
     # subfolders (a camera's DCIM/100APPLE, holiday/day1) mirrored under output_dir
     targets = [output_dir / p.relative_to(folder).parent / photo_name(p.name) for p in images]
@@ -240,7 +240,7 @@ def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSetti
             record.add(src, dst)
 
     if stylizer.batch_limit((settings.size, settings.size)) > 1 and not masks:  # batches:
-        work.sort(key=lambda pair: _header_size(pair[0]))  # same sizes together, stable
+        work.sort(key=lambda pair: header_size(pair[0]))  # same sizes together, stable
     with tqdm(total=len(work), desc="images", unit="img", disable=not progress) as bar:
         for batch in _batches(work, stylizer, report, bar, alone=bool(masks)):
             run(batch)
@@ -251,7 +251,7 @@ def _stylize_folder(folder: Path, styles, output_dir: Path, settings: StyleSetti
     return report
 
 
-def _folder_photos(folder: Path, output_dir: Path) -> list[Path]:
+def folder_photos(folder: Path, output_dir: Path) -> list[Path]:
     """The photos of `folder` and its subfolders (not `output_dir`'s); refused in one line if
     there are none, and what is left out (videos, camera RAW files) named in a warning."""
     images, videos, raws = ((list_images(folder, exts, recursive=True, skip=output_dir)
@@ -334,7 +334,8 @@ def kept_meta(meta: PhotoMeta, strip: bool, dpi: float | None = None) -> PhotoMe
     return kept.with_dpi(dpi)
 
 
-def _header_size(path: Path) -> tuple[int, int]:
+def header_size(path: Path) -> tuple[int, int]:
+    """A photo's (width, height) upright from its header; (0, 0) where it cannot be read."""
     try:
         return image_size(path)
     except NstVideoError:

@@ -1,17 +1,23 @@
 """What the command line does around a run and a library does not: options whose value may be
 left out, SIGTERM handled like Ctrl-C, the C libraries' own chatter on stderr (libpng's
 warnings, FFmpeg's and OpenCV's log lines) kept off the terminal unless --verbose, and the
-one-line summary of a run."""
+one-line summary of a run; every failure of a run as one line and an exit code."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
 import os
 import re
 import signal
 import sys
 import threading
+import traceback
+
+import typer
+
+from nstvideo.errors import InputError, NstVideoError, reason
 
 # Lines that libraries below us print straight to file descriptor 2.
 NOISE = re.compile(r"^(libpng (warning|error)|\[[\w ,-]+ @ 0x[0-9a-f]+\]|\[ ?(WARN|INFO|DEBUG)"
@@ -136,3 +142,71 @@ def summary(report) -> str:
         skipped = f"; {len(report.skipped)} painted before, skipped" if report.skipped else ""
         return f"wrote {report.output} ({len(report.written)} images{skipped})"
     return f"wrote {report.output}" + (f" (painted {report.memory})" if report.memory else "")
+
+
+def run_reporting(verbose: bool, call):
+    """Run the library call; every failure becomes one line and an exit code."""
+    try:
+        return call()
+    except NstVideoError as e:
+        fail(str(e), e.exit_code)
+    except KeyboardInterrupt as e:
+        fail(("terminated" if isinstance(e, Terminated) else "interrupted") + ": no file was "
+             "left half-written; run the same command again to resume (a video from its last "
+             "finished frame, a folder of photos from its next photo)",
+             143 if isinstance(e, Terminated) else 130)
+    except MemoryError:
+        fail("out of memory: use a smaller --size", 5)
+    except Exception as e:  # noqa: BLE001 - a bug or a library failure: one line, not a trace
+        if verbose:
+            traceback.print_exc()
+        fail(f"unexpected failure: {reason(e)} (run again with --verbose for the details, and "
+             "please report it)", 1)
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None):
+    typer.echo(f"nstvideo: warning: {message}", err=True)
+
+
+def fail(message: str, code: int):
+    typer.echo(f"nstvideo: error: {message}", err=True)
+    sys.exit(code)
+
+
+def options_like(base, own, skip: set[str]):
+    """A decorator giving a command the options of the command `base` (its signature, Typer's
+    only source of them) but those named in `skip`, with the options of `own` (a function
+    that only declares them) after the arguments."""
+    params = [p for n, p in inspect.signature(base, eval_str=True).parameters.items()
+              if n not in skip]
+    args = [p for p in params if p.default is inspect.Parameter.empty]
+    rest = [p for p in params if p.default is not inspect.Parameter.empty]
+    sig = inspect.Signature(args + list(inspect.signature(own, eval_str=True)
+                                        .parameters.values()) + rest)
+
+    def wrap(command):
+        command.__signature__ = sig
+        command.__annotations__ = {p.name: p.annotation for p in sig.parameters.values()}
+        return command
+    return wrap
+
+
+def parse_floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError as e:
+        raise InputError(f"{what} '{text}' is not a comma-separated list of numbers, e.g. "
+                         "0.7,0.3") from e
+
+
+def parse_style_layers(text: str) -> tuple[tuple[str, float], ...]:
+    """'relu1_1,relu2_1:0.5' -> (('relu1_1', 1.0), ('relu2_1', 0.5)); weight defaults to 1.
+    The layers and weights are checked by StyleSettings."""
+    out = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, weight = item.partition(":")
+        try:
+            out.append((name.strip(), float(weight) if weight else 1.0))
+        except ValueError as e:
+            raise InputError(f"--style-layers: weight '{weight}' of {name} is not a number") from e
+    return tuple(out)

@@ -54,8 +54,9 @@ class NetTraining:
                 self.trainer.restore(data["trainer"])
         self.resumed = self.trainer.step
 
-    def add(self, content: np.ndarray, painted: np.ndarray) -> None:
-        self.trainer.add(content, painted)
+    def add(self, content: np.ndarray, painted: np.ndarray,
+            weight: np.ndarray | None = None) -> None:
+        self.trainer.add(content, painted, weight)
 
     def guess(self, content: np.ndarray) -> torch.Tensor:
         """What the network paints `content` as so far: (1, 3, H, W) on its device."""

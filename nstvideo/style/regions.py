@@ -31,6 +31,11 @@ class Regions:
     masks: torch.Tensor
     blends: tuple[tuple[float, ...] | None, ...]
 
+    @property
+    def empty(self) -> bool:
+        """Whether they paint nothing (every region's mean coverage under EMPTY)."""
+        return float(self.masks.mean(dim=(1, 2, 3)).max()) < EMPTY
+
     def at(self, hw: tuple[int, int]) -> torch.Tensor:
         """The masks at size hw (R, 1, h, w)."""
         if tuple(self.masks.shape[2:]) == tuple(hw):

@@ -54,6 +54,14 @@ class Temporal:
                         self.weight, frozen)
 
 
+def _held(kept: torch.Tensor, content: torch.Tensor, frozen):
+    """What `optimize` holds fixed: the pixels no region paints at the content, and a video
+    frame's static pixels (`frozen`: (where, values) or None) at their values."""
+    if frozen is None:
+        return kept, content
+    return kept | frozen[0], torch.where(kept, content, frozen[1])
+
+
 def schedule(hw: tuple[int, int], iterations: int, settings: StyleSettings,
              coarse: bool = True) -> list[tuple[tuple[int, int], int]]:
     """Coarse-to-fine: [(size (h, w), iterations)], coarsest first, ending at `hw`.
@@ -188,8 +196,6 @@ class Stylizer:
         its two passes. With `regions`, each region's guided Grams against its own style
         blend (nstvideo.style.regions)."""
         s = self.settings
-        if regions is not None and tile is None:
-            return self._guided_objective(content, regions)
         style_t = self.style_targets(content) if regions is None else None
         if tile is not None:
             masks = None if regions is None else regions.at(tuple(content.shape[2:]))
@@ -201,13 +207,25 @@ class Stylizer:
                 regions=None if regions is None else [
                     (masks[r:r + 1], self.style_targets(content, blend))
                     for r, blend in enumerate(regions.blends)])
+        if regions is None:
+            def style(feats):
+                return sum(lam * losses.style_loss(feats[n], style_t[n])
+                           for n, lam in s.style_layers)
+        else:  # each region's guided Grams against its own blend; masks pooled once
+            masks = regions.at(tuple(content.shape[2:]))
+            painted = [(self._pooled(masks[r:r + 1], content),
+                        self.style_targets(content, blend))
+                       for r, blend in enumerate(regions.blends)]
+
+            def style(feats):
+                return sum(self._region_style(feats, w, t) for w, t in painted)
         with torch.no_grad():
             content_t = self.features(content)[s.content_layer]
 
         def f(x: torch.Tensor):  # the total per item (B,), the parts summed over the batch
             feats = self.features(x)
             jc = losses.content_loss(feats[s.content_layer], content_t)
-            js = sum(lam * losses.style_loss(feats[n], style_t[n]) for n, lam in s.style_layers)
+            js = style(feats)
             jt = losses.tv_loss(x)
             total = self.alpha * jc + self.beta * js + self.gamma * jt
             parts = {"content": jc, "style": js, "tv": jt}
@@ -217,27 +235,6 @@ class Stylizer:
                 parts["temporal"] = jtemp
             parts["total"] = total
             return total, {k: v.detach().sum() for k, v in parts.items()}  # one sync, later
-
-        return f
-
-    def _guided_objective(self, content: torch.Tensor, regions: Regions):
-        """`objective` with a style cost per region (its guided Grams against its blend)."""
-        s = self.settings
-        masks = regions.at(tuple(content.shape[2:]))
-        painted = [(masks[r:r + 1], self.style_targets(content, blend))
-                   for r, blend in enumerate(regions.blends)]
-        painted = [(self._pooled(m, content), t) for m, t in painted]  # once, not per iteration
-        with torch.no_grad():
-            content_t = self.features(content)[s.content_layer]
-
-        def f(x: torch.Tensor):
-            feats = self.features(x)
-            jc = losses.content_loss(feats[s.content_layer], content_t)
-            js = sum(self._region_style(feats, w, t) for w, t in painted)
-            jt = losses.tv_loss(x)
-            total = self.alpha * jc + self.beta * js + self.gamma * jt
-            parts = {"content": jc, "style": js, "tv": jt, "total": total}
-            return total, {k: v.detach().sum() for k, v in parts.items()}
 
         return f
 
@@ -319,8 +316,8 @@ class Stylizer:
         levels = schedule(hw, iterations or self.settings.iterations, self.settings, coarse)
         plans = [self.memory_plan(size, len(content), temporal is not None)
                  for size, _ in reversed(levels)][::-1]  # the full size refused first, here
-        if regions is not None and (len(content) != 1 or temporal is not None):
-            raise ValueError("regions: one image at a time, without a temporal cost")
+        if regions is not None and len(content) != 1:
+            raise ValueError("regions: one image at a time")
         try:
             return self._run(content, init, levels, plans, temporal, early_stop, on_step,
                              regions)
@@ -355,7 +352,7 @@ class Stylizer:
                 level_t.frozen, level_t.warped)
             level_target = resize_tensor(target, hw)
             if regions is not None:  # the pixels no region paints: held at the content
-                fixed = (regions.held(hw), level_target)
+                fixed = _held(regions.held(hw), level_target, fixed)
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
             objective = self.objective(level_target, level_t, mem.tile, mem.keep, regions)

@@ -162,20 +162,26 @@ def static_pixels(backward: np.ndarray, mask: np.ndarray, content: np.ndarray,
 
 
 def frame_warping_errors(frames: list[np.ndarray], content: list[np.ndarray],
-                         estimator: FlowEstimator | None = None) -> list[float]:
+                         estimator: FlowEstimator | None = None,
+                         region: list[np.ndarray] | None = None) -> list[float]:
     """Lai et al. 2018's temporal warping error of each consecutive pair: the occlusion-masked
     mean squared difference between stylized frame t and stylized frame t-1 warped by the
-    content's flow, Σ M·(O_t − warp(O_{t−1}))² / (3·ΣM). Entry t-1 is the pair (t-1, t)."""
+    content's flow, Σ M·(O_t − warp(O_{t−1}))² / (3·ΣM). Entry t-1 is the pair (t-1, t).
+    `region`: per frame, (H, W) weights in 0-1 (a masked render's painted pixels) that M is
+    multiplied by."""
     est = estimator or FlowEstimator("medium")
     errs = []
     for t in range(1, len(frames)):
         back = est.flow(content[t], content[t - 1])
         mask = consistency_mask(back, est.flow(content[t - 1], content[t]))[..., None]
+        if region is not None:
+            mask = mask * region[t][..., None]
         diff = frames[t].astype(np.float32) - warp(frames[t - 1], back).astype(np.float32)
         errs.append(float((mask * diff ** 2).sum() / max(1.0, 3 * mask.sum())))
     return errs
 
 
-def warping_error(frames: list[np.ndarray], content: list[np.ndarray]) -> float:
+def warping_error(frames: list[np.ndarray], content: list[np.ndarray],
+                  region: list[np.ndarray] | None = None) -> float:
     """The mean of `frame_warping_errors`: the steadiness measure of benchmarks/."""
-    return float(np.mean(frame_warping_errors(frames, content)))
+    return float(np.mean(frame_warping_errors(frames, content, region=region)))

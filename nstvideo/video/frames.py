@@ -11,6 +11,7 @@ import torch
 
 from nstvideo.settings import VideoSettings
 from nstvideo.style.optimize import EarlyStop, OptimizeReport
+from nstvideo.style.regions import Regions
 from nstvideo.style.stylizer import Stylizer, Temporal
 from nstvideo.style.tensors import to_image, to_tensor
 from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
@@ -68,7 +69,7 @@ class FrameRenderer:
 
     def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
                compared: FramePair | float | None = None, guess=None, fill=None,
-               painted: np.ndarray | None = None):
+               painted: np.ndarray | None = None, regions: Regions | None = None):
         """Stylize one content frame (RGB uint8 at the processing size); `compared` is
         `compare(previous content, content)` where already computed. `guess`: where the chain
         restarts, a callable giving an image to start from instead of the content (the
@@ -78,7 +79,8 @@ class FrameRenderer:
         `fill`: a callable giving an image to start from where the flow cannot carry the
         previous result (occluded or new pixels), instead of the warped previous result.
         `painted`: this frame already painted (a keyframe), taken as it is where the chain
-        restarts.
+        restarts. `regions`: where to paint (nstvideo.style.regions; the rest is the content,
+        a frame whose masks paint nothing the content itself).
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
         v, dev = self.video, self.stylizer.device
@@ -112,12 +114,14 @@ class FrameRenderer:
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else self.prev_tensor
+        if regions is not None and regions.empty:
+            painted, start = content, None  # nothing to paint: the content as it is
         if start is None and painted is not None:
             result, report = painted, OptimizeReport()
             result_t = to_tensor(painted, dev)
         else:
             result_t, report = self._optimize(content_t, start, init, restart, temporal, guess,
-                                              on_step)
+                                              on_step, regions)
             result = to_image(result_t)  # the frame's one copy to the host (for the writer)
             result_t = result_t.detach().clamp(0, 255).round()  # as saved (a resume's start)
         self.prev_content, self.prev_result, self.prev_tensor = content, result, result_t
@@ -127,7 +131,8 @@ class FrameRenderer:
             self.reference[~static] = content[~static]
         return result, report, restart and had_previous and v.temporal != "none"
 
-    def _optimize(self, content_t, start, init, restart, temporal, guess, on_step):
+    def _optimize(self, content_t, start, init, restart, temporal, guess, on_step,
+                  regions=None):
         """The optimizer's run on one frame: (result tensor, report)."""
         s, v = self.stylizer, self.video
         guessed = start is None and guess is not None
@@ -141,4 +146,15 @@ class FrameRenderer:
         if self.by_new and not restart:
             iterations += round((self.first_iterations - v.iterations) * self.new_share)
         return s.run(content_t, start, iterations=iterations, temporal=temporal,
-                     early_stop=self.early_stop, on_step=on_step, coarse=fresh)
+                     early_stop=self.early_stop, on_step=on_step, coarse=fresh,
+                     regions=regions)
+
+
+def laid_over(content: np.ndarray, painted: np.ndarray, regions: Regions | None) -> np.ndarray:
+    """A frame painted whole (by the network) laid over its content where `regions` paint,
+    through their feathered union, as the optimizer's result is (None: as painted)."""
+    if regions is None:
+        return painted
+    cover = regions.cover(content.shape[:2]).cpu()
+    c, p = to_tensor(content, "cpu"), to_tensor(painted, "cpu")
+    return to_image(torch.lerp(c, p, cover))

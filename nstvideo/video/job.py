@@ -127,6 +127,7 @@ class Job:
     # shot, as the optimizer painted them (PNG bytes by output position)
     end: float | None = None  # when the last frame stops showing (the source's; None: one
     # step after it begins)
+    masks: object = None  # where to paint (nstvideo.video.clipmasks.ClipMasks; None: all)
 
     @property
     def step(self) -> float:

@@ -25,7 +25,7 @@ from nstvideo.style.stylizer import Stylizer
 from nstvideo.style.vgg import LAYER_NAMES
 from nstvideo.training import NetTraining
 from nstvideo.video.background import prefetch
-from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.frames import FrameRenderer, laid_over
 from nstvideo.video.job import Job
 from nstvideo.video.plan import Plan
 from nstvideo.video.store import UnitStore
@@ -56,8 +56,8 @@ class PaintRunner(_WithNet, UnitRunner):
         n = batch_size(self.job.hw, self.device, budget(self.job.settings.max_memory,
                                                         self.device))
         while batch := list(itertools.islice(frames, n)):
-            for (pos, _), result in zip(batch, paint(self.net, [f for _, f in batch])):
-                finished(pos - unit.begin, result)
+            for (pos, frame), result in zip(batch, paint(self.net, [f for _, f in batch])):
+                finished(pos - unit.begin, laid_over(frame, result, self.regions(pos)))
 
 
 FAST_CONTENT_FACTOR = 1.5  # the refining's content weight over the one asked for: content
@@ -117,7 +117,8 @@ class RefineRunner(_WithNet, OptimizeRunner):
 
         key = self.job.painted.get(pos)
         return renderer.render(frame, self.job.init, compared=compared, guess=guess,
-                               fill=guess, painted=None if key is None else decode_frame(key))
+                               fill=guess, painted=None if key is None else decode_frame(key),
+                               regions=self.regions(pos))
 
 
 def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
@@ -132,15 +133,37 @@ def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
         info = {"keyframes": len(contents), "size": list(job.hw), "styles": len(job.styles)}
         video = job.video
         steps = steps_for(video, plan.total, job.hw)
-        training = NetTraining(Training(steps=steps, perceptual=video.train_perceptual),
-                               job.settings.seed, device, checkpoint, info, job.settings.weights,
-                               job.settings.precision)
+        training = net_training(job, steps, device, checkpoint, info)
         _paint_keyframes(job, plan, contents, store, training, progress)
         with tqdm(total=steps, initial=training.trainer.step, unit="step",
                   desc="training", disable=not progress, dynamic_ncols=True,
                   leave=False) as bar:
-            _train(training, video, 1.0, on_step=lambda i: bar.update(1))
+            train(training, video, 1.0, on_step=lambda i: bar.update(1))
         return net_bytes(training.net, info), training.report()
+
+
+def net_training(job: Job, steps: int, device, checkpoint: Path | None = None,
+                 info: dict | None = None) -> NetTraining:
+    """The network's training for this job (`steps` of it), its state kept in `checkpoint`."""
+    return NetTraining(Training(steps=steps, perceptual=job.video.train_perceptual),
+                       job.settings.seed, device, checkpoint, info, job.settings.weights,
+                       job.settings.precision)
+
+
+def keyframe_regions(job: Job, keys: list[int]):
+    """Where each keyframe is painted (None: everywhere), one after the other."""
+    masks = job.masks
+    if masks is None:
+        yield from [None] * len(keys)
+        return
+    device = resolve_device(job.settings.device)
+    if not masks.moving:
+        still = masks.regions(masks.still(job.hw), job.hw, device)
+        yield from [still] * len(keys)
+        return
+    cursor = masks.cursor(job.hw, 1)
+    for k in keys:
+        yield masks.regions(next(m for _, m in cursor.take(k, k + 1)), job.hw, device)
 
 
 def _keyframe_contents(job: Job, keys: list[int]) -> list[np.ndarray]:
@@ -171,7 +194,8 @@ PIXEL_COST = 0.53  # a refining iteration's time per pixel over a training step'
 # the style cost's closed-form gradient, "Fast 5")
 
 
-def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int]) -> int:
+def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int],
+              method: str | None = None) -> int:
     """The network's training steps: `train_steps` where given; the keyframe method's
     TRAIN_STEPS (its network paints every frame); for the fast method, whose network only
     fills in where the flow carries nothing, FAST_TRAIN_SHARE of the refinement's own time
@@ -181,7 +205,7 @@ def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int]) -> int:
     at 384 px."""
     if video.train_steps is not None:
         return video.train_steps
-    if video.method != "fast":
+    if (method or video.method) != "fast":
         return TRAIN_STEPS
     t = Training()
     work = frames * video.refine_iterations * hw[0] * hw[1] * PIXEL_COST
@@ -189,11 +213,17 @@ def steps_for(video: VideoSettings, frames: int, hw: tuple[int, int]) -> int:
     return int(min(hi, max(lo, round(FAST_TRAIN_SHARE * work / (t.batch * t.patch ** 2)))))
 
 
-def _train(training: NetTraining, video, share: float, on_step=None) -> None:
+def train(training: NetTraining, video, share: float, on_step=None) -> None:
     """Train to this share of the steps (and of --train-seconds)."""
     secs = video.train_seconds
     training.train_to(round(training.training.steps * share), on_step,
                       None if secs is None else max(0.0, secs * share - training.seconds))
+
+
+def keyframe_stylizer(job: Job) -> Stylizer:
+    """The optimizer that paints keyframes: plain L-BFGS (no preconditioner): the network fits
+    keyframes painted with one worse (RESULTS.md, "Fast 6")."""
+    return Stylizer(job.styles, job.settings, precondition=None, tune=True)
 
 
 def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: UnitStore,
@@ -208,10 +238,10 @@ def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: Un
     keys, done, n = plan.keys, store.open(), len(contents)
     with tqdm(total=n, initial=done, unit="keyframe", desc="painting keyframes",
               disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        stylizer = (Stylizer(job.styles, job.settings, precondition=None, tune=True)
-                    if done < n else None)
+        stylizer = keyframe_stylizer(job) if done < n else None
         renderer, shot = None, None
-        for i, (k, content) in enumerate(zip(keys, contents)):
+        for i, (k, content, region) in enumerate(zip(keys, contents,
+                                                     keyframe_regions(job, keys))):
             if plan.shot_of(k) != shot:  # a new shot: a new chain
                 renderer, shot = FrameRenderer(stylizer, job.video), plan.shot_of(k)
             if i < done:
@@ -219,11 +249,14 @@ def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: Un
                 renderer.restore(content, painted)
             else:
                 if i > 0:
-                    _train(training, job.video, i / n)
+                    train(training, job.video, i / n)
                 guess = None if i == 0 else lambda c=content: training.guess(c)
-                painted, _, _ = renderer.render(content, job.init, guess=guess)
+                painted, _, _ = renderer.render(content, job.init, guess=guess,
+                                                regions=region)
                 store.save(i, painted, plan.times[k])
                 bar.update(1)
-            training.add(content, painted)
+            # a masked keyframe teaches the network where it was painted only
+            training.add(content, painted, None if region is None else
+                         region.cover(content.shape[:2])[0, 0].cpu().numpy())
     if not store.complete:
         store.finish()

@@ -25,6 +25,7 @@ from nstvideo.media.video import FrameFolder, Source, open_source
 from nstvideo.media.writer import encode_image, is_constant_rate, segment_ext, write_file
 from nstvideo.net import load_net
 from nstvideo.outputs import check_net_output, check_video_output, default_output, input_paths
+from nstvideo.masks import mask_paths
 from nstvideo.photos import ImageLike, init_image, load_styles, styles_list
 from nstvideo.record import fingerprint, style_state
 from nstvideo.settings import StyleSettings, VideoSettings
@@ -33,6 +34,7 @@ from nstvideo.style.memory import GIB, budget, default_budget, plan as memory_pl
 from nstvideo.style.vgg import min_side
 from nstvideo.video.assemble import finish
 from nstvideo.video.checkpoint import Checkpoint, checkpoint_dir
+from nstvideo.video.clipmasks import clip_masks
 from nstvideo.video.engines import Engine, Event, InProcess, LocalPool
 from nstvideo.video.job import Job, SourceSpec, even_size, parse_position
 from nstvideo.video.keyframes import PaintRunner, RefineRunner, keyframe_net
@@ -68,7 +70,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
                   overwrite: bool = False, restart: bool = False, keep_frames: bool = False,
                   progress: bool = False, files: list[Path] | None = None, workers: int = 1,
                   ray: str | None = None, on_event=None,
-                  strip_metadata: bool = False) -> VideoReport:
+                  strip_metadata: bool = False, mask=None) -> VideoReport:
     """Stylize a video file or a folder of numbered frames into a video file (by extension:
     .mp4 .mov .mkv .webm .gif) or a folder of PNG frames, with temporal coherence.
 
@@ -81,29 +83,33 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     finished units and continues each unfinished one after its last finished frame.
     `on_event(kind, unit, where, detail)` hears of every frame ('frame') and unit ('unit').
     A video output keeps the source's metadata (when and where it was filmed, its title),
-    unless `strip_metadata`.
+    unless `strip_metadata`. `mask`: where to paint, one or one per style
+    (nstvideo.video.clipmasks): each a still image for the whole clip, or a video or a
+    folder of mask frames, one per frame; the rest stays the content.
     """
     settings, video = settings or StyleSettings(), video or VideoSettings()
     if int(workers) != workers or workers < 1:
         raise InputError(f"--workers {workers}: give a whole number, 1 or more")
     styles = styles_list(styles)
     spec, source, output, is_video, given_net, video = _check(input_path, styles, output,
-                                                              settings, video, files, overwrite)
-    layers = (settings.content_layer, *(n for n, _ in settings.style_layers))
-    hw = even_size(source.height, source.width, settings.size, min_side(layers))
+                                                              settings, video, files, overwrite,
+                                                              mask)
+    masks = clip_masks(mask, spec, source, len(styles))
+    hw = frame_size(source, settings)
     settings = _shared_memory(settings, workers, ray)
-    fits = _frame_memory(settings, layers, hw)  # refused here, before the pass over the clip
+    fits = frame_memory(settings, hw)  # refused here, before the pass over the clip
     style_images = load_styles(styles, settings)
     ckpt = Checkpoint(checkpoint_dir(output), _state(
-        settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles))
+        settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles, masks))
     with _engine(workers, ray) as engine, ckpt.opened(restart):  # a missing Ray: at once
         ckpt.note_command(f"Ray ({ray})" if ray is not None else
                           "this process" if workers == 1 else f"{workers} local workers")
         plan = _plan(ckpt, spec, source, settings, video, hw, engine, progress,
                      keyframes=video.trains_net and given_net is None)
         damaged = source.damaged  # found by the plan's pass over the clip (none on a resume)
-        job = _job(settings, video, style_images, hw, spec, source, plan,
+        job = make_job(settings, video, style_images, hw, spec, source, plan,
                    segment_ext(output) if is_video else None, keep_frames)
+        job.masks = masks
         report = VideoReport(output=output, fps=job.rate, variable_rate=job.vfr,
                              units=len(plan.units),
                              scene_cuts=list(plan.cuts[1:]), threads=plan.threads, memory=fits)
@@ -127,7 +133,7 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
 
 
 def _check(input_path, styles: list, output, settings: StyleSettings, video: VideoSettings,
-           files: list[Path] | None, overwrite: bool):
+           files: list[Path] | None, overwrite: bool, mask=None):
     """Everything that can be refused before any work, in order: the input, the output, the
     keyframe method's files, the range. Returns (source spec, opened source, output path,
     whether the output is a video, the bytes of a --net given, the video settings with an
@@ -138,9 +144,19 @@ def _check(input_path, styles: list, output, settings: StyleSettings, video: Vid
         warnings.warn(source.note, stacklevel=3)
     output = Path(output) if output is not None else default_output(src, styles, video=True)
     content = source.files if isinstance(source, FrameFolder) else [src]
-    inputs = input_paths(content, styles, settings) + ([Path(video.net)] if video.net else [])
+    inputs = input_paths(content, styles, settings) + ([Path(video.net)] if video.net else []) + \
+        mask_paths(mask)
     is_video = check_video_output(output, inputs, overwrite)
     given_net = _check_method(video, inputs, overwrite)
+    spec, video = clip_range(src, source, video, settings, files)
+    return spec, source, output, is_video, given_net, video
+
+
+def clip_range(src: Path, source: Source, video: VideoSettings, settings: StyleSettings,
+               files: list[Path] | None) -> tuple[SourceSpec, VideoSettings]:
+    """The range of `source` (opened from `src`) to render, from --start, --duration and
+    --every (refused in one line where it holds nothing), as a spec any process can open;
+    with the video settings, an --every past the range's end brought to its length."""
     first = parse_position(video.start, source.fps, "--start") or 0
     length = parse_position(video.duration, source.fps, "--duration")
     if length == 0:
@@ -156,7 +172,7 @@ def _check(input_path, styles: list, output, settings: StyleSettings, video: Vid
     spec = SourceSpec(src, files if isinstance(source, FrameFolder) else None, video.fps,
                       settings.max_pixels, first, None if length is None else first + length,
                       video.every, source.fingerprint())
-    return spec, source, output, is_video, given_net, video
+    return spec, video
 
 
 def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> bytes | None:
@@ -175,7 +191,7 @@ def _check_method(video: VideoSettings, inputs: list[Path], overwrite: bool) -> 
 
 
 def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
-           styles) -> dict:
+           styles, masks=None) -> dict:
     state = style_state(settings, styles)
     vid = dataclasses.asdict(video)
     vid.pop("segment_frames")  # how the result is stored on the way, not what it is
@@ -191,6 +207,8 @@ def _state(settings: StyleSettings, video: VideoSettings, spec: SourceSpec, rng,
     vid["temporal_weight"] = video.tau  # the same
     if video.net and Path(video.net).is_file():
         state["files"]["net"] = fingerprint(video.net)
+    if masks is not None:  # (a render without masks keeps the state it had before them)
+        state["masks"] = masks.fingerprints()
     return {**state, "video": vid, "input": spec.fingerprint, "range": list(rng)}
 
 
@@ -205,9 +223,17 @@ def _shared_memory(settings: StyleSettings, workers: int, ray: str | None) -> St
     return settings.replace(max_memory=default_budget(device) / workers / GIB)
 
 
-def _frame_memory(settings: StyleSettings, layers: tuple[str, ...], hw) -> str:
+def frame_size(source: Source, settings: StyleSettings) -> tuple[int, int]:
+    """The frames' processing size: the longest side --size, even sides, the short side at
+    least what the VGG layers used need."""
+    layers = (settings.content_layer, *(n for n, _ in settings.style_layers))
+    return even_size(source.height, source.width, settings.size, min_side(layers))
+
+
+def frame_memory(settings: StyleSettings, hw) -> str:
     """How one frame of size hw fits its budget (in one line for the report); refuses in one
     line, before any work, a frame size that cannot fit even in tiles."""
+    layers = (settings.content_layer, *(n for n, _ in settings.style_layers))
     device = resolve_device(settings.device)
     return memory_plan(hw, layers, device, budget(settings.max_memory, device),
                        tile=settings.tile, temporal=True,
@@ -232,17 +258,25 @@ def _plan(ckpt: Checkpoint, spec: SourceSpec, source: Source, settings: StyleSet
         with contextlib.suppress(KeyError, TypeError, ValueError):
             return Plan.from_json(saved)
     ckpt.drop_units()  # rendered to a plan that is lost: their units may not be these
+    plan = new_plan(spec, source, settings, video, hw, engine, progress, keyframes)
+    ckpt.save_plan(plan.to_json())
+    return plan
+
+
+def new_plan(spec: SourceSpec, source: Source, settings: StyleSettings, video: VideoSettings,
+             hw, engine: Engine, progress: bool, keyframes: bool = False) -> Plan:
+    """A plan made by one pass over the clip, for this engine's slots and threads; a range
+    without frames refused in one line."""
     on_cpu = resolve_device(settings.device).type == "cpu"
     threads = unit_threads(video, settings.seed is not None, on_cpu, engine.threads)
     plan = scan(spec, source, video, hw, engine.slots, threads, keyframes, progress)
     if plan.total == 0:
         raise InputError(f"{spec.path} yielded no frames in the range asked for: check --start "
                          "and --duration")
-    ckpt.save_plan(plan.to_json())
     return plan
 
 
-def _job(settings: StyleSettings, video: VideoSettings, styles: list[np.ndarray], hw,
+def make_job(settings: StyleSettings, video: VideoSettings, styles: list[np.ndarray], hw,
          spec: SourceSpec, source: Source, plan: Plan, ext: str | None,
          keep_frames: bool) -> Job:
     fps = source.fps / video.every

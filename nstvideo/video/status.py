@@ -59,8 +59,9 @@ class RenderStatus:
                f"  {self.frames_done} of {total} frames, {self.units_done} of "
                f"{self.units_total if self.units_total is not None else '?'} units"]
         if self.rate_fps:
-            out.append(f"  {self.rate_fps * 60:.1f} frames a minute over {_span(self.elapsed_s)}"
-                       + (f", about {_span(self.eta_s)} left" if self.eta_s is not None else ""))
+            left = f", about {span_text(self.eta_s)} left" if self.eta_s is not None else ""
+            out.append(f"  {self.rate_fps * 60:.1f} frames a minute over "
+                       f"{span_text(self.elapsed_s)}{left}")
         if self.last_frame:
             out.append(f"  last written: {self.last_frame}")
         if self.latest:
@@ -72,7 +73,7 @@ class RenderStatus:
         return "\n".join(out)
 
 
-def _span(seconds: float | None) -> str:
+def span_text(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     m, s = divmod(int(seconds), 60)

@@ -40,6 +40,11 @@ class UnitRunner:
         self.job = job
         self.device = resolve_device(job.settings.device)
         self._cursor = job.cursor()
+        masks = job.masks
+        self._mask_cursor = (masks.cursor(job.hw, job.video.overlap + 1)
+                             if masks is not None and masks.moving else None)
+        self._mask_of: dict[int, list] = {}  # a clip's masks read along with the content
+        self._still = None  # still masks' regions (built once)
 
     def run(self, unit: Unit, store: UnitStore, on_frame=None, frames=None) -> dict:
         """Render what `store` lacks of `unit`: its frames, saved as they finish, encoded into
@@ -61,6 +66,8 @@ class UnitRunner:
             content = (self._cursor.take(begin, unit.stop) if frames is None else
                        ((unit.begin + i, frames[i]) for i in range(begin - unit.begin,
                                                                     len(frames))))
+            if self._mask_cursor is not None:
+                content = self._with_masks(content, begin, unit.stop)
             with BackgroundWriter() as writer:
                 def finished(k: int, result: np.ndarray, still: np.ndarray | None = None) -> None:
                     if still is not None:  # first: a frame on record has its reference
@@ -86,6 +93,27 @@ class UnitRunner:
     def paint(self, unit: Unit, store: UnitStore, done: int, content, finished,
               report: dict) -> None:
         raise NotImplementedError
+
+    def _with_masks(self, content, begin: int, stop: int):
+        """The content frames, each position's masks read along and kept for `regions`."""
+        for (pos, frame), (_, masks) in zip(content, self._mask_cursor.take(begin, stop)):
+            self._mask_of[pos] = masks
+            yield pos, frame
+
+    def add_masks(self, pos: int, masks: list) -> None:
+        """Give position `pos` its masks where the content was not read by this runner."""
+        self._mask_of[pos] = masks
+
+    def regions(self, pos: int):
+        """Where output frame `pos` is painted (nstvideo.style.regions; None: everywhere)."""
+        masks = self.job.masks
+        if masks is None:
+            return None
+        if not masks.moving:
+            if self._still is None:
+                self._still = masks.regions(masks.still(self.job.hw), self.job.hw, self.device)
+            return self._still
+        return masks.regions(self._mask_of.pop(pos), self.job.hw, self.device)
 
     _shown = 0.0  # when this process last replaced the render's latest.png
 
@@ -138,7 +166,8 @@ class OptimizeRunner(UnitRunner):
     def render(self, renderer: FrameRenderer, frame: np.ndarray, compared, pos: int):
         """One frame of the chain, output position `pos`: (result, report, whether the chain
         restarted)."""
-        return renderer.render(frame, self.job.init, compared=compared)
+        return renderer.render(frame, self.job.init, compared=compared,
+                               regions=self.regions(pos))
 
     def paint(self, unit, store, done, content, finished, report) -> None:
         """Optimize the frames one after the other, each from the previous result."""
@@ -155,6 +184,7 @@ class OptimizeRunner(UnitRunner):
         for k, frame, compared in prefetch(ahead()):
             if k < done:
                 renderer.restore(frame, store.load(k), store.still(k))
+                self._mask_of.pop(unit.begin + k, None)
                 continue
             try:
                 result, _, cut = self.render(renderer, frame, compared, unit.begin + k)

@@ -1,0 +1,98 @@
+"""Masks in clips (#34): the kept region against the source frames, and the painted region's
+steadiness against an unmasked render of the same clip, for the optimize and fast methods.
+
+  python benchmarks/clip_masks.py [--clip ../shared/data/cockatoo.mp4] [--frames 24]
+          [--size 128] [--methods optimize,fast] [--out /tmp/clip_masks]
+
+The mask is a clip of mask frames: a vertical band a third of the frame wide, moving from the
+left edge to the right over the clip (so pixels enter and leave the painted region). Prints:
+  kept     mean absolute difference from the source frames (as decoded and resized), grey
+           levels, at least 8 px from the mask's edge (target <= 2)
+  warp     the temporal warping error (Lai et al. 2018, benchmarks/temporal.py) over the
+           pixels at least 8 px inside the band, masked render over unmasked (target <= 1.1x)
+and writes frames of both renders to --out (look at them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+from nstvideo import StyleSettings, VideoSettings, stylize_video  # noqa: E402
+from nstvideo.media.reader import read_image  # noqa: E402
+from nstvideo.media.video import open_source  # noqa: E402
+from nstvideo.style.tensors import resize  # noqa: E402
+from nstvideo.video.flow import warping_error  # noqa: E402
+from nstvideo.video.job import even_size  # noqa: E402
+
+MARGIN = 8  # px from the mask's edge
+
+
+def band(n: int, k: int, hw: tuple[int, int]) -> np.ndarray:
+    """Frame k's mask (H, W) uint8: a band a third wide, its left edge moving across."""
+    h, w = hw
+    x0 = round((w - w // 3) * k / max(1, n - 1))
+    m = np.zeros((h, w), np.uint8)
+    m[:, x0:x0 + w // 3] = 255
+    return m
+
+
+def inside(mask: np.ndarray, margin: int) -> np.ndarray:
+    return cv2.erode((mask > 127).astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8),
+                     borderValue=1).astype(bool)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clip", default=str(DATA / "cockatoo.mp4"))
+    ap.add_argument("--style", default=str(DATA / "starry_night.jpg"))
+    ap.add_argument("--frames", type=int, default=24)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--methods", default="optimize,fast")
+    ap.add_argument("--out", default="/tmp/clip_masks")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    source = open_source(Path(a.clip))
+    hw = even_size(source.height, source.width, a.size)
+    content = [resize(f, hw) for _, f, _ in source.frames(0, a.frames)]
+    n = len(content)
+    with tempfile.TemporaryDirectory() as tmp:
+        masks = Path(tmp) / "masks"
+        masks.mkdir()
+        for k in range(n):
+            cv2.imwrite(str(masks / f"m_{k:04d}.png"), band(n, k, hw))
+        mask = [band(n, k, hw) for k in range(n)]
+        painted = [inside(m, MARGIN).astype(np.float32) for m in mask]
+        kept = [inside(255 - m, MARGIN) for m in mask]
+        video = VideoSettings(duration=f"{n}f", sequence=True)
+        settings = StyleSettings(size=a.size, seed=0)
+        print("| method | kept: mean abs diff (grey levels) | warp error masked | unmasked | "
+              "ratio |\n|---|---|---|---|---|")
+        for method in a.methods.split(","):
+            runs = {}
+            for name, m in (("masked", masks), ("whole", None)):
+                folder = out / f"{method}_{name}"
+                stylize_video(a.clip, [a.style], folder, settings=settings,
+                              video=video.replace(method=method), mask=m, overwrite=True,
+                              restart=True)
+                runs[name] = [read_image(p) for p in sorted(folder.iterdir())]
+            diff = np.mean([np.abs(r.astype(float) - c)[k].mean()
+                            for r, c, k in zip(runs["masked"], content, kept)])
+            w_masked = warping_error(runs["masked"], content, region=painted)
+            w_whole = warping_error(runs["whole"], content, region=painted)
+            print(f"| {method} | {diff:.2f} | {w_masked:.1f} | {w_whole:.1f} | "
+                  f"{w_masked / w_whole:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
