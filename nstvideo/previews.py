@@ -177,8 +177,8 @@ def _clip_rows(src: Path, files, styles, settings: StyleSettings, video: VideoSe
     positions = choose(clip, count, list(at) if at else None)
     rows = []
     for label, s, v in variants:
-        job = row_job(clip, s, v.replace(every=clip.spec.every), load_styles(styles, s))
-        job.masks = clip_masks(mask, clip.spec, clip.source, len(styles))
+        job = row_job(clip, s, v.replace(every=clip.spec.every), load_styles(styles, s),
+                      clip_masks(mask, clip.spec, clip.source, len(styles)))
         content, masks = read_frames(job, positions)
         painted, timings = paint_row(job, clip.plan, positions, content, clip.scan_seconds,
                                      masks)

@@ -105,3 +105,20 @@ def test_preview_of_a_masked_clip_is_the_renders_first_frame(tmp_path, style_png
     row = preview(src, style_png, settings=S, video=V, mask=masks, write=False).rows[0]
     stylize_video(src, [style_png], tmp_path / "out", settings=S, video=V, mask=masks)
     assert np.array_equal(row.frames[0].result, rendered(tmp_path / "out")[0])
+
+
+def test_the_memory_plan_counts_masked_regions():
+    import torch
+
+    from nstvideo.style.memory import GIB, REGION_SHARE, activation_bytes, plan
+
+    hw, layers, cpu = (512, 768), ("relu4_2", "relu1_1", "relu5_1"), torch.device("cpu")
+    plain, two = (plan(hw, layers, cpu, 20 * GIB, regions=r) for r in (0, 2))
+    image = 4 * 3 * hw[0] * hw[1]
+    assert plain.tile is None and two.tile is None and plain.history == two.history
+    assert two.peak - plain.peak == pytest.approx(
+        2 * REGION_SHARE * activation_bytes(hw, layers, cpu) + 2 * image, abs=8)
+    tight = plain.peak + 1024  # enough for the plain plan, not for two regions'
+    assert plan(hw, layers, cpu, tight).tile is None
+    squeezed = plan(hw, layers, cpu, tight, regions=2)
+    assert squeezed.peak <= tight and (squeezed.history, squeezed.tile) != (plain.history, None)

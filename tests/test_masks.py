@@ -193,3 +193,26 @@ def test_a_folder_of_photos_with_a_folder_of_masks(tmp_path):
     assert np.abs(b[:, 40:] - source_b[:, 40:]).mean() < 4  # kept (JPEG's own loss aside)
     assert np.abs(b[:, :24] - source_b[:, :24]).mean() > 10  # painted
     assert np.abs(a[:, 40:] - photo()[:, 40:]).mean() > 10  # no mask: painted whole
+
+
+@pytest.mark.parametrize("tile", [None, 32])
+def test_a_regions_content_tv_and_temporal_costs_weigh_as_in_a_whole_picture(tile):
+    """Those costs are means over the whole picture and the kept pixels add nothing to them,
+    while a region's guided style cost is its own area's: they are divided by the painted
+    share, so that a region is painted as strongly as a whole picture would be (not with a
+    third of the content weight where it covers a third)."""
+    from nstvideo.style.stylizer import Temporal
+
+    settings = StyleSettings(size=64, style_weight=0, tile=tile)
+    stylizer = build_stylizer([style_array(64)], settings)
+    content = stylizer.prepare(content_array(48, 64))
+    mask = torch.zeros(1, 1, 48, 64)
+    mask[..., :, :20] = 1
+    regions = Regions(mask, (None,))
+    share = float(regions.cover((48, 64)).mean())
+    x = content + torch.randn(content.shape, generator=torch.Generator().manual_seed(0)) * 20
+    temporal = Temporal(content.clone(), torch.ones(1, 1, 48, 64), 30.0)
+    whole = stylizer.objective(content, temporal, tile=tile)(x)[0]
+    masked = stylizer.objective(content, temporal, tile=tile, regions=regions)(x)[0]
+    assert 0.3 < share < 0.4
+    assert float(masked) == pytest.approx(float(whole) / share, rel=1e-4)

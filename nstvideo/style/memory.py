@@ -32,6 +32,9 @@ CPU_TILE_ACTIVATION_PER_PX = 4400
 # is stored (made in place of the old ones; in bf16 with its fp32 form), the two-loop's and
 # the preconditioner's temporaries, and the allocator's slack (measured peaks at 4096 px and
 # at the 10800 x 7200 poster: RESULTS.md "Any size")
+REGION_SHARE = 0.17  # each masked region's guided copies of the style layers' activations,
+# over VGG's pass (CPU, 1024 px: +0.13 GB for one region, +0.52 GB for two in two styles, of
+# 1.57 GB: RESULTS.md "Where to paint")
 WORKING_IMAGES = 7
 CONTENT_FEATURE_PER_PX = 512 / 64  # relu4_2's floats per pixel, kept per tile when tiled
 MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs reach a cost
@@ -139,15 +142,16 @@ def free_bytes(device: torch.device) -> int:
 
 def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, budget: int,
          *, batch: int = 1, tile: int | None = None, temporal: bool = False,
-         bf16: bool = False) -> MemoryPlan:
+         bf16: bool = False, regions: int = 0) -> MemoryPlan:
     """How to optimize a (batch of) picture(s) of size hw within `budget` bytes.
 
     The picture whole with LBFGS_HISTORY fp32 pairs where that fits (the run as before);
     else whole with fewer pairs (down to MIN_PAIRS, fp32 then bf16); else in the largest
     tiles that leave room for MIN_PAIRS (then FLOOR_PAIRS); `tile` forces tiles of that
     size. Refuses (ModelError, one line) what does not fit in MIN_TILE tiles. `bf16`: VGG
-    computes in bf16 (the tiles' content features are kept in bf16 too)."""
-    chosen = _choose(hw, layers, device, budget, batch, tile, temporal, bf16)
+    computes in bf16 (the tiles' content features are kept in bf16 too). `regions`: masked
+    regions painted (nstvideo.style.regions), each REGION_SHARE more of VGG's pass."""
+    chosen = _choose(hw, layers, device, budget, batch, tile, temporal, bf16, regions)
     if chosen is not None:
         return chosen
     if _choose((16, 16), layers, device, budget, batch, None, False) is None:
@@ -165,9 +169,10 @@ def plan(hw: tuple[int, int], layers: tuple[str, ...], device: torch.device, bud
 
 
 def _choose(hw, layers, device, budget, batch, tile, temporal,
-            bf16=False) -> MemoryPlan | None:
+            bf16=False, regions=0) -> MemoryPlan | None:
     image = 4 * 3 * hw[0] * hw[1] * batch
-    fixed = (WORKING_IMAGES + (2 if temporal else 0)) * image
+    fixed = (WORKING_IMAGES + (2 if temporal else 0) + regions) * image  # (masks: a third)
+    grow = 1 + REGION_SHARE * regions
 
     def pairs(room: int, least: int) -> tuple[int, torch.dtype] | None:
         for dtype in (torch.float32, torch.bfloat16):
@@ -177,7 +182,7 @@ def _choose(hw, layers, device, budget, batch, tile, temporal,
         return None
 
     if tile is None:
-        room = budget - fixed - activation_bytes(hw, layers, device) * batch
+        room = budget - fixed - int(activation_bytes(hw, layers, device) * batch * grow)
         got = pairs(room, MIN_PAIRS)
         if got:
             return MemoryPlan(None, *got, _peak(budget, room, got, image), budget)
@@ -192,7 +197,7 @@ def _choose(hw, layers, device, budget, batch, tile, temporal,
             if least > FLOOR_PAIRS and side < SMALL_TILE:
                 break  # fewer pairs before tiles this small
             crop = (min(hw[0], side + 2 * reach), min(hw[1], side + 2 * reach))
-            one = activation_bytes(crop, layers, device, tile=True) * batch
+            one = int(activation_bytes(crop, layers, device, tile=True) * batch * grow)
             room = budget - fixed - cache - one
             got = pairs(room, least)
             if got:

@@ -19,7 +19,7 @@ from nstvideo.settings import StyleSettings, loss_weights
 from nstvideo.style.tensors import (colour_stats, fit_checked, fit_longest, luminance,
                                     match_colors, resize, resize_tensor, to_tensor,
                                     with_colors_of)
-from nstvideo.style.regions import Regions, guided
+from nstvideo.style.regions import EMPTY, Regions, guided
 from nstvideo.style.tiled import TiledObjective, gram_sums, pooled, receptive, split
 from nstvideo.style.vgg import VGGFeatures, min_side
 
@@ -52,6 +52,20 @@ class Temporal:
             resize_tensor(self.frozen.float(), hw) > 0.999)
         return Temporal(resize_tensor(space(self.warped), hw), resize_tensor(self.mask, hw),
                         self.weight, frozen)
+
+
+def _region_balance(regions: Regions, content: torch.Tensor, alpha: float, gamma: float,
+                    temporal: Temporal | None):
+    """The content, TV and temporal weights for a picture painted in `regions` only: those
+    costs are means over the whole picture, and the kept pixels add nothing to them, while
+    each region's guided style cost is its own area's; divided by the painted share, they
+    weigh against the style in the region as in a picture painted whole (else a region of a
+    third of the frame is painted with a third of the content weight: garish noise)."""
+    share = max(float(regions.cover(tuple(content.shape[2:])).mean()), EMPTY)
+    if temporal is not None:
+        temporal = Temporal(temporal.warped, temporal.mask, temporal.weight / share,
+                            temporal.frozen)
+    return alpha / share, gamma / share, temporal
 
 
 def _held(kept: torch.Tensor, content: torch.Tensor, frozen):
@@ -197,12 +211,15 @@ class Stylizer:
         blend (nstvideo.style.regions)."""
         s = self.settings
         style_t = self.style_targets(content) if regions is None else None
+        alpha, beta, gamma = self.alpha, self.beta, self.gamma
+        if regions is not None:  # the painted share balanced as a whole picture would be
+            alpha, gamma, temporal = _region_balance(regions, content, alpha, gamma, temporal)
         if tile is not None:
             masks = None if regions is None else regions.at(tuple(content.shape[2:]))
             return TiledObjective(
                 self.features, content, split(tuple(content.shape[2:]), tile, self.vgg.wanted),
                 content_layer=s.content_layer, style_layers=s.style_layers, style_t=style_t,
-                weights=(self.alpha, self.beta, self.gamma), temporal=temporal, keep=keep,
+                weights=(alpha, beta, gamma), temporal=temporal, keep=keep,
                 content_dtype=torch.bfloat16 if self.amp else torch.float32,
                 regions=None if regions is None else [
                     (masks[r:r + 1], self.style_targets(content, blend))
@@ -227,7 +244,7 @@ class Stylizer:
             jc = losses.content_loss(feats[s.content_layer], content_t)
             js = style(feats)
             jt = losses.tv_loss(x)
-            total = self.alpha * jc + self.beta * js + self.gamma * jt
+            total = alpha * jc + beta * js + gamma * jt
             parts = {"content": jc, "style": js, "tv": jt}
             if temporal is not None:
                 jtemp = losses.temporal_loss(x, temporal.warped, temporal.mask)
@@ -314,7 +331,8 @@ class Stylizer:
         """
         hw, layers = tuple(content.shape[2:]), self.vgg.wanted
         levels = schedule(hw, iterations or self.settings.iterations, self.settings, coarse)
-        plans = [self.memory_plan(size, len(content), temporal is not None)
+        plans = [self.memory_plan(size, len(content), temporal is not None,
+                                  0 if regions is None else len(regions.blends))
                  for size, _ in reversed(levels)][::-1]  # the full size refused first, here
         if regions is not None and len(content) != 1:
             raise ValueError("regions: one image at a time")
@@ -334,12 +352,13 @@ class Stylizer:
         """Bytes one optimization may use: --max-memory, else a share of what is free."""
         return budget(self.settings.max_memory, self.device)
 
-    def memory_plan(self, hw: tuple[int, int], batch: int = 1,
-                    temporal: bool = False) -> MemoryPlan:
-        """How an optimization at size hw fits the budget (tiles, L-BFGS pairs); refuses in one
-        line what cannot (nstvideo.style.memory.plan)."""
+    def memory_plan(self, hw: tuple[int, int], batch: int = 1, temporal: bool = False,
+                    regions: int = 0) -> MemoryPlan:
+        """How an optimization at size hw (with `regions` masked regions) fits the budget
+        (tiles, L-BFGS pairs); refuses in one line what cannot (nstvideo.style.memory.plan)."""
         return plan(hw, self.vgg.wanted, self.device, self.budget(), batch=batch,
-                    tile=self.settings.tile, temporal=temporal, bf16=self.amp)
+                    tile=self.settings.tile, temporal=temporal, bf16=self.amp,
+                    regions=regions)
 
     def _run(self, content, init, levels, plans, temporal, early_stop, on_step, regions):
         s = self.settings

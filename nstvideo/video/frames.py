@@ -15,7 +15,7 @@ from nstvideo.style.regions import Regions
 from nstvideo.style.stylizer import Stylizer, Temporal
 from nstvideo.style.tensors import to_image, to_tensor
 from nstvideo.video.flow import (SCENE_CUT_DIFF, FlowEstimator, FramePair, analyse,
-                                 frame_difference, static_pixels, warp_tensor)
+                                 frame_difference, static_pixels, warp, warp_tensor)
 
 
 def on_device(image: np.ndarray | torch.Tensor, device) -> torch.Tensor:
@@ -33,6 +33,8 @@ class FrameRenderer:
         self.by_new = by_new  # a later frame's budget grows with its pixels the flow cannot
         # carry, towards the first frame's (all new)
         self.new_share = 0.0
+        self.entering = 0.0  # share of the painted pixels the masks newly paint
+        self.prev_cover: np.ndarray | None = None  # the masks' painted share, last frame
         self.flow = FlowEstimator(video.flow_preset) if video.temporal == "flow" else None
         self.prev_content: np.ndarray | None = None
         self.prev_result: np.ndarray | None = None
@@ -42,10 +44,11 @@ class FrameRenderer:
         self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
 
     def restore(self, content: np.ndarray, result: np.ndarray,
-                still: np.ndarray | None = None) -> None:
+                still: np.ndarray | None = None, cover: np.ndarray | None = None) -> None:
         """Continue after a frame finished by an earlier run; `still`, the `still` it left
         (without it, every pixel counts as painted from `content`: a held pixel may then be
         repainted where an unbroken chain would have kept it)."""
+        self.prev_cover = cover  # (a masked frame's painted share: `coverage`)
         self.prev_content, self.prev_result, self.prev_tensor = content, result, None
         self.reference = (content if still is None else still).astype(np.float32)
 
@@ -92,25 +95,12 @@ class FrameRenderer:
             compared = self.compare(self.prev_content, content)
         if not restart and self.prev_tensor is None:  # (a resumed chain's: once)
             self.prev_tensor = to_tensor(self.prev_result, dev)
+        cover = coverage(regions, content.shape[:2])
         if not restart and v.temporal == "flow":
             pair: FramePair = compared
             restart = v.scene_cuts and pair.scene_cut
-            if not restart:  # warped on the device, where the previous result is
-                start = warp_tensor(self.prev_tensor, pair.backward,
-                                    v.interpolation).round_().clamp_(0, 255)
-                frozen = None
-                if v.hold_static:
-                    static = static_pixels(pair.backward, pair.mask, content, self.reference)
-                    if static.any():  # held as painted, not resampled
-                        frozen = torch.from_numpy(static)[None, None].to(dev)
-                        start = torch.where(frozen, self.prev_tensor, start)
-                holes = pair.mask < 0.5
-                self.new_share = float(holes.mean())
-                if fill is not None and holes.any():  # the cost ignores them (mask 0)
-                    start = torch.where(torch.from_numpy(holes)[None, None].to(dev),
-                                        on_device(fill(), dev), start)
-                mask = torch.from_numpy(pair.mask)[None, None].to(dev)
-                temporal = Temporal(start, mask, v.tau, frozen)
+            if not restart:
+                start, temporal, static = self._carry(pair, content, fill, cover)
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else self.prev_tensor
@@ -125,11 +115,42 @@ class FrameRenderer:
             result = to_image(result_t)  # the frame's one copy to the host (for the writer)
             result_t = result_t.detach().clamp(0, 255).round()  # as saved (a resume's start)
         self.prev_content, self.prev_result, self.prev_tensor = content, result, result_t
+        self.prev_cover = cover
         if static is None:
             self.reference = content.astype(np.float32)
         else:
             self.reference[~static] = content[~static]
         return result, report, restart and had_previous and v.temporal != "none"
+
+    def _carry(self, pair: FramePair, content: np.ndarray, fill, cover: np.ndarray | None):
+        """The previous result carried along the flow: (start, temporal cost, static pixels
+        or None). With masks (`cover`: this frame's painted share per pixel), a pixel painted
+        now but not in the previous frame (the mask moved over it) is new: no temporal cost
+        holds it to the previous frame's content, it is not held as static, and the frame's
+        budget grows with such pixels' share."""
+        v, dev = self.video, self.stylizer.device
+        carried = None if cover is None or self.prev_cover is None else np.clip(
+            warp(self.prev_cover, pair.backward), 0, 1)  # painted share before, carried
+        start = warp_tensor(self.prev_tensor, pair.backward,
+                            v.interpolation).round_().clamp_(0, 255)  # on the device
+        frozen = static = None
+        if v.hold_static:
+            static = static_pixels(pair.backward, pair.mask, content, self.reference)
+            if carried is not None:  # (the kept ones stay held, at the content)
+                static &= np.abs(cover - carried) < 0.01
+            if static.any():  # held as painted, not resampled
+                frozen = torch.from_numpy(static)[None, None].to(dev)
+                start = torch.where(frozen, self.prev_tensor, start)
+        holes = pair.mask < 0.5
+        self.new_share = float(holes.mean())
+        self.entering = 0.0 if carried is None else float(
+            np.clip(cover - carried, 0, 1).sum() / max(float(cover.sum()), 1.0))
+        if fill is not None and holes.any():  # the cost ignores them (mask 0)
+            start = torch.where(torch.from_numpy(holes)[None, None].to(dev),
+                                on_device(fill(), dev), start)
+        weight = pair.mask if carried is None else pair.mask * carried
+        mask = torch.from_numpy(np.ascontiguousarray(weight, np.float32))[None, None].to(dev)
+        return start, Temporal(start, mask, v.tau, frozen), static
 
     def _optimize(self, content_t, start, init, restart, temporal, guess, on_step,
                   regions=None):
@@ -143,11 +164,17 @@ class FrameRenderer:
         # temporal none every frame is independent and gets `iterations`, as asked
         iterations = (self.first_iterations if restart and v.temporal != "none" and (
             self.full_first or not guessed) else v.iterations)
-        if self.by_new and not restart:
-            iterations += round((self.first_iterations - v.iterations) * self.new_share)
+        if not restart:  # new pixels (the flow's, with by_new; the masks') need more
+            grow = max(self.new_share if self.by_new else 0.0, self.entering)
+            iterations += round((self.first_iterations - v.iterations) * grow)
         return s.run(content_t, start, iterations=iterations, temporal=temporal,
                      early_stop=self.early_stop, on_step=on_step, coarse=fresh,
                      regions=regions)
+
+
+def coverage(regions: Regions | None, hw: tuple[int, int]) -> np.ndarray | None:
+    """How much of each pixel `regions` paint (H, W) in 0-1; None without masks."""
+    return None if regions is None else regions.cover(hw)[0, 0].cpu().numpy()
 
 
 def laid_over(content: np.ndarray, painted: np.ndarray, regions: Regions | None) -> np.ndarray:

@@ -93,9 +93,9 @@ def choose(clip: Clip, count: int | None, at: list[str] | None) -> list[int]:
         for text in at:
             k = (parse_position(text, fps, "--at") - spec.first) // spec.every
             if not 0 <= k < plan.total:
-                raise InputError(f"--at {text}: not in the range rendered (0 to "
-                                 f"{plan.times[-1] - plan.times[0]:.2f} s after --start): give "
-                                 "times within it")
+                raise InputError(f"--at {text}: not in the range rendered "
+                                 f"({plan.times[0]:.2f} to {plan.times[-1]:.2f} s into "
+                                 f"{spec.path.name}): give times within it")
             out.append(k)
         return sorted(set(out))
     if count is not None and count < 1:
@@ -114,11 +114,14 @@ def choose(clip: Clip, count: int | None, at: list[str] | None) -> list[int]:
 
 
 def row_job(clip: Clip, settings: StyleSettings, video: VideoSettings,
-            styles: list[np.ndarray]) -> Job:
-    """The render's job at these settings (refused in one line where a frame cannot fit)."""
+            styles: list[np.ndarray], masks=None) -> Job:
+    """The render's job at these settings, with these `masks` (a ClipMasks or None); refused
+    in one line where a frame cannot fit."""
     hw = frame_size(clip.source, settings)
-    frame_memory(settings, hw)
-    return make_job(settings, video, styles, hw, clip.spec, clip.source, clip.plan, None, False)
+    frame_memory(settings, hw, len(masks.masks) if masks else 0)
+    job = make_job(settings, video, styles, hw, clip.spec, clip.source, clip.plan, None, False)
+    job.masks = masks
+    return job
 
 
 def read_frames(job: Job, positions: list[int]) -> tuple[dict, dict]:

@@ -97,7 +97,8 @@ def stylize_video(input_path, styles: ImageLike | list[ImageLike], output=None, 
     masks = clip_masks(mask, spec, source, len(styles))
     hw = frame_size(source, settings)
     settings = _shared_memory(settings, workers, ray)
-    fits = frame_memory(settings, hw)  # refused here, before the pass over the clip
+    fits = frame_memory(settings, hw, len(masks.masks) if masks else 0)  # refused here,
+    # before the pass over the clip
     style_images = load_styles(styles, settings)
     ckpt = Checkpoint(checkpoint_dir(output), _state(
         settings, video, spec, (spec.first, spec.stop, video.every, *hw), styles, masks))
@@ -230,13 +231,14 @@ def frame_size(source: Source, settings: StyleSettings) -> tuple[int, int]:
     return even_size(source.height, source.width, settings.size, min_side(layers))
 
 
-def frame_memory(settings: StyleSettings, hw) -> str:
-    """How one frame of size hw fits its budget (in one line for the report); refuses in one
-    line, before any work, a frame size that cannot fit even in tiles."""
+def frame_memory(settings: StyleSettings, hw, regions: int = 0) -> str:
+    """How one frame of size hw (painted in `regions` masked regions) fits its budget (in one
+    line for the report); refuses in one line, before any work, a frame size that cannot fit
+    even in tiles."""
     layers = (settings.content_layer, *(n for n, _ in settings.style_layers))
     device = resolve_device(settings.device)
     return memory_plan(hw, layers, device, budget(settings.max_memory, device),
-                       tile=settings.tile, temporal=True,
+                       tile=settings.tile, temporal=True, regions=regions,
                        bf16=use_bf16(settings.precision, device)).describe()
 
 

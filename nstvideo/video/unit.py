@@ -19,7 +19,7 @@ from nstvideo.media.writer import encode_image, write_file
 from nstvideo.style.device import resolve_device, torch_threads
 from nstvideo.style.stylizer import Stylizer
 from nstvideo.video.background import BackgroundWriter, prefetch
-from nstvideo.video.frames import FrameRenderer
+from nstvideo.video.frames import FrameRenderer, coverage
 from nstvideo.video.job import Job
 from nstvideo.video.names import LATEST, STATE
 from nstvideo.video.plan import Unit
@@ -183,8 +183,8 @@ class OptimizeRunner(UnitRunner):
 
         for k, frame, compared in prefetch(ahead()):
             if k < done:
-                renderer.restore(frame, store.load(k), store.still(k))
-                self._mask_of.pop(unit.begin + k, None)
+                renderer.restore(frame, store.load(k), store.still(k),
+                                 coverage(self.regions(unit.begin + k), frame.shape[:2]))
                 continue
             try:
                 result, _, cut = self.render(renderer, frame, compared, unit.begin + k)
