@@ -203,8 +203,10 @@ CASES = {
          "{t}/mask.png", "--mask", "{t}/mask.png", "-o", "{t}/m.png"], 2, "2 times for 3"),
     "mask truncated": ([*P, "--mask", "{t}/cut_mask.png", "-o", "{t}/m.png"], 2,
                        "cut_mask.png"),
-    "mask with a video": (["{t}/clip.mp4", "{t}/style.png", "--mask", "{t}/mask.png"], 2,
-                          "--mask"),
+    "video mask of another shape": (["{t}/clip.mp4", "{t}/style.png", "--mask",
+                                     "{t}/wide_mask.png"], 2, "another shape than the frames"),
+    "mask clip of another length": (["{t}/clip.mp4", "{t}/style.png", "--mask",
+                                     "{t}/mask_frames"], 2, "has 2 frames and clip.mp4 3"),
     "output is the mask": ([*P, "--mask", "{t}/mask.png", "-o", "{t}/mask.png",
                             "--overwrite"], 4, "is an input"),
 }
@@ -226,6 +228,9 @@ def place(tmp_path):
     cv2.imwrite(str(t / "mask.png"), mask)
     cv2.imwrite(str(t / "wide_mask.png"), np.full((20, 64), 255, np.uint8))
     (t / "cut_mask.png").write_bytes((t / "mask.png").read_bytes()[:60])
+    (t / "mask_frames").mkdir()  # 2 mask frames for the 3-frame clip
+    for i in range(2):
+        cv2.imwrite(str(t / "mask_frames" / f"m{i}.png"), np.full((36, 48), 255, np.uint8))
     (t / "empty").mkdir()
     (t / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(300))
     make_clip(t / "clip.mp4", size=(48, 36), frames=3, audio=False)
