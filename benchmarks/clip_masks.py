@@ -5,7 +5,8 @@ steadiness against an unmasked render of the same clip, for the optimize and fas
           [--size 128] [--methods optimize,fast] [--out /tmp/clip_masks]
 
 The mask is a clip of mask frames: a vertical band a third of the frame wide, moving from the
-left edge to the right over the clip (so pixels enter and leave the painted region). Prints:
+left edge to the right over the clip (so pixels enter and leave the painted region), or with
+--still the middle third in every frame. Prints:
   kept     mean absolute difference from the source frames (as decoded and resized), grey
            levels, at least 8 px from the mask's edge (target <= 2)
   warp     the temporal warping error (Lai et al. 2018, benchmarks/temporal.py) over the
@@ -38,10 +39,11 @@ from nstvideo.video.job import even_size  # noqa: E402
 MARGIN = 8  # px from the mask's edge
 
 
-def band(n: int, k: int, hw: tuple[int, int]) -> np.ndarray:
-    """Frame k's mask (H, W) uint8: a band a third wide, its left edge moving across."""
+def band(n: int, k: int, hw: tuple[int, int], still: bool = False) -> np.ndarray:
+    """Frame k's mask (H, W) uint8: a band a third wide, its left edge moving across (still:
+    the middle third, in every frame)."""
     h, w = hw
-    x0 = round((w - w // 3) * k / max(1, n - 1))
+    x0 = w // 3 if still else round((w - w // 3) * k / max(1, n - 1))
     m = np.zeros((h, w), np.uint8)
     m[:, x0:x0 + w // 3] = 255
     return m
@@ -61,6 +63,7 @@ def main() -> None:
     ap.add_argument("--methods", default="optimize,fast")
     ap.add_argument("--out", default="/tmp/clip_masks")
     ap.add_argument("--reuse", action="store_true", help="measure the renders already in --out")
+    ap.add_argument("--still", action="store_true", help="the band still, the middle third")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,8 +75,8 @@ def main() -> None:
         masks = Path(tmp) / "masks"
         masks.mkdir()
         for k in range(source.frame_count):  # a mask frame for every frame of the clip
-            cv2.imwrite(str(masks / f"m_{k:04d}.png"), band(n, min(k, n - 1), hw))
-        mask = [band(n, k, hw) for k in range(n)]
+            cv2.imwrite(str(masks / f"m_{k:04d}.png"), band(n, min(k, n - 1), hw, a.still))
+        mask = [band(n, k, hw, a.still) for k in range(n)]
         # the pixels painted in frame t and in frame t-1 (pixels entering the band change
         # from the photo to the painting: no flicker)
         painted = [(inside(m, MARGIN) & inside(p, MARGIN)).astype(np.float32)

@@ -304,8 +304,9 @@ def preview_cmd(**o):
         typer.echo(row.line() + "".join(f"; {n}" for n in row.notes))
     what = {"clip": f"{report.total} frames", "photos": f"{report.total} photos",
             "photo": "the photo"}[report.kind]
-    typer.echo(f"wrote {report.sheet} (projections for {what}, in one process on this "
-               "device)", err=o["quiet"])
+    if not o["quiet"]:
+        typer.echo(f"wrote {report.sheet} (projections for {what}, in one process on this "
+                   "device)", err=True)
 
 
 @app.command("status")

@@ -145,6 +145,8 @@ class FrameRenderer:
         self.new_share = float(holes.mean())
         self.entering = 0.0 if carried is None else float(
             np.clip(cover - carried, 0, 1).sum() / max(float(cover.sum()), 1.0))
+        if carried is not None:  # pixels the mask newly paints start as new ones too
+            holes = holes | (cover - carried > 0.5)
         if fill is not None and holes.any():  # the cost ignores them (mask 0)
             start = torch.where(torch.from_numpy(holes)[None, None].to(dev),
                                 on_device(fill(), dev), start)
