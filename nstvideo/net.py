@@ -150,6 +150,16 @@ def _batch_tensor(frames: list[np.ndarray], device, as_float: bool = True) -> to
     return x.float() if as_float else x
 
 
+def _l1(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    """Mean absolute difference, each position weighed by `w` (B, 1, H, W) in 0-1, pooled to
+    a's size (None: plain)."""
+    if w is None:
+        return F.l1_loss(a, b)
+    if w.shape[2:] != a.shape[2:]:
+        w = F.adaptive_avg_pool2d(w, a.shape[2:])
+    return ((a - b).abs() * w).sum() / (w.sum() * a.shape[1]).clamp_min(1.0)
+
+
 class Trainer:
     """Trains a net on (content, stylized) keyframe pairs (RGB uint8, same size per pair) by
     L1 on random patches; can stop and continue (`state`/`restore`)."""
@@ -212,12 +222,11 @@ class Trainer:
                 break
             x, y, w = self._patches()
             out = self.net(x)
-            loss = F.l1_loss(out, y) if w is None else (
-                ((out - y).abs() * w).sum() / (w.sum() * out.shape[1]).clamp_min(1.0))
+            loss = _l1(out, y, w)
             if self.training.perceptual and self.features is not None:
                 fo, fy = self.features(out), self.features(y)
                 loss = loss + self.training.perceptual * sum(
-                    F.l1_loss(fo[n], fy[n].detach()) for n in fo)
+                    _l1(fo[n], fy[n].detach(), w) for n in fo)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()

@@ -122,3 +122,20 @@ def test_the_memory_plan_counts_masked_regions():
     assert plan(hw, layers, cpu, tight).tile is None
     squeezed = plan(hw, layers, cpu, tight, regions=2)
     assert squeezed.peak <= tight and (squeezed.history, squeezed.tile) != (plain.history, None)
+
+
+def test_the_networks_loss_counts_a_keyframe_only_where_it_was_painted():
+    import torch
+
+    from nstvideo.net import _l1
+
+    a = torch.rand(2, 3, 16, 16) * 255
+    b = a.clone()
+    b[..., 8:] += 100  # differs only where the weight is 0
+    w = torch.zeros(2, 1, 16, 16)
+    w[..., :8] = 1
+    assert float(_l1(a, b, w)) == 0 and float(_l1(a, b, None)) == pytest.approx(50)
+    feats = torch.rand(2, 8, 4, 4)  # a feature layer at a quarter of the size: w pooled
+    other = feats.clone()
+    other[..., 2:] += 1
+    assert float(_l1(feats, other, w)) == 0
