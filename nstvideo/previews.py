@@ -29,7 +29,6 @@ from nstvideo.sheet import draw_sheet
 from nstvideo.style.tensors import fit_longest, resize
 from nstvideo.video.preview import (DEFAULT_FRAMES, choose, open_clip, paint_row, project,
                                     read_frames, row_job)
-from nstvideo.video.clipmasks import clip_masks
 from nstvideo.video.status import span_text
 
 # what --vary may name, as the stylize option is spelled: (StyleSettings field or None,
@@ -173,12 +172,12 @@ def preview(input_path: str | os.PathLike, styles: ImageLike | Sequence[ImageLik
 
 def _clip_rows(src: Path, files, styles, settings: StyleSettings, video: VideoSettings,
                variants, count: int | None, at, mask, progress: bool):
-    clip = open_clip(src, settings, video, files, progress)
+    clip = open_clip(src, settings, video, files, progress, mask, len(styles))
     positions = choose(clip, count, list(at) if at else None)
     rows = []
     for label, s, v in variants:
         job = row_job(clip, s, v.replace(every=clip.spec.every), load_styles(styles, s),
-                      clip_masks(mask, clip.spec, clip.source, len(styles)))
+                      clip.masks)
         content, masks = read_frames(job, positions)
         painted, timings = paint_row(job, clip.plan, positions, content, clip.scan_seconds,
                                      masks)
@@ -186,7 +185,7 @@ def _clip_rows(src: Path, files, styles, settings: StyleSettings, video: VideoSe
                                + f", {p.seconds:.1f} s", p.source, p.result, p.seconds,
                                p.time, p.shot_start)
                   for p in painted]
-        measured = {k: v for k, v in dataclasses.asdict(timings).items() if k != "notes"}
+        measured = {k: t for k, t in dataclasses.asdict(timings).items() if k != "notes"}
         rows.append(PreviewRow(label, frames, project(clip.plan, timings, job.video, job.hw),
                                timings.notes, measured))
     return rows, clip.plan.total

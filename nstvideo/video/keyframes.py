@@ -25,7 +25,7 @@ from nstvideo.style.stylizer import Stylizer
 from nstvideo.style.vgg import LAYER_NAMES
 from nstvideo.training import NetTraining
 from nstvideo.video.background import prefetch
-from nstvideo.video.frames import FrameRenderer, laid_over
+from nstvideo.video.frames import FrameRenderer, coverage, laid_over
 from nstvideo.video.job import Job
 from nstvideo.video.plan import Plan
 from nstvideo.video.store import UnitStore
@@ -256,7 +256,6 @@ def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: Un
                 store.save(i, painted, plan.times[k])
                 bar.update(1)
             # a masked keyframe teaches the network where it was painted only
-            training.add(content, painted, None if region is None else
-                         region.cover(content.shape[:2])[0, 0].cpu().numpy())
+            training.add(content, painted, coverage(region, content.shape[:2]))
     if not store.complete:
         store.finish()

@@ -20,8 +20,9 @@ from nstvideo.media.video import open_source
 from nstvideo.net import net_bytes, paint
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.device import resolve_device, torch_threads
+from nstvideo.video.clipmasks import clip_masks
 from nstvideo.video.engines import InProcess
-from nstvideo.video.frames import FrameRenderer, laid_over
+from nstvideo.video.frames import FrameRenderer, coverage, laid_over
 from nstvideo.video.job import Job, parse_position
 from nstvideo.video.keyframes import (RefineRunner, keyframe_stylizer, net_training, steps_for,
                                       train)
@@ -42,6 +43,7 @@ class Clip:
     source: object  # Source
     plan: Plan
     scan_seconds: float  # the plan's pass over the clip (the render makes the same)
+    masks: object = None  # where to paint (a ClipMasks; None: everywhere)
 
 
 @dataclass
@@ -71,15 +73,17 @@ class Timings:
 
 
 def open_clip(input_path, settings: StyleSettings, video: VideoSettings, files,
-              progress: bool) -> Clip:
-    """Open the clip and plan it as the render would (shots, keyframes), timing the pass."""
+              progress: bool, mask=None, styles: int = 1) -> Clip:
+    """Open the clip and its masks (checked first: `clip_masks`, for `styles` style images)
+    and plan it as the render would (shots, keyframes), timing the pass."""
     src = existing(input_path)
     source = open_source(src, files, video.fps, settings.max_pixels)
     spec, video = clip_range(src, source, video, settings, files)
+    masks = clip_masks(mask, spec, source, styles)
     t0 = time.perf_counter()
     plan = new_plan(spec, source, settings, video, frame_size(source, settings), InProcess(),
                     progress, keyframes=True)
-    return Clip(spec, source, plan, time.perf_counter() - t0)
+    return Clip(spec, source, plan, time.perf_counter() - t0, masks)
 
 
 def choose(clip: Clip, count: int | None, at: list[str] | None) -> list[int]:
@@ -162,7 +166,8 @@ def paint_row(job: Job, plan: Plan, positions: list[int], frames: dict[int, np.n
                                                       regions=runner.regions(p))[0])
         timings = Timings(scan=scan_seconds, setup=setup,
                           first=statistics.median(p.seconds for p in painted))
-        net = _train_net(job, painted, timings, full=method == "keyframes")
+        covers = [coverage(_fed(runner, masks).regions(p.position), job.hw) for p in painted]
+        net = _train_net(job, painted, covers, timings, full=method == "keyframes")
         if method == "keyframes":
             t0 = time.perf_counter()
             results = paint(net, [p.source for p in painted])
@@ -185,14 +190,15 @@ def _paint(job: Job, cuts: set[int], positions: list[int], frames, renderer,
     return out
 
 
-def _train_net(job: Job, painted: list[Painted], timings: Timings, full: bool):
-    """A network trained on the painted frames: for the keyframe method as its render trains
-    one (its steps; its look is the network's), else a few steps, timed."""
+def _train_net(job: Job, painted: list[Painted], covers: list, timings: Timings, full: bool):
+    """A network trained on the painted frames (each where its masks painted it: `covers`,
+    None for all), for the keyframe method as its render trains one (its steps; its look is
+    the network's), else a few steps, timed."""
     device = resolve_device(job.settings.device)
     steps = steps_for(job.video, len(job.times), job.hw) if full else MEASURED_STEPS
     training = net_training(job, steps, device)
-    for p in painted:
-        training.add(p.source, p.result)
+    for p, cover in zip(painted, covers):
+        training.add(p.source, p.result, cover)
     ticks: list[float] = []
     train(training, job.video if full else job.video.replace(train_seconds=None), 1.0,
           on_step=lambda i: ticks.append(time.perf_counter()))
