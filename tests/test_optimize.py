@@ -154,7 +154,7 @@ def test_a_step_that_raises_an_images_cost_is_halved_or_dropped(monkeypatch):
     image's dropped step leaving the other's alone."""
     import nstvideo.style.optimize as optimize_module
 
-    torch.manual_seed(1)
+    torch.manual_seed(0)
     target = torch.rand(2, 3, 8, 8, dtype=torch.float64) * 100 + 80  # float64: the same steps
     width = torch.tensor([5.0, 40.0], dtype=torch.float64).view(2, 1, 1, 1)  # on any CPU
     init = torch.full_like(target, 128.0) + torch.randn_like(target) * 20

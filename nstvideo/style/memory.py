@@ -26,16 +26,17 @@ RAM_SHARE = 0.75  # of the available RAM a run plans to use by default: the OS, 
 # margin (RESULTS.md "Any size")
 CPU_ACTIVATION_PER_PX = 2000
 CPU_TILE_ACTIVATION_PER_PX = 4400
-# Image-sized float32 working tensors an optimization allocates besides the history (the
-# content is allocated before it plans, and counted as the process's own: `budget`): the
-# pixels and their gradient, the step, the next pixels and gradient, the new pair before it
-# is stored (made in place of the old ones; in bf16 with its fp32 form), the two-loop's and
-# the preconditioner's temporaries, and the allocator's slack (measured peaks at 4096 px and
-# at the 10800 x 7200 poster: RESULTS.md "Any size")
 REGION_SHARE = 0.17  # each masked region's guided copies of the style layers' activations,
 # over VGG's pass (CPU, 1024 px: +0.13 GB for one region, +0.52 GB for two in two styles, of
 # 1.57 GB: RESULTS.md "Where to paint")
-WORKING_IMAGES = 7
+# Image-sized float32 working tensors an optimization allocates besides the history (the
+# content is allocated before it plans, and counted as the process's own: `budget`): the
+# gradient, the step (kept in place of the point it left), the next pixels and gradient,
+# the new pair before it is stored (made in place of the old ones; in bf16 with its fp32
+# form), the preconditioner's temporaries, and the allocator's slack (measured peaks at
+# 4096 px and at the 10800 x 7200 poster, 7 before the step took the point's place:
+# RESULTS.md "Any size")
+WORKING_IMAGES = 6
 CONTENT_FEATURE_PER_PX = 512 / 64  # relu4_2's floats per pixel, kept per tile when tiled
 MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs reach a cost
 # 0.5% above 100 pairs' after 300 iterations (RESULTS.md "Any size")

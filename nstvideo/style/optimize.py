@@ -174,9 +174,15 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
                               "cost weights (--style-weight, --temporal-weight) or use "
                               "--precision fp32")
         trace.append(parts["total"])
+        step = None
         if lbfgs is not None:
             d = lbfgs.direction(g)
             x_new = project(x + d)
+            # the step taken, in the direction's place; the point it left is x_new - step
+            # from here (at print sizes each image-sized tensor is a GB: one less is held
+            # while the objective is evaluated)
+            step = torch.sub(x_new, x, out=d)
+            del d, x
         else:
             param.grad = g
             adam.step()
@@ -185,11 +191,10 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
             x_new = param.detach().clone()
         g_new = gradient(x_new)
         if lbfgs is not None and items is not None and evaluate.items is not None:
-            x_new, g_new = _safeguarded(x, g, d, x_new, g_new, items, parts, project,
-                                        gradient, evaluate, lbfgs, report)
-        if lbfgs is not None and x_new is not x:  # the pair, made in place of the old
-            del d  # point and gradient (at print sizes each image-sized tensor is a GB)
-            lbfgs.update(x.sub_(x_new).neg_(), g.sub_(g_new).neg_())
+            x_new, g_new, step = _safeguarded(g, step, x_new, g_new, items, parts, project,
+                                              gradient, evaluate, lbfgs, report)
+        if step is not None:  # the pair: s the step, y made in place of the old gradient
+            lbfgs.update(step, g.sub_(g_new).neg_())
         x, g = x_new, g_new
         report.iterations = i + 1
         if on_step is not None:
@@ -202,32 +207,35 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
     return x.detach(), report
 
 
-def _safeguarded(x, g, d, x_new, g_new, items, parts, project, gradient, evaluate, lbfgs,
+def _safeguarded(g, step, x_new, g_new, items, parts, project, gradient, evaluate, lbfgs,
                  report):
-    """The step x -> x_new along d, checked item by item: an item whose cost rose gets its step
-    halved (up to BACKTRACKS times, one evaluation each); one whose cost still rose stays at x
-    and forgets its curvature pairs (its next step is a first step). Returns (x_new, g_new).
-    The items' totals are floats read with the evaluation's parts: no read of its own."""
-    per = (-1, *([1] * (x.dim() - 1)))
+    """The step from x = x_new - step to x_new, checked item by item: an item whose cost rose
+    gets its step halved (up to BACKTRACKS times, one evaluation each; half a step inside
+    the box stays inside it); one whose cost still rose stays at x and forgets its curvature
+    pairs (its next step is a first step). Returns (x_new, g_new, the step taken), the step
+    None where every item stayed (then x_new is x and g_new its gradient, `g`). The items'
+    totals are floats read with the evaluation's parts: no read of its own."""
+    per = (-1, *([1] * (x_new.dim() - 1)))
 
     def rose() -> list[bool]:
         return [new > old + RISE * abs(old) for new, old in zip(evaluate.items, items)]
 
     worse = rose()
+    if not any(worse):
+        return x_new, g_new, step
+    x = x_new - step  # (an image more, only while a step is checked)
     for _ in range(BACKTRACKS):
-        if not any(worse):
-            return x_new, g_new
         halve = torch.tensor(worse, device=x.device).view(per)
-        d = torch.where(halve, d * 0.5, d)  # the others' steps as they were
-        x_new = project(x + d)
+        step = torch.where(halve, step * 0.5, step)  # the others' steps as they were
+        x_new = project(x + step)
         g_new = gradient(x_new)
         report.backtracks += 1
         worse = rose()
-    if not any(worse):
-        return x_new, g_new
+        if not any(worse):
+            return x_new, g_new, x_new - x
     lbfgs.forget(torch.tensor(worse))
     if all(worse):  # all stay: the evaluation at x is the one before
         evaluate.parts, evaluate.items = parts, items
-        return x, g
+        return x, g, None
     x_new = torch.where(torch.tensor(worse, device=x.device).view(per), x, x_new)
-    return x_new, gradient(x_new)  # a mixed batch: its parts, evaluated once more
+    return x_new, gradient(x_new), x_new - x  # a mixed batch: its parts, evaluated once more
