@@ -359,3 +359,20 @@ def test_a_first_pair_without_curvature_leaves_a_first_step():
         lbfgs.update(s.clone(), -s)  # negative curvature
         g2 = g - s
         torch.testing.assert_close(lbfgs.direction(g2), LBFGS._first_step(lbfgs, g2))
+
+
+def test_the_preconditioner_blurs_a_large_picture_in_strips(monkeypatch):
+    """Large pictures are blurred a strip of rows at a time (the CPU's convolution of a
+    1 x K kernel unfolds K copies of its input): the same P·q as in one piece, including the
+    rows where strips meet and the picture's zero-padded border."""
+    import nstvideo.style.optimize as optimize_module
+
+    torch.manual_seed(0)
+    shape = torch.Size((2, 3, 61, 37))
+    q = torch.randn(2, 3 * 61 * 37) * 50
+    free = torch.rand(2, 1, 61, 37) > 0.2
+    whole = PRECONDITION(q, shape, free)
+    monkeypatch.setattr(optimize_module, "STRIP", 2 * 37 * 5)  # strips of 5 rows
+    strips = PRECONDITION(q, shape, free)
+    assert torch.allclose(strips, whole, rtol=1e-5, atol=1e-4)
+    assert not torch.equal(whole, q)  # (it blurs)

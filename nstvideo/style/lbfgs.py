@@ -26,26 +26,33 @@ CHUNKS = 8  # pairs stored in bf16 are read in this many pieces, each made fp32 
 
 
 def _pieces(buf: torch.Tensor, k: int, dtype: torch.dtype):
-    """The first k stored pairs of `buf` (B, capacity, N) in `dtype`, as (start, block)
-    pieces: one view where stored in `dtype`, else CHUNKS converted copies."""
+    """The first k stored pairs of `buf` (B, capacity, N) in `dtype`, as (pairs, positions,
+    block) pieces: one view where stored in `dtype`, else converted copies of at most an
+    eighth of k vectors: CHUNKS groups of pairs, or with fewer pairs than CHUNKS, each
+    group's positions in pieces (2 pairs of a print-size picture are 2 GB in fp32)."""
     if buf.dtype == dtype:
-        yield 0, buf[:, :k]
+        yield slice(0, k), slice(None), buf[:, :k]
         return
     bounds = sorted({k * i // CHUNKS for i in range(CHUNKS + 1)})
+    n, cuts = buf.shape[2], max(1, -(-CHUNKS // k))
+    spans = [slice(n * c // cuts, n * (c + 1) // cuts) for c in range(cuts)]
     for i, j in zip(bounds, bounds[1:]):
-        yield i, buf[:, i:j].to(dtype)
+        for span in spans:
+            yield slice(i, j), span, buf[:, i:j, span].to(dtype)
 
 
 def _products(buf: torch.Tensor, k: int, v: torch.Tensor) -> torch.Tensor:
     """(B, k): the dot product of each of the first k stored vectors with v (B, N)."""
-    return torch.cat([torch.bmm(block, v.unsqueeze(2)).squeeze(2)
-                      for _, block in _pieces(buf, k, v.dtype)], dim=1)
+    out = v.new_zeros(v.shape[0], k)
+    for pairs, span, block in _pieces(buf, k, v.dtype):
+        out[:, pairs] += torch.bmm(block, v[:, span].unsqueeze(2)).squeeze(2)
+    return out
 
 
 def _add_combination(out: torch.Tensor, buf: torch.Tensor, k: int, c: torch.Tensor) -> None:
     """out (B, N) += Σᵢ c[:, i] · (stored vector i), for the first k; in place."""
-    for i, block in _pieces(buf, k, out.dtype):
-        out.unsqueeze(1).baddbmm_(c[:, i:i + block.shape[1]].unsqueeze(1), block)
+    for pairs, span, block in _pieces(buf, k, out.dtype):
+        out[:, span].unsqueeze(1).baddbmm_(c[:, pairs].unsqueeze(1), block)
 
 
 class LBFGS:
@@ -154,11 +161,13 @@ class LBFGS:
 
     def _first_step(self, g: torch.Tensor) -> torch.Tensor:
         """A (preconditioned) gradient step that moves each item's most-changed pixel by
-        FIRST_STEP_PX."""
+        FIRST_STEP_PX (made in place of P·g: no image-sized temporary beside it)."""
         b = g.shape[0]
-        d = self._h0(g.reshape(b, -1)).view_as(g)
-        peak = d.reshape(b, -1).abs().amax(dim=1).clamp_min(1e-12)
-        return -d * (FIRST_STEP_PX / peak).view(b, *([1] * (g.dim() - 1)))
+        flat = g.reshape(b, -1)
+        d = self._h0(flat)
+        d = d.clone() if d is flat else d
+        peak = torch.linalg.vector_norm(d, float("inf"), dim=1, keepdim=True).clamp_min(1e-12)
+        return d.mul_(-FIRST_STEP_PX / peak).view_as(g)
 
     def forget(self, items: torch.Tensor) -> None:
         """Forget the curvature pairs of these items ((B,) bool, on the host): their next

@@ -68,12 +68,34 @@ class Preconditioner:
         out = torch.empty_like(x)
         for i in range(c):  # a channel at a time: the blurs' temporaries are a third of an image
             xi = x[:, i:i + 1] if free is None else x[:, i:i + 1] * free
-            y = F.conv2d(xi, k.view(1, 1, 1, -1), padding=(0, r))
-            y = F.conv2d(y, k.view(1, 1, -1, 1), padding=(r, 0))
-            out[:, i:i + 1] = xi + self.boost * y
+            y = _blurred(_blurred(xi, k, r, vertical=False), k, r, vertical=True)
+            out[:, i:i + 1] = y.mul_(self.boost).add_(xi)
             if free is not None:
                 out[:, i:i + 1] *= free
         return out.reshape(q.shape)
+
+
+STRIP = 1 << 20  # elements: the CPU convolves a 1 x K (or K x 1) kernel by unfolding K
+# copies of its input (17 times its size was measured at 3600 x 5400: 11 GB at the poster's
+# size), so a large picture is blurred a strip of rows at a time; up to a megapixel in one
+
+
+def _blurred(x: torch.Tensor, k: torch.Tensor, r: int, vertical: bool) -> torch.Tensor:
+    """x (B, 1, H, W) convolved with kernel k (2r + 1 taps, zero outside the picture) along
+    its columns (`vertical`) or its rows, STRIP elements at a time (a vertical blur's strips
+    read r rows beyond their own)."""
+    kernel, pad = (k.view(1, 1, -1, 1), (r, 0)) if vertical else (k.view(1, 1, 1, -1), (0, r))
+    h = x.shape[2]
+    rows = max(1, STRIP // max(1, x.shape[0] * x.shape[3]))
+    if rows >= h:
+        return F.conv2d(x, kernel, padding=pad)
+    out, reach = torch.empty_like(x), (r if vertical else 0)
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        a = max(0, y0 - reach)
+        piece = F.conv2d(x[:, :, a:min(h, y1 + reach)], kernel, padding=pad)
+        out[:, :, y0:y1] = piece[:, :, y0 - a:y1 - a]
+    return out
 
 
 PRECONDITION = Preconditioner()  # what the stylizer's L-BFGS runs with
@@ -141,6 +163,10 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
 
     `on_step(i, parts)` is called after each iteration with the loss parts (floats) of the
     image that iteration started from. Returns the optimized tensor and a report.
+
+    Memory: the step taken is kept in the direction's place, and the point it left is not
+    kept (x_new - step, where a checked step needs it): at print sizes each image-sized
+    tensor is a GB, and one less is held while the objective is evaluated.
     """
     lo, hi = PIXEL_RANGE
 
@@ -178,10 +204,7 @@ def optimize(init: torch.Tensor, objective: Objective, *, iterations: int,
         if lbfgs is not None:
             d = lbfgs.direction(g)
             x_new = project(x + d)
-            # the step taken, in the direction's place; the point it left is x_new - step
-            # from here (at print sizes each image-sized tensor is a GB: one less is held
-            # while the objective is evaluated)
-            step = torch.sub(x_new, x, out=d)
+            step = torch.sub(x_new, x, out=d)  # the point it left is x_new - step
             del d, x
         else:
             param.grad = g
