@@ -189,6 +189,7 @@ def big(args):
     from nstvideo import stylize_image
     from nstvideo.media.reader import read_image
     from nstvideo.media.writer import write_image
+    from nstvideo.photos import build_stylizer, run_one
     from nstvideo.settings import StyleSettings
     from nstvideo.style.vgg import VGGFeatures
 
@@ -196,26 +197,24 @@ def big(args):
     s = StyleSettings()
     vgg = VGGFeatures([s.content_layer] + [n for n, _ in s.style_layers])
     t0 = time.perf_counter()
-    out = stylize_image(content, [style], size=args.size, seed=0, max_memory=args.max_memory,
-                        max_megapixels=1000, progress=True)
+    big_settings = StyleSettings(size=args.size, seed=0, max_memory=args.max_memory,
+                                 max_megapixels=1000)  # as stylize_image builds it
+    out, report = run_one(build_stylizer([style], big_settings), content, progress=True)
     seconds = time.perf_counter() - t0
+    tile = report.memory.tile  # the top level's plan, as it ran
     write_image(f"/tmp/big_{args.size}.png", out)
     small = stylize_image(content, [style], size=512, seed=0)
     for name, img in ((f"{args.size} px, scaled to 512", out), ("512 px", small)):
         cells = " | ".join(f"{a:.3f} / {b:.2f}" for a, b in measure(vgg, content, style, img, 512))
         print(f"| {name} | {cells} |", flush=True)
-    from nstvideo.style.memory import budget, plan
-    import torch
-    p = plan(out.shape[:2], tuple(vgg.wanted), torch.device("cpu"),
-             budget(args.max_memory, torch.device("cpu")))
     g = np.abs(np.diff(out.astype(np.float32), axis=0)).mean(axis=(1, 2))  # per row boundary
-    if p.tile:
-        rows = np.arange(p.tile, out.shape[0] - 1, p.tile) - 1
-        print(f"{args.size} px in {p.tile} px tiles, {seconds / 60:.0f} min: gradient across "
-              f"tile borders / elsewhere: rows {g[rows].mean() / np.delete(g, rows).mean():.3f}",
-              end="")
+    print(f"{args.size} px: {report.memory.describe()}, {seconds / 60:.0f} min")
+    if tile:
+        rows = np.arange(tile, out.shape[0] - 1, tile) - 1
+        print(f"gradient across tile borders / elsewhere: rows "
+              f"{g[rows].mean() / np.delete(g, rows).mean():.3f}", end="")
         gc = np.abs(np.diff(out.astype(np.float32), axis=1)).mean(axis=(0, 2))
-        cols = np.arange(p.tile, out.shape[1] - 1, p.tile) - 1
+        cols = np.arange(tile, out.shape[1] - 1, tile) - 1
         print(f", columns {gc[cols].mean() / np.delete(gc, cols).mean():.3f}")
 
 

@@ -143,3 +143,33 @@ def test_an_existing_sheet_is_kept_without_overwrite(tmp_path, style_png):
     sheet.write_bytes(b"mine")
     r = cli(photo, style_png)
     assert r.exit_code != 0 and "--overwrite" in r.output and sheet.read_bytes() == b"mine"
+
+
+def test_a_later_frame_is_timed_from_its_first_iterations(tmp_path, two_shots, style_png,
+                                                           monkeypatch):
+    """The projection's later optimize frame is cut after its first TIMED_ITERATIONS (the rest
+    of its budget, FrameRenderer.budget, counted at their median): the preview does not pay
+    for the whole frame."""
+    import nstvideo.video.preview as pv
+    from nstvideo.style.stylizer import Stylizer
+
+    runs = []
+    real = Stylizer.run
+
+    def run(self, content, init, **kw):
+        seen, step = [], kw.get("on_step")
+
+        def counting(i, parts):
+            seen.append(i)
+            if step is not None:
+                step(i, parts)
+        runs.append((kw.get("iterations"), seen))
+        return real(self, content, init, **{**kw, "on_step": counting})
+
+    monkeypatch.setattr(Stylizer, "run", run)
+    monkeypatch.setattr(pv, "TIMED_ITERATIONS", 2)
+    video = V.replace(iterations=8, iterations_first=3, early_stop_window=100)
+    rep = preview(two_shots, style_png, tmp_path / "p.png", settings=S, video=video)
+    cut = [(n, seen) for n, seen in runs if n is not None and len(seen) < n]
+    assert [len(seen) for _, seen in cut] == [3] and cut[0][0] >= 8  # its budget, cut at 3
+    assert rep.rows[0].measured["later"] > 0

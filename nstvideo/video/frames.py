@@ -157,21 +157,28 @@ class FrameRenderer:
     def _optimize(self, content_t, start, init, restart, temporal, guess, on_step,
                   regions=None):
         """The optimizer's run on one frame: (result tensor, report)."""
-        s, v = self.stylizer, self.video
+        s = self.stylizer
         guessed = start is None and guess is not None
         fresh = start is None and not guessed  # from the content: composed coarse to fine
         if start is None:
             start = on_device(guess(), s.device) if guessed else s.initial(content_t, init)
-        # a chain's first frame starts from the content and gets the larger budget; with
-        # temporal none every frame is independent and gets `iterations`, as asked
+        return s.run(content_t, start, iterations=self.budget(restart, guessed),
+                     temporal=temporal, early_stop=self.early_stop, on_step=on_step,
+                     coarse=fresh, regions=regions)
+
+    def budget(self, restart: bool, guessed: bool = False) -> int:
+        """The iterations the frame being rendered gets (at most: early stop may end it
+        sooner): a chain's first frame starts from the content and gets the larger budget
+        (with temporal none every frame is independent and gets `iterations`, as asked); a
+        later frame `iterations`, more for its new pixels (the flow's, with by_new; the
+        masks')."""
+        v = self.video
         iterations = (self.first_iterations if restart and v.temporal != "none" and (
             self.full_first or not guessed) else v.iterations)
-        if not restart:  # new pixels (the flow's, with by_new; the masks') need more
+        if not restart:
             grow = max(self.new_share if self.by_new else 0.0, self.entering)
             iterations += round((self.first_iterations - v.iterations) * grow)
-        return s.run(content_t, start, iterations=iterations, temporal=temporal,
-                     early_stop=self.early_stop, on_step=on_step, coarse=fresh,
-                     regions=regions)
+        return iterations
 
 
 def coverage(regions: Regions | None, hw: tuple[int, int]) -> np.ndarray | None:
