@@ -77,7 +77,8 @@ class Preconditioner:
 
 STRIP = 1 << 20  # elements: the CPU convolves a 1 x K (or K x 1) kernel by unfolding K
 # copies of its input (17 times its size was measured at 3600 x 5400: 11 GB at the poster's
-# size), so a large picture is blurred a strip of rows at a time; up to a megapixel in one
+# size), so a large picture is blurred a strip of rows at a time (up to a megapixel: in
+# one piece, as before)
 
 
 def _blurred(x: torch.Tensor, k: torch.Tensor, r: int, vertical: bool) -> torch.Tensor:

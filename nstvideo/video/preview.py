@@ -238,6 +238,15 @@ def _fed(runner, masks: dict):
     return runner
 
 
+def _after(runner, base: Painted) -> FrameRenderer:
+    """A chain of the runner's that has just painted `base` (the stylizer built first, outside
+    the timing: a render builds it once)."""
+    runner.stylizer  # noqa: B018
+    renderer = runner.renderer()
+    renderer.restore(base.source, base.result)
+    return renderer
+
+
 class _Timed(Exception):
     """Enough of a later frame's iterations timed."""
 
@@ -248,9 +257,7 @@ def _later_frame(runner: OptimizeRunner, base: Painted, nxt: np.ndarray, k: int)
     its iterations measured, the rest of its budget at their median (as if early stop did
     not end it sooner: a bound; the whole frame cost a preview 4.5 s at 128 px and 25 s at
     384 px, a quarter of a first frame, for a projection 0.96x of the real render's)."""
-    runner.stylizer  # noqa: B018 - built outside the timing
-    renderer = runner.renderer()
-    renderer.restore(base.source, base.result)
+    renderer = _after(runner, base)
     ticks: list[float] = []
 
     def tick(i, parts):
@@ -271,9 +278,7 @@ def _later_frame(runner: OptimizeRunner, base: Painted, nxt: np.ndarray, k: int)
 def _chain_step(runner, base: Painted, nxt: np.ndarray, k: int) -> float:
     """Seconds the runner's chain takes for frame k after `base` (the stylizer built first:
     a render builds it once)."""
-    runner.stylizer  # noqa: B018 - built outside the timing
-    renderer = runner.renderer()
-    renderer.restore(base.source, base.result)
+    renderer = _after(runner, base)
     t0 = time.perf_counter()
     runner.render(renderer, nxt, renderer.compare(base.source, nxt), k)
     return time.perf_counter() - t0
