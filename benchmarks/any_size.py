@@ -13,9 +13,10 @@ after another, so the figures of one run sit side by side.
       seconds per iteration per megapixel, whole against --tile, side by side
   python benchmarks/any_size.py history [--size 256] [--iterations 300]
       L-BFGS's curvature pairs (100, 10, 3; fp32 and bf16): the cost reached
-  python benchmarks/any_size.py big [--size 4096] [--max-memory 6]
-      a render with the default schedule: its look scaled to 512 beside a 512 px render's,
-      and the gradient across tile borders against elsewhere (seams)
+  python benchmarks/any_size.py big [--size 4096] [--max-memory 6] [--iterations N]
+      a render with the default schedule (--iterations at its coarsest level): its look
+      scaled to 512 beside a 512 px render's, and the gradient across each tile border
+      against the rows or columns around it (seams; 1.00: none)
   python benchmarks/any_size.py video4k [--frames 3] [--iterations 2] [--max-memory GB]
       a 4K clip rendered: each frame's memory plan and the peak RSS
   python benchmarks/any_size.py poster [--size 10800] [--max-memory 12] [--iterations 2]
@@ -182,7 +183,8 @@ def big(args):
     """A render at --size with the default schedule in --max-memory, saved as big_SIZE.png:
     its look scaled down to 512 (style reduction / content ratio at 1/4, 1/2, 1x of 512,
     benchmarks/look.py) beside a 512 px render's, and the seams: the mean gradient magnitude
-    on the rows and columns where tiles meet against the rest (1.00: no seam)."""
+    across each tile border against the 28 rows (columns) around it, beside the same ratio at
+    every other row (column) (1.00: no seam)."""
     import numpy as np
 
     from look import measure
@@ -198,7 +200,8 @@ def big(args):
     vgg = VGGFeatures([s.content_layer] + [n for n, _ in s.style_layers])
     t0 = time.perf_counter()
     big_settings = StyleSettings(size=args.size, seed=0, max_memory=args.max_memory,
-                                 max_megapixels=1000)  # as stylize_image builds it
+                                 max_megapixels=1000,  # as stylize_image builds it
+                                 **({"iterations": args.iterations} if args.iterations else {}))
     out, report = run_one(build_stylizer([style], big_settings), content, progress=True)
     seconds = time.perf_counter() - t0
     tile = report.memory.tile  # the top level's plan, as it ran
@@ -207,15 +210,17 @@ def big(args):
     for name, img in ((f"{args.size} px, scaled to 512", out), ("512 px", small)):
         cells = " | ".join(f"{a:.3f} / {b:.2f}" for a, b in measure(vgg, content, style, img, 512))
         print(f"| {name} | {cells} |", flush=True)
-    g = np.abs(np.diff(out.astype(np.float32), axis=0)).mean(axis=(1, 2))  # per row boundary
     print(f"{args.size} px: {report.memory.describe()}, {seconds / 60:.0f} min")
     if tile:
-        rows = np.arange(tile, out.shape[0] - 1, tile) - 1
-        print(f"gradient across tile borders / elsewhere: rows "
-              f"{g[rows].mean() / np.delete(g, rows).mean():.3f}", end="")
-        gc = np.abs(np.diff(out.astype(np.float32), axis=1)).mean(axis=(0, 2))
-        cols = np.arange(tile, out.shape[1] - 1, tile) - 1
-        print(f", columns {gc[cols].mean() / np.delete(gc, cols).mean():.3f}")
+        for axis, name in ((0, "rows"), (1, "columns")):
+            g = np.abs(np.diff(out.astype(np.float32), axis=axis)).mean(axis=(1 - axis, 2))
+            near = lambda b: np.r_[g[b - 17:b - 3], g[b + 2:b + 16]].mean()  # noqa: E731
+            borders = [g[b - 1] / near(b) for b in range(tile, len(g) - 16, tile)]
+            others = [g[b - 1] / near(b) for b in range(20, len(g) - 16) if b % tile]
+            print(f"gradient across tile borders / the 28 {name} around each: "
+                  + " ".join(f"{r:.3f}" for r in borders)
+                  + f" (elsewhere: median {np.median(others):.3f}, 90% within "
+                  f"{np.percentile(others, 5):.3f}-{np.percentile(others, 95):.3f})")
 
 
 def video4k(args):

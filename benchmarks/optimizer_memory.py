@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nstvideo.style import lbfgs, optimize, tiled  # noqa: E402
+from nstvideo.style import lbfgs, memory, optimize, tiled  # noqa: E402
 
 
 def main() -> None:
@@ -38,8 +38,7 @@ def main() -> None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / image
 
     def resident() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096 / image
+        return memory.resident_bytes() / image
 
     def traced(owner, name, label):
         real = getattr(owner, name)
