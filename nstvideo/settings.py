@@ -72,6 +72,11 @@ class StyleSettings:
     # coarsest level runs `iterations`, each finer one `level_decay` times the one before.
     coarse_levels: int | None = None
     level_decay: float = 0.7
+    # a finer level's picture, blurred and taken at every second pixel, held to the level
+    # below's by this weight (losses.level_loss): it paints the finer strokes and keeps the
+    # picture composed below (0: free, the finer levels drift from it, RESULTS.md "The
+    # levels held")
+    level_weight: float = 300.0
     optimizer: str = "lbfgs"  # L-BFGS converges in far fewer iterations than Adam here
     learning_rate: float = 4.0  # Adam's step in pixel units (0-255); unused by L-BFGS
     init: str = "content"  # "content", "noise", or the path of an image to start from
@@ -120,6 +125,7 @@ class StyleSettings:
         check_choice(self.precision, PRECISIONS, "precision")
         check_number(self.style_scale, "--style-scale", positive=True)
         check_number(self.level_decay, "--level-decay", positive=True)
+        check_number(self.level_weight, "level_weight")
         if self.coarse_levels is not None and (int(self.coarse_levels) != self.coarse_levels
                                                or self.coarse_levels < 1):
             raise InputError(f"--levels {self.coarse_levels}: give a whole number, 1 or more "

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import content_array, style_array
-from nstvideo.errors import ModelError
+from nstvideo.errors import InputError, ModelError
 from nstvideo.settings import StyleSettings
 from nstvideo.style import memory
 from nstvideo.style.stylizer import Stylizer, Temporal
@@ -47,23 +47,28 @@ def _stylizer(**kw) -> Stylizer:
     return Stylizer([style_array(80)], StyleSettings(size=96, precision="fp32", seed=0, **kw))
 
 
-@pytest.mark.parametrize("temporal,keep", [(False, 1), (True, 1), (False, 4)])
-def test_tiled_objective_equals_the_whole_pictures(temporal, keep):
+@pytest.mark.parametrize("temporal,keep,level,height", [
+    (False, 1, False, 72), (True, 1, False, 72), (False, 4, False, 72), (False, 1, True, 75)])
+def test_tiled_objective_equals_the_whole_pictures(temporal, keep, level, height):
     """At 96 px with 32 px tiles (9 tiles, each crop mostly halo): the same total, parts and
     gradient as the untiled objective, in fp32 (float rounding only); with one tile's VGG pass
-    kept between its two passes, or four."""
+    kept between its two passes, or four; with a finer level held to the one below (an odd
+    height: the last row's half positions)."""
     st = _stylizer()
-    content = st.prepare(content_array(72, 96))
+    content = st.prepare(content_array(height, 96))
+    assert content.shape[2] == height
     rng = torch.Generator().manual_seed(1)
     x = (content + 40 * torch.randn(content.shape, generator=rng)).clamp(0, 255)
-    temp = None
+    temp = below = None
     if temporal:
         warped = (content + 30 * torch.randn(content.shape, generator=rng)).clamp(0, 255)
         mask = (torch.rand((1, 1, *content.shape[2:]), generator=rng) > 0.3).float()
         temp = Temporal(warped, mask, 1000.0)
+    if level:
+        below = 255 * torch.rand((1, 3, height // 2, 48), generator=rng)
     results = []
     for tile in (None, 32):
-        f = st.objective(content, temp, tile, keep)
+        f = st.objective(content, temp, tile, keep, below=below)
         xr = x.clone().requires_grad_(True)
         total, parts = f(xr)
         (g,) = torch.autograd.grad(total.sum(), xr)
@@ -72,7 +77,7 @@ def test_tiled_objective_equals_the_whole_pictures(temporal, keep):
     assert abs(t1 - t0) <= 1e-4 * abs(t0)
     for k in p0:
         assert abs(p1[k] - p0[k]) <= 1e-4 * abs(p0[k]) + 1e-12, k
-    assert set(p0) == set(p1) and ("temporal" in p0) == temporal
+    assert set(p0) == set(p1) and ("temporal" in p0) == temporal and ("level" in p0) == level
     assert float((g1 - g0).norm() / g0.norm()) <= 1e-4
     assert g0.abs().amax() > 0  # a gradient to compare
 
@@ -183,6 +188,40 @@ def test_the_scale_schedule():
     assert schedule((384, 512), 300, s.replace(coarse_levels=1)) == [((384, 512), 300)]
     assert [n for _, n in schedule((2048, 2048), 12, s)] == [12, 10, 10, 10, 10]
     assert [n for _, n in schedule((2048, 2048), 5, s)] == [5] * 5  # never more than asked
+
+
+def test_a_finer_level_keeps_the_picture_composed_below(monkeypatch):
+    """Two levels (48 then 96 px): the finer level paints (its style cost falls) while its
+    picture, blurred and taken at every second pixel, stays where it started (the level
+    below's), far closer than with the hold off (level_weight 0). (At this size a small
+    random style pulls hard: the default weight is chosen at real sizes, RESULTS.md.)"""
+    from nstvideo.style import stylizer as module
+    from nstvideo.style.losses import downsampled, level_target
+    from nstvideo.style.tensors import resize_tensor
+
+    monkeypatch.setattr(module, "COARSEST_SIDE", 32)
+    levels = []
+
+    def spy(*args, **kw):
+        out = real(*args, **kw)
+        levels.append(out)
+        return out
+
+    real = module.optimize
+    monkeypatch.setattr(module, "optimize", spy)
+    drift = {}
+    for weight in (3e4, 0.0):
+        levels.clear()
+        st = _stylizer(iterations=30, coarse_levels=2, level_weight=weight)
+        content = st.prepare(content_array(72, 96))
+        st.run(content, content)
+        (below, _), (x, rep) = levels
+        assert below.shape[2:] == (36, 48) and rep.last["style"] < rep.first["style"]
+        held = level_target(resize_tensor(below, (72, 96)), (36, 48))
+        drift[weight] = float((downsampled(x) - held).abs().mean())
+    assert drift[3e4] < 0.5 * drift[0.0], drift
+    with pytest.raises(InputError, match="level_weight is -1.0: give a finite number 0 or"):
+        StyleSettings(level_weight=-1.0)
 
 
 def test_a_video_that_must_tile_gives_the_untiled_frames(tmp_path, style_png):

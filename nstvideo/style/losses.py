@@ -4,7 +4,10 @@ Ruder et al. 2016 for the temporal cost). Shapes: B batch, C channels, H, W spat
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 
 def gram(a: torch.Tensor) -> torch.Tensor:
@@ -94,3 +97,44 @@ def temporal_loss(x: torch.Tensor, warped_prev: torch.Tensor, mask: torch.Tensor
     (B, C, H, W), (B, C, H, W), (B, 1, H, W) -> (B,)
     """
     return (mask * (x - warped_prev).pow(2)).sum(dim=(1, 2, 3)) / x[0].numel()
+
+
+LEVEL_SIGMA = 1.0  # px of the finer level: the blur before taking every second pixel, so
+# that the held picture is the level below's and no 2 px grid (a box of 2 x 2 pixels held
+# leaves one: RESULTS.md, "The levels held")
+
+
+def downsampled(x: torch.Tensor) -> torch.Tensor:
+    """x blurred by a Gaussian of LEVEL_SIGMA px (zero outside the picture) at every second
+    pixel from the first: (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)). Sums of shifted
+    views, not a convolution: the CPU unfolds a convolution's taps (a copy each)."""
+    r = math.ceil(3 * LEVEL_SIGMA)
+    k = [math.exp(-t * t / (2 * LEVEL_SIGMA ** 2)) for t in range(-r, r + 1)]
+    k = [v / sum(k) for v in k]
+    for dim in (-1, -2):
+        n = x.shape[dim]
+        padded = F.pad(x, (r, r) if dim == -1 else (0, 0, r, r))
+        out = None
+        for i, v in enumerate(k):
+            part = padded.narrow(dim, i, n)
+            part = part[..., ::2] if dim == -1 else part[..., ::2, :]
+            out = part * v if out is None else out.add(part, alpha=v)
+        x = out
+    return x
+
+
+def level_target(start: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """What `level_loss` holds a finer level to: its start (the level below's result
+    upsampled) as `downsampled` sees it, cut to the level below's size hw; a channel at a
+    time (a print's padded copies are a third of an image each)."""
+    return torch.cat([downsampled(start[:, i:i + 1])[..., :hw[0], :hw[1]]
+                      for i in range(start.shape[1])], dim=1)
+
+
+def level_loss(x: torch.Tensor, below: torch.Tensor) -> torch.Tensor:
+    """(1/D) · Σ (downsampled(x) − below)², D = C·h·w of `below` (`level_target`, (B or 1,
+    C, h, w), h = H // 2, w = W // 2): how far a finer level has moved the picture composed
+    below it (0 at its start).  (B, C, H, W) -> (B,)"""
+    h, w = below.shape[2:]
+    d = downsampled(x)[..., :h, :w] - below
+    return d.pow(2).sum(dim=(1, 2, 3)) / below[0].numel()

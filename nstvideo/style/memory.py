@@ -35,7 +35,8 @@ REGION_SHARE = 0.17  # each masked region's guided copies of the style layers' a
 # the new pair before it is stored (made in place of the old ones; in bf16 with its fp32
 # form), the preconditioner's temporaries, and the allocator's slack (measured peaks at
 # 4096 px and at the 10800 x 7200 poster, 7 before the step took the point's place:
-# RESULTS.md "Any size")
+# RESULTS.md "Any size"). A finer level's hold on the level below (a quarter of an image,
+# losses.level_loss) came later, within that slack (the poster peaked 2 GB under its plan)
 WORKING_IMAGES = 6
 CONTENT_FEATURE_PER_PX = 512 / 64  # relu4_2's floats per pixel, kept per tile when tiled
 MIN_PAIRS = 10  # fewer curvature pairs than this and tiling comes first: 10 pairs reach a cost

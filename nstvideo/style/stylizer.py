@@ -26,10 +26,8 @@ from nstvideo.style.vgg import VGGFeatures, min_side
 COARSEST_SIDE = 128  # px: the coarsest level's longest side (auto levels) is at least this:
 # relu5_1 sees 156 px, so at 128-256 px VGG sees the whole picture and composes it
 MIN_LEVEL_ITERATIONS = 10  # the least a finer level runs: enough to sharpen the upsampled start
-# Auto batching of same-size photos, CUDA only (on two CPU cores a batch of 4 small photos is
-# only 1.12x faster, benchmarks/RESULTS.md): up to this many pixels per batch, i.e. 16 images
-# at 256 px, 4 at 512, 1 at 1024. Small frames leave most of a large GPU idle between kernel
-# launches; big ones fill it.
+# Auto batching of same-size photos, CUDA only (2 CPU cores: 1.12x at 4 small photos, RESULTS):
+# up to this many pixels a batch (16 at 256 px, 4 at 512, 1 at 1024): small frames idle a GPU.
 MAX_BATCH_PIXELS = 1024 * 1024
 MAX_BATCH = 16
 
@@ -202,25 +200,28 @@ class Stylizer:
         return per_style
 
     def objective(self, content: torch.Tensor, temporal: Temporal | None = None,
-                  tile: int | None = None, keep: int = 1, regions: Regions | None = None):
+                  tile: int | None = None, keep: int = 1, regions: Regions | None = None,
+                  below: torch.Tensor | None = None):
         """The total cost J(x) for one content image (1, 3, H, W) in pixels; returns a callable
         x -> (total per item (B,), parts summed) as `optimize` wants. Content targets are
         computed here, once. With `tile` (px) it is computed tile by tile, with the same
         value and gradient (nstvideo.style.tiled), `keep` tiles' VGG passes kept between
         its two passes. With `regions`, each region's guided Grams against its own style
-        blend (nstvideo.style.regions)."""
+        blend (nstvideo.style.regions). `below`: a finer level's hold on the level below's
+        picture (losses.level_target, (B, 3, H//2, W//2)), weighed by `level_weight`."""
         s = self.settings
         style_t = self.style_targets(content) if regions is None else None
         alpha, beta, gamma = self.alpha, self.beta, self.gamma
         if regions is not None:  # the painted share balanced as a whole picture would be
             alpha, gamma, temporal = _region_balance(regions, content, alpha, gamma, temporal)
+        level = None if below is None or not s.level_weight else (below, s.level_weight)
         if tile is not None:
             masks = None if regions is None else regions.at(tuple(content.shape[2:]))
             return TiledObjective(
                 self.features, content, split(tuple(content.shape[2:]), tile, self.vgg.wanted),
                 content_layer=s.content_layer, style_layers=s.style_layers, style_t=style_t,
                 weights=(alpha, beta, gamma), temporal=temporal, keep=keep,
-                content_dtype=torch.bfloat16 if self.amp else torch.float32,
+                content_dtype=torch.bfloat16 if self.amp else torch.float32, level=level,
                 regions=None if regions is None else [
                     (masks[r:r + 1], self.style_targets(content, blend))
                     for r, blend in enumerate(regions.blends)])
@@ -250,6 +251,9 @@ class Stylizer:
                 jtemp = losses.temporal_loss(x, temporal.warped, temporal.mask)
                 total = total + temporal.weight * jtemp
                 parts["temporal"] = jtemp
+            if level is not None:
+                parts["level"] = losses.level_loss(x, level[0])
+                total = total + level[1] * parts["level"]
             parts["total"] = total
             return total, {k: v.detach().sum() for k, v in parts.items()}  # one sync, later
 
@@ -337,16 +341,14 @@ class Stylizer:
         if regions is not None and len(content) != 1:
             raise ValueError("regions: one image at a time")
         try:
-            return self._run(content, init, levels, plans, temporal, early_stop, on_step,
-                             regions)
+            return self._run(content, init, levels, plans, temporal, early_stop, on_step, regions)
         except torch.cuda.OutOfMemoryError:
             pass  # the failed run's tensors leave with the exception: what fits is asked after
         raise out_of_memory(self.device, hw, layers, len(content))
 
     def planned_iterations(self, hw: tuple[int, int], iterations: int | None = None) -> int:
         """The iterations `run` takes at most from the content at size hw, all levels."""
-        return sum(n for _, n in schedule(hw, iterations or self.settings.iterations,
-                                          self.settings))
+        return sum(n for _, n in schedule(hw, iterations or self.settings.iterations, self.settings))
 
     def budget(self) -> int:
         """Bytes one optimization may use: --max-memory, else a share of what is free."""
@@ -364,7 +366,7 @@ class Stylizer:
         s = self.settings
         space = luminance if s.by_luminance else (lambda t: t)
         target, x = space(content), space(init)
-        report = OptimizeReport()
+        report, finer = OptimizeReport(), False
         for (hw, n), mem in zip(levels, plans):
             level_t = None if temporal is None else temporal.resized(hw, space)
             fixed = None if level_t is None or level_t.frozen is None else (
@@ -374,13 +376,18 @@ class Stylizer:
                 fixed = _held(regions.held(hw), level_target, fixed)
             done = report.iterations
             step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
-            objective = self.objective(level_target, level_t, mem.tile, mem.keep, regions)
-            x, rep = optimize(resize_tensor(x, hw), objective, iterations=n,
+            start = resize_tensor(x, hw)  # a finer level holds its picture where it starts
+            below = losses.level_target(start, tuple(x.shape[2:])) if finer and \
+                s.level_weight else None
+            objective = self.objective(level_target, level_t, mem.tile, mem.keep, regions,
+                                       below)
+            x, rep = optimize(start, objective, iterations=n,
                               optimizer=s.optimizer, learning_rate=s.learning_rate,
                               early_stop=early_stop, on_step=step, fixed=fixed,
                               precondition=self.precondition, history=mem.history,
                               history_dtype=mem.history_dtype)
             del objective
+            finer = True
             report.memory = mem
             report.iterations += rep.iterations
             report.backtracks += rep.backtracks

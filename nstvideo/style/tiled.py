@@ -5,16 +5,15 @@ Each tile owns a rectangle of pixels (`Tile.core`, origins on the grid of the de
 layer's pooling) and computes VGG on that rectangle widened by a halo (`Tile.crop`) wide
 enough that the features it owns, at every layer used, equal the whole picture's: a
 feature's receptive field (`receptive`) lies inside the crop, and where the crop meets the
-picture's border the border's own zero padding is kept. Every feature position, and every
-pixel of the TV and temporal terms, is owned by exactly one tile.
+picture's border the border's own zero padding is kept. Every feature position, every pixel
+of the TV and temporal terms and every position of the level term is owned by one tile.
 
 The Gram cost is not local: J = Σ_l λ_l Σ (G_l/n_l − T_l)², G_l = Σ_tiles A_t A_tᵀ. One
 pass without gradients sums the Grams; then a pass per tile with gradients backpropagates
 ∂J/∂A_t = S_l A_t, S_l = (2/n_l)(D_l + D_lᵀ) fixed from the first pass, with the local
-content, TV and temporal terms. The last tiles' graphs from the first pass (as many as the
-memory plan has room for, at least one) are kept and backpropagated first, so their forward
-is not computed twice. Gatys et al.'s costs as `losses` writes them; the normalizations use
-the whole picture's sizes.
+content, TV, temporal and level terms. The last tiles' graphs from the first pass (as many
+as the plan has room for, at least one) are kept and backpropagated first, so their forward
+is not computed twice. The costs as `losses` writes them, normalized by the whole picture.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from nstvideo.style.losses import downsampled
 from nstvideo.style.vgg import LAYER_NAMES, check_layer
 
 
@@ -189,17 +189,17 @@ class TiledObjective:
     memory), `keep` how many tiles' graphs the first pass keeps for the second (memory for
     that many crops). `regions` [(mask (1, 1, H, W), targets)]: a style cost per region, its
     guided Grams against its own targets (nstvideo.style.regions), instead of `style_t`'s
-    over the whole picture."""
+    over the whole picture. `level`: (the level below's result, weight) or None."""
 
     def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
                  style_layers, style_t: dict | None, weights: tuple[float, float, float],
                  temporal=None, content_dtype: torch.dtype = torch.float32, keep: int = 1,
-                 regions: list | None = None):
+                 regions: list | None = None, level=None):
         self.features, self.tiles = features, tiles
         self.content_layer, self.style_layers = content_layer, style_layers
         self.regions = regions or [(None, style_t)]
         self.alpha, self.beta, self.gamma = weights
-        self.temporal = temporal
+        self.temporal, self.level = temporal, level
         self.keep = max(1, keep)
         self.hw = tuple(content.shape[2:])
         self.layers = [content_layer] + [n for n, _ in style_layers]
@@ -230,6 +230,7 @@ class TiledObjective:
         jc = x.new_zeros(b)
         jt = x.new_zeros(b)
         jtemp = x.new_zeros(b)
+        jlevel = x.new_zeros(b)
         for k in reversed(range(len(self.tiles))):
             tile = self.tiles[k]
             if k in kept:
@@ -247,6 +248,10 @@ class TiledObjective:
             if temp is not None:
                 local = local + self.temporal.weight * temp
                 jtemp += temp.detach()
+            if self.level is not None:
+                held = self._level(xc, tile)
+                local = local + self.level[1] * held
+                jlevel += held.detach()
             (g,) = torch.autograd.grad(local.sum(), xc)
             _crop(grad, tile).add_(g)
             jc += c_value
@@ -257,6 +262,9 @@ class TiledObjective:
         if self.temporal is not None:
             total = total + self.temporal.weight * jtemp
             parts["temporal"] = jtemp
+        if self.level is not None:
+            total = total + self.level[1] * jlevel
+            parts["level"] = jlevel
         parts["total"] = total
         return _Attached.apply(x_in, total, grad), {k: v.sum() for k, v in parts.items()}
 
@@ -330,13 +338,25 @@ class TiledObjective:
         return tv, temp
 
 
+    def _level(self, xc, tile):
+        """This tile's share of the level cost: the positions of `downsampled` at the even
+        pixels of its core (the crop's origin is on the grid, so its samples are the whole
+        picture's; its halo holds the blur's reach)."""
+        below = self.level[0]
+        h, w = below.shape[2:]
+        (y0, y1, x0, x1), (cy0, _, cx0, _) = tile.core, tile.crop
+        r0, r1 = y0 // 2, min(h, (y1 + 1) // 2)
+        c0, c1 = x0 // 2, min(w, (x1 + 1) // 2)
+        d = downsampled(xc)[..., r0 - cy0 // 2:r1 - cy0 // 2, c0 - cx0 // 2:c1 - cx0 // 2]
+        return (d - below[..., r0:r1, c0:c1]).pow(2).sum(dim=(1, 2, 3)) / below[0].numel()
+
+
 class _OwnedGrad(torch.autograd.Function):
     """A tile's share of a cost at one layer, for the backward pass only (its value, 0, is not
     used: the costs are summed apart): the gradient at the positions the tile owns, zero in
     its halo, given as `fixed` (content: 2α(A − T)/n) or as A·S in the (h·w, C) layout (style:
-    ∂(β·J_style)/∂A, S fixed from pass 1). Written straight into a gradient of the layer's
-    own memory format: autograd's slicing gave one in another and cost a copy, a fill and an
-    add per layer (the tiles took 2x the untiled time; this keeps them near the halos')."""
+    ∂(β·J_style)/∂A, S fixed from pass 1), straight into a gradient of the layer's own memory
+    format (autograd's slicing cost a copy, a fill and an add per layer: 2x the time)."""
 
     @staticmethod
     def forward(ctx, a, where, scale, fixed):  # (B, C, h, w), slices, [(w, S)] | owned grad
