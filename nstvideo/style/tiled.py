@@ -189,7 +189,7 @@ class TiledObjective:
     memory), `keep` how many tiles' graphs the first pass keeps for the second (memory for
     that many crops). `regions` [(mask (1, 1, H, W), targets)]: a style cost per region, its
     guided Grams against its own targets (nstvideo.style.regions), instead of `style_t`'s
-    over the whole picture. `level`: (the level below's result, weight) or None."""
+    over the whole picture. `level`: (losses.level_target of this level, weight) or None."""
 
     def __init__(self, features, content: torch.Tensor, tiles: list[Tile], *, content_layer: str,
                  style_layers, style_t: dict | None, weights: tuple[float, float, float],
