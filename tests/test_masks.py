@@ -196,11 +196,12 @@ def test_a_folder_of_photos_with_a_folder_of_masks(tmp_path):
 
 
 @pytest.mark.parametrize("tile", [None, 32])
-def test_a_regions_content_tv_and_temporal_costs_weigh_as_in_a_whole_picture(tile):
-    """Those costs are means over the whole picture and the kept pixels add nothing to them,
+def test_a_regions_content_tv_temporal_and_level_costs_weigh_as_in_a_whole_picture(tile):
+    """Those costs (and a finer level's hold on the picture below it) are means over the whole picture and the kept pixels add nothing to them,
     while a region's guided style cost is its own area's: they are divided by the painted
     share, so that a region is painted as strongly as a whole picture would be (not with a
     third of the content weight where it covers a third)."""
+    from nstvideo.style import losses
     from nstvideo.style.stylizer import Temporal
 
     settings = StyleSettings(size=64, style_weight=0, tile=tile)
@@ -212,7 +213,10 @@ def test_a_regions_content_tv_and_temporal_costs_weigh_as_in_a_whole_picture(til
     share = float(regions.cover((48, 64)).mean())
     x = content + torch.randn(content.shape, generator=torch.Generator().manual_seed(0)) * 20
     temporal = Temporal(content.clone(), torch.ones(1, 1, 48, 64), 30.0)
-    whole = stylizer.objective(content, temporal, tile=tile)(x)[0]
-    masked = stylizer.objective(content, temporal, tile=tile, regions=regions)(x)[0]
+    below = losses.level_target(content.flip(3), (48, 64))  # far from x: the hold counts
+    whole = stylizer.objective(content, temporal, tile=tile, below=below)(x)
+    masked = stylizer.objective(content, temporal, tile=tile, regions=regions, below=below)(x)
     assert 0.3 < share < 0.4
-    assert float(masked) == pytest.approx(float(whole) / share, rel=1e-4)
+    assert float(masked[0]) == pytest.approx(float(whole[0]) / share, rel=1e-4)
+    level = settings.level_weight * float(whole[1]["level"])
+    assert level > 0.3 * float(whole[0])  # the hold is a good part of the total

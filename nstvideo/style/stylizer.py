@@ -53,9 +53,9 @@ class Temporal:
 
 
 def _region_balance(regions: Regions, content: torch.Tensor, alpha: float, gamma: float,
-                    temporal: Temporal | None):
-    """The content, TV and temporal weights for a picture painted in `regions` only: those
-    costs are means over the whole picture, and the kept pixels add nothing to them, while
+                    temporal: Temporal | None, level: float):
+    """The content, TV, temporal and level weights for a picture painted in `regions` only:
+    those costs are means over the whole picture, and the kept pixels add nothing to them, while
     each region's guided style cost is its own area's; divided by the painted share, they
     weigh against the style in the region as in a picture painted whole (else a region of a
     third of the frame is painted with a third of the content weight: garish noise)."""
@@ -63,7 +63,7 @@ def _region_balance(regions: Regions, content: torch.Tensor, alpha: float, gamma
     if temporal is not None:
         temporal = Temporal(temporal.warped, temporal.mask, temporal.weight / share,
                             temporal.frozen)
-    return alpha / share, gamma / share, temporal
+    return alpha / share, gamma / share, temporal, level / share
 
 
 def _held(kept: torch.Tensor, content: torch.Tensor, frozen):
@@ -211,10 +211,11 @@ class Stylizer:
         picture (losses.level_target, (B, 3, H//2, W//2)), weighed by `level_weight`."""
         s = self.settings
         style_t = self.style_targets(content) if regions is None else None
-        alpha, beta, gamma = self.alpha, self.beta, self.gamma
+        alpha, beta, gamma, hold = self.alpha, self.beta, self.gamma, s.level_weight
         if regions is not None:  # the painted share balanced as a whole picture would be
-            alpha, gamma, temporal = _region_balance(regions, content, alpha, gamma, temporal)
-        level = None if below is None or not s.level_weight else (below, s.level_weight)
+            alpha, gamma, temporal, hold = _region_balance(regions, content, alpha, gamma,
+                                                           temporal, hold)
+        level = None if below is None or not hold else (below, hold)
         if tile is not None:
             masks = None if regions is None else regions.at(tuple(content.shape[2:]))
             return TiledObjective(
