@@ -52,18 +52,18 @@ class Temporal:
                         self.weight, frozen)
 
 
-def _region_balance(regions: Regions, content: torch.Tensor, alpha: float, gamma: float,
-                    temporal: Temporal | None, level: float):
-    """The content, TV, temporal and level weights for a picture painted in `regions` only:
-    those costs are means over the whole picture, and the kept pixels add nothing to them, while
-    each region's guided style cost is its own area's; divided by the painted share, they
-    weigh against the style in the region as in a picture painted whole (else a region of a
-    third of the frame is painted with a third of the content weight: garish noise)."""
+def _region_balance(regions: Regions, content: torch.Tensor, weights: tuple[float, ...],
+                    temporal: Temporal | None):
+    """`weights` (content, TV, level hold) and the temporal weight for a picture painted in
+    `regions` only: those costs are means over the whole picture, the kept pixels add nothing
+    to them, and a region's guided style cost is its own area's; divided by the painted share,
+    they weigh against the style in the region as in a picture painted whole (else a third of
+    the frame is painted with a third of the content weight: garish noise)."""
     share = max(float(regions.cover(tuple(content.shape[2:])).mean()), EMPTY)
     if temporal is not None:
         temporal = Temporal(temporal.warped, temporal.mask, temporal.weight / share,
                             temporal.frozen)
-    return alpha / share, gamma / share, temporal, level / share
+    return tuple(w / share for w in weights), temporal
 
 
 def _held(kept: torch.Tensor, content: torch.Tensor, frozen):
@@ -213,8 +213,8 @@ class Stylizer:
         style_t = self.style_targets(content) if regions is None else None
         alpha, beta, gamma, hold = self.alpha, self.beta, self.gamma, s.level_weight
         if regions is not None:  # the painted share balanced as a whole picture would be
-            alpha, gamma, temporal, hold = _region_balance(regions, content, alpha, gamma,
-                                                           temporal, hold)
+            (alpha, gamma, hold), temporal = _region_balance(
+                regions, content, (alpha, gamma, hold), temporal)
         level = None if below is None or not hold else (below, hold)
         if tile is not None:
             masks = None if regions is None else regions.at(tuple(content.shape[2:]))
@@ -375,8 +375,7 @@ class Stylizer:
             level_target = resize_tensor(target, hw)
             if regions is not None:  # the pixels no region paints: held at the content
                 fixed = _held(regions.held(hw), level_target, fixed)
-            done = report.iterations
-            step = None if on_step is None else (lambda i, p, d=done: on_step(d + i, p))
+            step = None if on_step is None else (lambda i, p, d=report.iterations: on_step(d + i, p))
             start = resize_tensor(x, hw)  # a finer level holds its picture where it starts
             below = losses.level_target(start, tuple(x.shape[2:])) if finer and \
                 s.level_weight else None
