@@ -31,8 +31,9 @@ from nstvideo.video.render import clip_range, frame_memory, frame_size, make_job
 from nstvideo.video.unit import OptimizeRunner
 
 DEFAULT_FRAMES = 4  # frames a preview paints unless told: one per shot, spread over the clip
-MEASURED_STEPS = 8  # training steps timed for the projection (the first two left out)
-TIMED_ITERATIONS = 12  # iterations of a later optimize frame timed for the projection
+MEASURED_STEPS = 5  # training steps run for the projection, the last of them timed: the
+WARM_STEPS = 2  # first ones left out (the allocator's and the kernels' first runs)
+TIMED_ITERATIONS = 6  # iterations of a later optimize frame timed for the projection
 METHOD_NAMES = ("optimize", "fast", "keyframes")
 
 
@@ -203,7 +204,7 @@ def _train_net(job: Job, painted: list[Painted], covers: list, timings: Timings,
     ticks: list[float] = []
     train(training, job.video if full else job.video.replace(train_seconds=None), 1.0,
           on_step=lambda i: ticks.append(time.perf_counter()))
-    gaps = np.diff(ticks)[2:] if len(ticks) > 4 else np.diff(ticks)
+    gaps = np.diff(ticks)[WARM_STEPS - 1:] if len(ticks) > WARM_STEPS else np.diff(ticks)
     timings.step = float(np.median(gaps)) if len(gaps) else None
     if full:
         timings.notes.append(f"the network trained on these {len(painted)} frames "
