@@ -197,10 +197,11 @@ def test_a_folder_of_photos_with_a_folder_of_masks(tmp_path):
 
 @pytest.mark.parametrize("tile", [None, 32])
 def test_a_regions_content_tv_temporal_and_level_costs_weigh_as_in_a_whole_picture(tile):
-    """Those costs (and a finer level's hold on the picture below it) are means over the whole picture and the kept pixels add nothing to them,
-    while a region's guided style cost is its own area's: they are divided by the painted
-    share, so that a region is painted as strongly as a whole picture would be (not with a
-    third of the content weight where it covers a third)."""
+    """Those costs (and a finer level's hold on the picture below it) are means over the
+    whole picture and the kept pixels add nothing to them, while a region's guided style cost
+    is its own area's: they are divided by the painted share, so that a region is painted as
+    strongly as a whole picture would be (not with a third of the content weight where it
+    covers a third)."""
     from nstvideo.style import losses
     from nstvideo.style.stylizer import Temporal
 

@@ -31,8 +31,8 @@ from nstvideo.video.render import clip_range, frame_memory, frame_size, make_job
 from nstvideo.video.unit import OptimizeRunner
 
 DEFAULT_FRAMES = 4  # frames a preview paints unless told: one per shot, spread over the clip
-MEASURED_STEPS = 5  # training steps run for the projection, the last of them timed: the
-WARM_STEPS = 2  # first ones left out (the allocator's and the kernels' first runs)
+MEASURED_STEPS = 5  # training steps run for the projection; the first WARM_STEPS are not
+WARM_STEPS = 2  # timed (the allocator's and the kernels' first runs)
 TIMED_ITERATIONS = 6  # iterations of a later optimize frame timed for the projection
 METHOD_NAMES = ("optimize", "fast", "keyframes")
 
