@@ -367,18 +367,19 @@ class Stylizer:
         s = self.settings
         space = luminance if s.by_luminance else (lambda t: t)
         target, x = space(content), space(init)
-        report, finer = OptimizeReport(), False
-        for (hw, n), mem in zip(levels, plans):
+        report = OptimizeReport()
+        for i, ((hw, n), mem) in enumerate(zip(levels, plans)):
             level_t = None if temporal is None else temporal.resized(hw, space)
             fixed = None if level_t is None or level_t.frozen is None else (
                 level_t.frozen, level_t.warped)
             level_target = resize_tensor(target, hw)
             if regions is not None:  # the pixels no region paints: held at the content
                 fixed = _held(regions.held(hw), level_target, fixed)
-            step = None if on_step is None else (lambda i, p, d=report.iterations: on_step(d + i, p))
+            step = None if on_step is None else (
+                lambda k, p, d=report.iterations: on_step(d + k, p))
             start = resize_tensor(x, hw)  # a finer level holds its picture where it starts
-            below = losses.level_target(start, tuple(x.shape[2:])) if finer and \
-                s.level_weight else None
+            below = losses.level_target(start, tuple(x.shape[2:])) if i and s.level_weight \
+                else None  # (a finer level: the one below is x)
             objective = self.objective(level_target, level_t, mem.tile, mem.keep, regions,
                                        below)
             x, rep = optimize(start, objective, iterations=n,
@@ -387,7 +388,6 @@ class Stylizer:
                               precondition=self.precondition, history=mem.history,
                               history_dtype=mem.history_dtype)
             del objective
-            finer = True
             report.memory = mem
             report.iterations += rep.iterations
             report.backtracks += rep.backtracks

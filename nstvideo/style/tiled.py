@@ -337,7 +337,6 @@ class TiledObjective:
         temp = (mask * (xc[..., r0:r1, c0:c1] - warped).pow(2)).sum(dim=(1, 2, 3)) / n
         return tv, temp
 
-
     def _level(self, xc, tile):
         """This tile's share of the level cost: the positions of `downsampled` at the even
         pixels of its core (the crop's origin is on the grid, so its samples are the whole
