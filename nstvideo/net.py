@@ -8,6 +8,8 @@ pairs, then applied to whole frames in batches. Also its file format (save, load
 from __future__ import annotations
 
 import io
+import sys
+import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,6 +26,18 @@ from nstvideo.settings import TRAIN_STEPS
 
 NET_FORMAT = "nstvideo-net"
 NET_VERSION = 1
+_OPTIM_IMPORT: list[threading.Thread] = []  # import_optimizer_early's thread, once started
+
+
+def import_optimizer_early() -> None:
+    """Start importing what a process's first torch.optim optimizer imports (torch._dynamo:
+    about a second of one core here) in a thread, for a process that will train the network
+    only after other work (a preview trains after painting its frames): the import is then
+    done beside that work, not on its own. Trainer waits for it before making its optimizer."""
+    if not _OPTIM_IMPORT and "torch._dynamo" not in sys.modules:
+        thread = threading.Thread(target=__import__, args=("torch._dynamo",), daemon=True)
+        _OPTIM_IMPORT.append(thread)
+        thread.start()
 
 
 @dataclass(frozen=True)
@@ -171,6 +185,8 @@ class Trainer:
         self.pairs: list[tuple] = []  # (content, painted, weight or None), uint8
         for c, s in pairs:
             self.add(c, s)
+        for thread in _OPTIM_IMPORT:
+            thread.join()
         self.opt = torch.optim.Adam(net.parameters(), lr=training.learning_rate)
         self.features = features  # rgb255 (B, 3, H, W) -> {layer: features}, for `perceptual`
         self.step = 0

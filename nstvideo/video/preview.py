@@ -17,7 +17,7 @@ import numpy as np
 from nstvideo.errors import InputError
 from nstvideo.media.reader import existing
 from nstvideo.media.video import open_source
-from nstvideo.net import net_bytes, paint
+from nstvideo.net import import_optimizer_early, net_bytes, paint
 from nstvideo.settings import StyleSettings, VideoSettings
 from nstvideo.style.device import resolve_device, torch_threads
 from nstvideo.video.clipmasks import clip_masks
@@ -152,6 +152,7 @@ def paint_row(job: Job, plan: Plan, positions: list[int], frames: dict[int, np.n
     paints a shot's first frame with this job's method (the keyframe method: as its network,
     trained on them, paints them), then time what the projection needs."""
     cuts, masks = set(plan.cuts), masks or {}
+    import_optimizer_early()  # (the training below: its import done beside the painting)
     with torch_threads(job.threads):
         method = job.video.method
         t0 = time.perf_counter()
