@@ -4,10 +4,10 @@ Ruder et al. 2016 for the temporal cost). Shapes: B batch, C channels, H, W spat
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from nstvideo.style.tensors import gaussian_taps
 
 
 def gram(a: torch.Tensor) -> torch.Tensor:
@@ -108,9 +108,7 @@ def downsampled(x: torch.Tensor) -> torch.Tensor:
     """x blurred by a Gaussian of LEVEL_SIGMA px (zero outside the picture) at every second
     pixel from the first: (B, C, H, W) -> (B, C, ceil(H/2), ceil(W/2)). Sums of shifted
     views, not a convolution: the CPU unfolds a convolution's taps (a copy each)."""
-    r = math.ceil(3 * LEVEL_SIGMA)
-    k = [math.exp(-t * t / (2 * LEVEL_SIGMA ** 2)) for t in range(-r, r + 1)]
-    k = [v / sum(k) for v in k]
+    k, r = gaussian_taps(LEVEL_SIGMA)
     for dim in (-1, -2):
         n = x.shape[dim]
         padded = F.pad(x, (r, r) if dim == -1 else (0, 0, r, r))

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from nstvideo.style.tensors import gaussian_taps
+
 FEATHER = 0.004  # the union's edge is softened over this share of the longer side (at least
 # a pixel): a hard mask cut from a photo leaves no stair-stepped seam
 HOLD_BELOW = 0.02  # pixels the feathered union covers less than this are held at the content
@@ -47,11 +49,8 @@ class Regions:
         """The union of the regions at size hw, feathered (1, 1, h, w) in 0-1: how much of each
         pixel is painted in the result."""
         union = self.at(hw).amax(dim=0, keepdim=True)
-        sigma = max(1.0, FEATHER * max(hw))
-        r = max(1, round(3 * sigma))
-        t = torch.arange(-r, r + 1, device=union.device, dtype=union.dtype)
-        k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-        k = k / k.sum()
+        taps, r = gaussian_taps(max(1.0, FEATHER * max(hw)))
+        k = torch.tensor(taps, device=union.device, dtype=union.dtype)
         soft = F.conv2d(F.pad(union, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
         soft = F.conv2d(F.pad(soft, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return torch.maximum(soft, union)  # (never less painted than the mask asks)

@@ -45,6 +45,14 @@ def resize(img: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
+def gaussian_taps(sigma: float) -> tuple[list[float], int]:
+    """A Gaussian of `sigma` px cut at 3 sigma (at least one tap each side): its 2r + 1 taps,
+    summing to 1, and r."""
+    r = max(1, math.ceil(3 * sigma))
+    k = [math.exp(-t * t / (2 * sigma * sigma)) for t in range(-r, r + 1)]
+    return [v / sum(k) for v in k], r
+
+
 def resize_tensor(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     """Resize (B, C, H, W) to (h, w): bilinear, antialiased when shrinking; no-op if equal."""
     if tuple(x.shape[2:]) == tuple(hw):
