@@ -50,7 +50,8 @@ def gaussian_taps(sigma: float) -> tuple[list[float], int]:
     summing to 1, and r."""
     r = max(1, math.ceil(3 * sigma))
     k = [math.exp(-t * t / (2 * sigma * sigma)) for t in range(-r, r + 1)]
-    return [v / sum(k) for v in k], r
+    total = sum(k)
+    return [v / total for v in k], r
 
 
 def resize_tensor(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
