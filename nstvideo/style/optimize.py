@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from nstvideo.errors import RenderError
 from nstvideo.style.lbfgs import LBFGS, LBFGS_HISTORY
-from nstvideo.style.tensors import gaussian_taps
+from nstvideo.style.tensors import gaussian_kernel
 
 # x -> (total cost, {name: cost part}); parts may be floats or 0-d tensors (read in one sync).
 # The total may be per item of the batch, (B,): then each item's steps are checked on its own
@@ -62,8 +62,7 @@ class Preconditioner:
         """P·q for q of shape (B, N) holding (B, C, H, W) images; `free` (B, 1, H, W) bool."""
         x = q.view(shape)
         b, c, h, w = x.shape
-        taps, r = gaussian_taps(self.sigma)
-        k = torch.tensor(taps, device=x.device, dtype=x.dtype)
+        k, r = gaussian_kernel(self.sigma, x.device, x.dtype)
         out = torch.empty_like(x)
         for i in range(c):  # a channel at a time: the blurs' temporaries are a third of an image
             xi = x[:, i:i + 1] if free is None else x[:, i:i + 1] * free

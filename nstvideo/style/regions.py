@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nstvideo.style.tensors import gaussian_taps
+from nstvideo.style.tensors import gaussian_kernel
 
 FEATHER = 0.004  # the union's edge is softened over this share of the longer side (at least
 # a pixel): a hard mask cut from a photo leaves no stair-stepped seam
@@ -49,8 +49,7 @@ class Regions:
         """The union of the regions at size hw, feathered (1, 1, h, w) in 0-1: how much of each
         pixel is painted in the result."""
         union = self.at(hw).amax(dim=0, keepdim=True)
-        taps, r = gaussian_taps(max(1.0, FEATHER * max(hw)))
-        k = torch.tensor(taps, device=union.device, dtype=union.dtype)
+        k, r = gaussian_kernel(max(1.0, FEATHER * max(hw)), union.device, union.dtype)
         soft = F.conv2d(F.pad(union, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
         soft = F.conv2d(F.pad(soft, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return torch.maximum(soft, union)  # (never less painted than the mask asks)

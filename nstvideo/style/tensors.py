@@ -3,6 +3,7 @@ image operations that act on either (resizing, luminance)."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -52,6 +53,16 @@ def gaussian_taps(sigma: float) -> tuple[list[float], int]:
     k = [math.exp(-t * t / (2 * sigma * sigma)) for t in range(-r, r + 1)]
     total = sum(k)
     return [v / total for v in k], r
+
+
+@functools.lru_cache(maxsize=32)
+def gaussian_kernel(sigma: float, device: torch.device,
+                    dtype: torch.dtype) -> tuple[torch.Tensor, int]:
+    """`gaussian_taps` as a tensor on `device`, made once: the preconditioner blurs with it at
+    every iteration, where a copy from the host each time would wait for a GPU. Shared: read
+    it, never write to it."""
+    taps, r = gaussian_taps(sigma)
+    return torch.tensor(taps, device=device, dtype=dtype), r
 
 
 def resize_tensor(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
