@@ -195,13 +195,28 @@ def test_a_folder_of_photos_with_a_folder_of_masks(tmp_path):
     assert np.abs(a[:, 40:] - photo()[:, 40:]).mean() > 10  # no mask: painted whole
 
 
+def test_the_temporal_hold_grows_as_a_regions_grams_feel_a_repainted_texture():
+    """Each pixel's factor: the sum over regions of its mask over the region's share, at least
+    1 (a region a quarter of the picture: 4; two overlapping: their sum; a soft edge: less)."""
+    masks = torch.zeros(2, 1, 40, 40)
+    masks[0, :, :20, :20] = 1  # a quarter
+    masks[1, :, :, :20] = 0.5  # half the picture, half painted: its share 0.25
+    factor = Regions(masks, (None, None)).temporal_factor((40, 40))[0, 0]
+    assert factor.shape == (40, 40)
+    assert float(factor[5, 5]) == pytest.approx(4 + 2)
+    assert float(factor[30, 5]) == pytest.approx(2)
+    assert float(factor[5, 30]) == pytest.approx(1)  # painted by none: the whole picture's
+    half = Regions(masks[1:], (None,)).temporal_factor((20, 20))[0, 0]  # resized with them
+    assert float(half[10, 3]) == pytest.approx(2) and float(half[10, 16]) == pytest.approx(1)
+
+
 @pytest.mark.parametrize("tile", [None, 32])
 def test_a_regions_content_tv_temporal_and_level_costs_weigh_as_in_a_whole_picture(tile):
     """Those costs (and a finer level's hold on the picture below it) are means over the
     whole picture and the kept pixels add nothing to them, while a region's guided style cost
     is its own area's: they are divided by the painted share, so that a region is painted as
     strongly as a whole picture would be (not with a third of the content weight where it
-    covers a third)."""
+    covers a third); the temporal cost is held more inside the region (temporal_factor)."""
     from nstvideo.style import losses
     from nstvideo.style.stylizer import Temporal
 
@@ -213,11 +228,16 @@ def test_a_regions_content_tv_temporal_and_level_costs_weigh_as_in_a_whole_pictu
     regions = Regions(mask, (None,))
     share = float(regions.cover((48, 64)).mean())
     x = content + torch.randn(content.shape, generator=torch.Generator().manual_seed(0)) * 20
-    temporal = Temporal(content.clone(), torch.ones(1, 1, 48, 64), 30.0)
+    temporal = Temporal(content.clone(), torch.ones(1, 1, 48, 64), 500.0)
     below = losses.level_target(content.flip(3), (48, 64))  # far from x: the hold counts
     whole = stylizer.objective(content, temporal, tile=tile, below=below)(x)
     masked = stylizer.objective(content, temporal, tile=tile, regions=regions, below=below)(x)
     assert 0.3 < share < 0.4
-    assert float(masked[0]) == pytest.approx(float(whole[0]) / share, rel=1e-4)
+    d2 = (x - content).pow(2) * 500.0 / x.numel()  # each pixel's temporal cost, weighed
+    inside, outside = float(d2[..., :20].sum()), float(d2[..., 20:].sum())
+    assert float(whole[1]["temporal"]) * 500.0 == pytest.approx(inside + outside, rel=1e-4)
+    assert inside + outside > 0.1 * float(whole[0])
+    expected = (float(whole[0]) - inside - outside + inside * 64 / 20 + outside) / share
+    assert float(masked[0]) == pytest.approx(expected, rel=1e-4)
     level = settings.level_weight * float(whole[1]["level"])
     assert level > 0.3 * float(whole[0])  # the hold is a good part of the total

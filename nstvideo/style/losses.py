@@ -92,7 +92,8 @@ def tv_loss(x: torch.Tensor) -> torch.Tensor:
 
 
 def temporal_loss(x: torch.Tensor, warped_prev: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """(1/D) · Σ c · (x − warped_prev)², D = H·W·C, c the per-pixel consistency weight in [0, 1].
+    """(1/D) · Σ c · (x − warped_prev)², D = H·W·C, c the per-pixel weight (the flow's
+    consistency in [0, 1]; where masks paint, times `Regions.temporal_factor`).
 
     (B, C, H, W), (B, C, H, W), (B, 1, H, W) -> (B,)
     """

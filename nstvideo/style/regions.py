@@ -54,6 +54,19 @@ class Regions:
         soft = F.conv2d(F.pad(soft, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
         return torch.maximum(soft, union)  # (never less painted than the mask asks)
 
+    def temporal_factor(self, hw: tuple[int, int]) -> torch.Tensor:
+        """(1, 1, h, w): each pixel's factor on a video frame's temporal hold, the sum over
+        regions of mask / the region's share of the picture (at least 1). A region's guided
+        Gram is a mean over its own positions, so a change uncorrelated from pixel to pixel (a
+        texture repainted from one frame to the next) raises its cost 1/share times more than
+        the same change raises a whole picture's Gram; held as much more, a region is as
+        steady for its texture as a picture painted whole (without it a band a third wide
+        flickered 2.5x an unmasked render, 3x when moving; RESULTS.md, "The masked band's
+        flicker, session 24")."""
+        masks = self.at(hw)
+        shares = masks.mean(dim=(1, 2, 3), keepdim=True).clamp_min(EMPTY)
+        return (masks / shares).sum(dim=0, keepdim=True).clamp_min(1.0)
+
     def held(self, hw: tuple[int, int]) -> torch.Tensor:
         """(1, 1, h, w) bool: the pixels kept as the content, not optimized."""
         return self.cover(hw) < HOLD_BELOW

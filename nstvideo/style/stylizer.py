@@ -54,15 +54,16 @@ class Temporal:
 
 def _region_balance(regions: Regions, content: torch.Tensor, weights: tuple[float, ...],
                     temporal: Temporal | None):
-    """`weights` (content, TV, level hold) and the temporal weight for a picture painted in
+    """`weights` (content, TV, level hold) and the temporal cost for a picture painted in
     `regions` only: those costs are means over the whole picture, the kept pixels add nothing
     to them, and a region's guided style cost is its own area's; divided by the painted share,
     they weigh against the style in the region as in a picture painted whole (else a third of
-    the frame is painted with a third of the content weight: garish noise)."""
+    the frame is painted with a third of the content weight: garish noise); the temporal one
+    is held more where a region's Grams feel a repainted texture more (`temporal_factor`)."""
     share = max(float(regions.cover(tuple(content.shape[2:])).mean()), EMPTY)
     if temporal is not None:
-        temporal = Temporal(temporal.warped, temporal.mask, temporal.weight / share,
-                            temporal.frozen)
+        mask = temporal.mask * regions.temporal_factor(temporal.mask.shape[2:]).to(temporal.mask)
+        temporal = Temporal(temporal.warped, mask, temporal.weight / share, temporal.frozen)
     return tuple(w / share for w in weights), temporal
 
 
@@ -265,8 +266,7 @@ class Stylizer:
         return {n: pooled(mask, tuple(content.shape[2:]), n) for n, _ in self.settings.style_layers}
 
     def _region_style(self, feats: dict, weights: dict, targets: dict) -> torch.Tensor:
-        """A region's style cost: its guided Grams (`weights` from `_pooled`) against
-        `targets`, over the style layers."""
+        """A region's style cost: its guided Grams (`weights`: `_pooled`) against `targets`."""
         return sum(lam * losses.style_loss(guided(feats[n], weights[n]), targets[n])
                    for n, lam in self.settings.style_layers)
 
