@@ -12,6 +12,10 @@ left edge to the right over the clip (so pixels enter and leave the painted regi
   warp     the temporal warping error (Lai et al. 2018, benchmarks/temporal.py) over the
            pixels at least 8 px inside the band in both frames of a pair, masked render over
            unmasked (target <= 1.1x)
+  texture  that ratio over the ratio of the two renders' texture energy there (the mean
+           squared difference of neighbouring pixels): how steady the band is for the
+           painting it carries (the guided Grams paint it more strongly than the same pixels
+           of an unmasked render, and a stronger texture changes more under the same motion)
 and writes frames of both renders to --out (look at them).
 """
 
@@ -54,6 +58,18 @@ def inside(mask: np.ndarray, margin: int) -> np.ndarray:
                      borderValue=1).astype(bool)
 
 
+def texture(frames: list[np.ndarray], region: list[np.ndarray]) -> float:
+    """The mean squared difference of neighbouring pixels (grey levels², over the channels)
+    within `region`, over the frames."""
+    out = []
+    for f, r in zip(frames, region):
+        f, r = f[..., :3].astype(np.float64), r > 0
+        dx = (np.diff(f, axis=1) ** 2).mean(axis=2)[r[:, 1:] & r[:, :-1]]
+        dy = (np.diff(f, axis=0) ** 2).mean(axis=2)[r[1:] & r[:-1]]
+        out.append((dx.mean() + dy.mean()) / 2)
+    return float(np.mean(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clip", default=str(DATA / "cockatoo.mp4"))
@@ -85,7 +101,7 @@ def main() -> None:
         video = VideoSettings(duration=f"{n}f", sequence=True)
         settings = StyleSettings(size=a.size, seed=0)
         print("| method | kept: mean abs diff (grey levels) | warp error masked | unmasked | "
-              "ratio |\n|---|---|---|---|---|")
+              "ratio | per texture |\n|---|---|---|---|---|---|")
         for method in a.methods.split(","):
             runs = {}
             for name, m in (("masked", masks), ("whole", None)):
@@ -99,8 +115,9 @@ def main() -> None:
                             for r, c, k in zip(runs["masked"], content, kept)])
             w_masked = warping_error(runs["masked"], content, region=painted)
             w_whole = warping_error(runs["whole"], content, region=painted)
+            energy = texture(runs["masked"], painted) / texture(runs["whole"], painted)
             print(f"| {method} | {diff:.2f} | {w_masked:.1f} | {w_whole:.1f} | "
-                  f"{w_masked / w_whole:.2f}x |", flush=True)
+                  f"{w_masked / w_whole:.2f}x | {w_masked / w_whole / energy:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
