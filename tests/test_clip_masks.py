@@ -4,6 +4,7 @@ and bad masks refused in one line before any work."""
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from nstvideo.cli import app
@@ -59,13 +60,38 @@ def test_a_still_mask_keeps_the_rest_of_every_frame_exactly(tmp_path, style_png,
         assert np.abs(got[:, :20 - EDGE].astype(int) - want[:, :20 - EDGE]).mean() > 8
 
 
-def test_a_mask_clip_follows_the_clip_frame_for_frame(tmp_path, style_png):
+@pytest.mark.parametrize("method", ["optimize", "fast", "keyframes"])
+def test_a_mask_clip_follows_the_clip_frame_for_frame(tmp_path, style_png, method):
     src, masks = clip(tmp_path), mask_frames(tmp_path)
-    stylize_video(src, [style_png], tmp_path / "out", settings=S, video=V, mask=masks)
+    v = V.replace(method=method, **({} if method == "optimize" else {"train_steps": 20}))
+    stylize_video(src, [style_png], tmp_path / "out", settings=S, video=v, mask=masks)
     for i, (got, want) in enumerate(zip(rendered(tmp_path / "out"), sources(src))):
         edge = round((48 // 3 + 6 * i) * 40 / 48)  # the border at 40 px
         assert np.array_equal(got[:, edge + EDGE:], want[:, edge + EDGE:]), i
         assert np.abs(got[:, :edge - EDGE].astype(int) - want[:, :edge - EDGE]).mean() > 8, i
+
+
+def test_a_keyframe_is_painted_where_the_masks_paint_in_the_frames_it_serves(tmp_path):
+    """The network learns a keyframe where it was painted: with a mask clip, that is every
+    pixel a mask paints up to the next keyframe, not its own frame's mask alone."""
+    from types import SimpleNamespace
+
+    from nstvideo.media.video import open_source
+    from nstvideo.video.clipmasks import clip_masks
+    from nstvideo.video.job import SourceSpec
+    from nstvideo.video.keyframes import keyframe_regions
+
+    src, folder = clip(tmp_path), mask_frames(tmp_path)  # each mask wider than the last
+    masks = clip_masks(folder, SourceSpec(src, None, None, 10 ** 8, 0, None, 1),
+                       open_source(src), 1)
+    job, hw = SimpleNamespace(masks=masks, hw=(32, 40), settings=S), (32, 40)
+    first, second = keyframe_regions(job, [0, 3], 6)
+    frames = [f for _, f in masks.cursor(hw, 1).take(0, 6)]
+    for got, widest in ((first, frames[2]), (second, frames[5])):
+        want = masks.regions(widest, hw, "cpu")
+        assert torch.equal(got.masks, want.masks)
+    assert first.cover(hw)[0, 0, :, 23 - EDGE].min() > 0.99  # frame 2's border, not frame 0's
+    assert second.cover(hw)[0, 0, :, 38 - EDGE].min() > 0.99  # frame 5's
 
 
 def test_a_region_per_style_in_a_clip(tmp_path, style_png, style2_png):

@@ -81,7 +81,8 @@ def refine_settings(settings: StyleSettings) -> StyleSettings:
 
 class RefineRunner(_WithNet, OptimizeRunner):
     """The fast method's units: a chain as the optimize method's, a shot's first frame its
-    keyframe as the optimizer painted it (else the network's painting refined by 3x
+    keyframe as the optimizer painted it (with a mask clip, refined from it by 3x
+    `refine_iterations` where its own masks paint; else the network's painting refined by 3x
     `refine_iterations`), each later frame starting from the previous result warped along the
     flow (adaptive by default: bicubic where the flow moves far, as bilinear sampling blurs
     away the texture the style cost is made of, RESULTS.md "Fast 3"; bilinear where it
@@ -116,9 +117,13 @@ class RefineRunner(_WithNet, OptimizeRunner):
             return guessed[0]
 
         key = self.job.painted.get(pos)
-        return renderer.render(frame, self.job.init, compared=compared, guess=guess,
-                               fill=guess, painted=None if key is None else decode_frame(key),
-                               regions=self.regions(pos))
+        painted, start = None if key is None else decode_frame(key), guess
+        if painted is not None and self.job.masks is not None and self.job.masks.moving:
+            # painted where the masks paint while it serves (keyframe_regions): the chain's
+            # first frame starts from it, refined where its own masks paint
+            painted, start = None, lambda p=painted: p
+        return renderer.render(frame, self.job.init, compared=compared, guess=start,
+                               fill=guess, painted=painted, regions=self.regions(pos))
 
 
 def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
@@ -150,8 +155,14 @@ def net_training(job: Job, steps: int, device, checkpoint: Path | None = None,
                        job.settings.precision)
 
 
-def keyframe_regions(job: Job, keys: list[int]):
-    """Where each keyframe is painted (None: everywhere), one after the other."""
+def keyframe_regions(job: Job, keys: list[int], total: int):
+    """Where each keyframe is painted (None: everywhere), one after the other: with a mask
+    clip, where the masks paint in any of the frames it serves (up to the next keyframe, or
+    `total`). The network learns a keyframe only where it was painted, and it paints the
+    pixels a moving mask comes over (the fast method's start for them): painted over its own
+    frame's mask alone, a band crossing the frame started them from a network that had never
+    seen them painted, faint, and the refining built their texture up over the next frames
+    (flicker 2.7x an unmasked render's; RESULTS.md, "Moving masks and the network")."""
     masks = job.masks
     if masks is None:
         yield from [None] * len(keys)
@@ -162,8 +173,12 @@ def keyframe_regions(job: Job, keys: list[int]):
         yield from [still] * len(keys)
         return
     cursor = masks.cursor(job.hw, 1)
-    for k in keys:
-        yield masks.regions(next(m for _, m in cursor.take(k, k + 1)), job.hw, device)
+    for k, stop in zip(keys, keys[1:] + [total]):
+        union = None  # per region, the most any served frame paints each pixel
+        for _, frames in cursor.take(k, max(stop, k + 1)):
+            union = frames if union is None else [np.maximum(u, f)
+                                                  for u, f in zip(union, frames)]
+        yield masks.regions(union, job.hw, device)
 
 
 def _keyframe_contents(job: Job, keys: list[int]) -> list[np.ndarray]:
@@ -241,12 +256,12 @@ def _paint_keyframes(job: Job, plan: Plan, contents: list[np.ndarray], store: Un
         stylizer = keyframe_stylizer(job) if done < n else None
         renderer, shot = None, None
         for i, (k, content, region) in enumerate(zip(keys, contents,
-                                                     keyframe_regions(job, keys))):
+                                                     keyframe_regions(job, keys, plan.total))):
             if plan.shot_of(k) != shot:  # a new shot: a new chain
                 renderer, shot = FrameRenderer(stylizer, job.video), plan.shot_of(k)
             if i < done:
                 painted = store.load(i)
-                renderer.restore(content, painted)
+                renderer.restore(content, painted, cover=coverage(region, content.shape[:2]))
             else:
                 if i > 0:
                     train(training, job.video, i / n)
