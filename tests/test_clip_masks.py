@@ -116,6 +116,10 @@ def test_bad_clip_masks_are_refused_before_any_work(tmp_path, style_png):
     wide = write_rgb(tmp_path / "wide.png", np.zeros((10, 40, 3), np.uint8))
     with pytest.raises(InputError, match="another shape than the frames"):
         stylize_video(src, [style_png], tmp_path / "out", settings=S, video=V, mask=wide)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="--mask empty: no frames in folder"):
+        stylize_video(src, [style_png], tmp_path / "out", settings=S, video=V,
+                      mask=tmp_path / "empty")
     assert not (tmp_path / "out").exists()
     r = runner.invoke(app, ["stylize", str(src), str(style_png), "--sequence", "--mask",
                             str(short), "-o", str(tmp_path / "o"), "--size", "40", "--quiet"])

@@ -87,7 +87,10 @@ def clip_masks(mask, spec: SourceSpec, source: Source, styles: int) -> ClipMasks
             continue
         path = Path(m)
         if path.is_dir() or (path.is_file() and is_video_path(path)):
-            mask_source = open_source(path, None, float(source.fps), spec.max_pixels)
+            try:
+                mask_source = open_source(path, None, float(source.fps), spec.max_pixels)
+            except InputError as e:  # (said as the mask's, not the clip's)
+                raise InputError(f"--mask {path.name}: {e}") from None
             _same_length(path, mask_source, spec, source)
             _same_shape(path, (mask_source.width, mask_source.height), source)
             out.append(SourceSpec(path, None, float(source.fps), spec.max_pixels, spec.first,
