@@ -12,10 +12,15 @@ left edge to the right over the clip (so pixels enter and leave the painted regi
   warp     the temporal warping error (Lai et al. 2018, benchmarks/temporal.py) over the
            pixels at least 8 px inside the band in both frames of a pair, masked render over
            unmasked (target <= 1.1x)
-  texture  that ratio over the ratio of the two renders' texture energy there (the mean
-           squared difference of neighbouring pixels): how steady the band is for the
-           painting it carries (the guided Grams paint it more strongly than the same pixels
-           of an unmasked render, and a stronger texture changes more under the same motion)
+  texture  the ratio of the two renders' texture energy there (the mean squared difference
+           of neighbouring pixels): the guided Grams paint the band more strongly than the
+           same pixels of an unmasked render, and a stronger texture changes more under the
+           same motion
+  like for like  the masked render's warping error over the unmasked render's at pixels of
+           the same local texture energy (the band's pixels in the unmasked render binned by
+           it, in tenths; a masked pixel compared with its bin's mean; beyond the unmasked
+           render's range, with the top bin's): how steady the band is for the painting it
+           carries
 and writes frames of both renders to --out (look at them).
 """
 
@@ -37,7 +42,7 @@ from nstvideo import StyleSettings, VideoSettings, stylize_video  # noqa: E402
 from nstvideo.media.reader import read_image  # noqa: E402
 from nstvideo.media.video import open_source  # noqa: E402
 from nstvideo.style.tensors import resize  # noqa: E402
-from nstvideo.video.flow import warping_error  # noqa: E402
+from nstvideo.video.flow import warping_error, warping_error_maps  # noqa: E402
 from nstvideo.video.job import even_size  # noqa: E402
 
 MARGIN = 8  # px from the mask's edge
@@ -58,16 +63,37 @@ def inside(mask: np.ndarray, margin: int) -> np.ndarray:
                      borderValue=1).astype(bool)
 
 
+def energy(frame: np.ndarray) -> np.ndarray:
+    """(H, W) the squared difference of neighbouring pixels (grey levels², over the channels),
+    averaged over the two directions."""
+    f = frame[..., :3].astype(np.float64)
+    e = np.zeros(f.shape[:2])
+    e[:, 1:] += (np.diff(f, axis=1) ** 2).mean(axis=2)
+    e[1:] += (np.diff(f, axis=0) ** 2).mean(axis=2)
+    return e / 2
+
+
 def texture(frames: list[np.ndarray], region: list[np.ndarray]) -> float:
-    """The mean squared difference of neighbouring pixels (grey levels², over the channels)
-    within `region`, over the frames."""
-    out = []
-    for f, r in zip(frames, region):
-        f, r = f[..., :3].astype(np.float64), r > 0
-        dx = (np.diff(f, axis=1) ** 2).mean(axis=2)[r[:, 1:] & r[:, :-1]]
-        dy = (np.diff(f, axis=0) ** 2).mean(axis=2)[r[1:] & r[:-1]]
-        out.append((dx.mean() + dy.mean()) / 2)
-    return float(np.mean(out))
+    """The mean of `energy` within `region`, over the frames."""
+    return float(np.mean([energy(f)[r > 0].mean() for f, r in zip(frames, region)]))
+
+
+def like_for_like(masked: list[np.ndarray], whole: list[np.ndarray], content: list[np.ndarray],
+                  region: list[np.ndarray], bins: int = 10) -> float:
+    """The masked render's warping error in `region` over what the unmasked render's pixels of
+    the same local texture energy (`energy` blurred over ~3 px) show there."""
+    def pixels(frames):
+        errs, local = [], []
+        for t, (squared, mask) in enumerate(warping_error_maps(frames, content), 1):
+            k = (mask * region[t]) > 0.5
+            errs.append(squared[k])
+            local.append(cv2.GaussianBlur(energy(frames[t]), (0, 0), 3)[k])
+        return np.concatenate(errs), np.concatenate(local)
+    (em, tm), (ew, tw) = pixels(masked), pixels(whole)
+    edges = np.quantile(tw, np.linspace(0, 1, bins + 1))[1:-1]
+    of_w, of_m = np.digitize(tw, edges), np.digitize(tm, edges)
+    mean_w = np.array([ew[of_w == b].mean() for b in range(bins)])
+    return float(em.mean() / mean_w[of_m].mean())
 
 
 def main() -> None:
@@ -101,7 +127,7 @@ def main() -> None:
         video = VideoSettings(duration=f"{n}f", sequence=True)
         settings = StyleSettings(size=a.size, seed=0)
         print("| method | kept: mean abs diff (grey levels) | warp error masked | unmasked | "
-              "ratio | per texture |\n|---|---|---|---|---|---|")
+              "ratio | texture | like for like |\n|---|---|---|---|---|---|---|")
         for method in a.methods.split(","):
             runs = {}
             for name, m in (("masked", masks), ("whole", None)):
@@ -115,9 +141,10 @@ def main() -> None:
                             for r, c, k in zip(runs["masked"], content, kept)])
             w_masked = warping_error(runs["masked"], content, region=painted)
             w_whole = warping_error(runs["whole"], content, region=painted)
-            energy = texture(runs["masked"], painted) / texture(runs["whole"], painted)
+            stronger = texture(runs["masked"], painted) / texture(runs["whole"], painted)
+            alike = like_for_like(runs["masked"], runs["whole"], content, painted)
             print(f"| {method} | {diff:.2f} | {w_masked:.1f} | {w_whole:.1f} | "
-                  f"{w_masked / w_whole:.2f}x | {w_masked / w_whole / energy:.2f}x |", flush=True)
+                  f"{w_masked / w_whole:.2f}x | {stronger:.2f}x | {alike:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,20 @@ def static_pixels(backward: np.ndarray, mask: np.ndarray, content: np.ndarray,
     return cv2.erode(static, np.ones((k, k), np.uint8), borderValue=1).astype(bool)
 
 
+def warping_error_maps(frames: list[np.ndarray], content: list[np.ndarray],
+                       estimator: FlowEstimator | None = None):
+    """For each consecutive pair (t-1, t), the terms of Lai et al. 2018's temporal warping
+    error: per pixel, the squared difference between stylized frame t and stylized frame t-1
+    warped by the content's flow, over the channels (H, W), and the occlusion mask M it is
+    counted under (H, W)."""
+    est = estimator or FlowEstimator("medium")
+    for t in range(1, len(frames)):
+        back = est.flow(content[t], content[t - 1])
+        mask = consistency_mask(back, est.flow(content[t - 1], content[t]))
+        diff = frames[t].astype(np.float32) - warp(frames[t - 1], back).astype(np.float32)
+        yield (diff ** 2).sum(axis=2) / 3, mask
+
+
 def frame_warping_errors(frames: list[np.ndarray], content: list[np.ndarray],
                          estimator: FlowEstimator | None = None,
                          region: list[np.ndarray] | None = None) -> list[float]:
@@ -169,15 +183,11 @@ def frame_warping_errors(frames: list[np.ndarray], content: list[np.ndarray],
     content's flow, Σ M·(O_t − warp(O_{t−1}))² / (3·ΣM). Entry t-1 is the pair (t-1, t).
     `region`: per frame, (H, W) weights in 0-1 (a masked render's painted pixels) that M is
     multiplied by."""
-    est = estimator or FlowEstimator("medium")
     errs = []
-    for t in range(1, len(frames)):
-        back = est.flow(content[t], content[t - 1])
-        mask = consistency_mask(back, est.flow(content[t - 1], content[t]))[..., None]
+    for t, (squared, mask) in enumerate(warping_error_maps(frames, content, estimator), 1):
         if region is not None:
-            mask = mask * region[t][..., None]
-        diff = frames[t].astype(np.float32) - warp(frames[t - 1], back).astype(np.float32)
-        errs.append(float((mask * diff ** 2).sum() / max(1.0, 3 * mask.sum())))
+            mask = mask * region[t]
+        errs.append(float(3 * (mask * squared).sum() / max(1.0, 3 * mask.sum())))
     return errs
 
 
