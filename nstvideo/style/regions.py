@@ -59,10 +59,10 @@ class Regions:
         regions of mask / the region's share of the picture (at least 1). A region's guided
         Gram is a mean over its own positions, so a change uncorrelated from pixel to pixel (a
         texture repainted from one frame to the next) raises its cost 1/share times more than
-        the same change raises a whole picture's Gram; held as much more, a region is as
-        steady for its texture as a picture painted whole (without it a band a third wide
-        flickered 2.5x an unmasked render, 3x when moving; RESULTS.md, "The masked band's
-        flicker, session 24")."""
+        the same change raises a whole picture's Gram; held as much more, a region flickers
+        1.0-1.2x what a picture painted whole does at pixels of the same texture (without it
+        a band a third wide flickered 2.5x an unmasked render, 3x when moving; RESULTS.md,
+        "The masked band's flicker, session 24", "The still band, like for like")."""
         masks = self.at(hw)
         shares = masks.mean(dim=(1, 2, 3), keepdim=True).clamp_min(EMPTY)
         return (masks / shares).sum(dim=0, keepdim=True).clamp_min(1.0)
