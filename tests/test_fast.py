@@ -121,6 +121,44 @@ def test_a_chain_starts_from_the_painted_keyframe_and_new_pixels_get_iterations(
     assert used == [4, 8], used  # 4 + (12 - 4) * 0.5
 
 
+def test_pixels_a_moving_mask_comes_over_start_from_the_carried_backdrop(style_png):
+    """With a mask clip the fast chain starts from its keyframe painted wherever the masks
+    will paint: that painting, the backdrop, is carried along beside the result (painted
+    pixels taking the result), and a pixel a mask newly paints starts from it, not from the
+    network's fill."""
+    from conftest import content_array
+    from nstvideo.masks import load_regions
+    from nstvideo.style.stylizer import Stylizer
+    from nstvideo.style.tensors import to_image
+    from nstvideo.video.flow import FramePair
+    from nstvideo.video.frames import FrameRenderer
+
+    video = VideoSettings(iterations=2, iterations_first=2, early_stop_tol=0.0,
+                          hold_static=False)
+    stylizer = Stylizer([cv2.imread(str(style_png))[..., ::-1].copy()], S.replace(size=32))
+    content = cv2.resize(content_array(48, 64), (32, 24), interpolation=cv2.INTER_AREA)
+    red = np.zeros_like(content)
+    red[..., 0] = 255
+    half, most = (np.zeros((24, 32), np.uint8) for _ in range(2))
+    half[:, :16], most[:, :24] = 255, 255
+    regions = lambda m: load_regions([m], 1, (24, 32), "cpu")  # noqa: E731
+    pair = FramePair(np.zeros((24, 32, 2), np.float32), np.ones((24, 32), np.float32), False)
+
+    def chain(backdrop):
+        r = FrameRenderer(stylizer, video, full_first=True)
+        r.render(content, guess=lambda: red, regions=regions(half), backdrop=backdrop)
+        result, _, _ = r.render(content, compared=pair, fill=lambda: content,
+                                regions=regions(most))
+        return r, result
+
+    (r, result), (_, plain) = chain(red), chain(None)
+    far = lambda image: np.abs(image[:, 18:22].astype(float) - red[:, 18:22]).mean()  # noqa
+    assert far(result) < far(plain) / 2, (far(result), far(plain))  # newly painted: from it
+    kept = to_image(r.backdrop)
+    assert np.array_equal(kept[:, 27:], red[:, 27:])  # not painted yet: the backdrop, carried
+    assert np.array_equal(kept[:, :22], result[:, :22])  # painted: as painted
+
+
 def test_the_fast_training_budget_scales_with_the_work():
     from nstvideo.settings import TRAIN_STEPS
     from nstvideo.video.keyframes import FAST_TRAIN_STEPS, steps_for

@@ -39,6 +39,9 @@ class FrameRenderer:
         self.prev_content: np.ndarray | None = None
         self.prev_result: np.ndarray | None = None
         self.prev_tensor: torch.Tensor | None = None  # the same on the device (warped there)
+        self.backdrop: torch.Tensor | None = None  # with a mask clip, where given: the whole
+        # frame painted, carried along the flow beside the result (a newly masked pixel's
+        # start; not kept over a resume, after which such pixels start from `fill` again)
         self.reference: np.ndarray | None = None  # per pixel: content when last painted
         self.first_iterations = video.iterations_first or 3 * video.iterations
         self.early_stop = EarlyStop(video.early_stop_tol, video.early_stop_window)
@@ -72,7 +75,8 @@ class FrameRenderer:
 
     def render(self, content: np.ndarray, init: np.ndarray | None = None, on_step=None,
                compared: FramePair | float | None = None, guess=None, fill=None,
-               painted: np.ndarray | None = None, regions: Regions | None = None):
+               painted: np.ndarray | None = None, regions: Regions | None = None,
+               backdrop: np.ndarray | None = None):
         """Stylize one content frame (RGB uint8 at the processing size); `compared` is
         `compare(previous content, content)` where already computed. `guess`: where the chain
         restarts, a callable giving an image to start from instead of the content (the
@@ -83,7 +87,9 @@ class FrameRenderer:
         previous result (occluded or new pixels), instead of the warped previous result.
         `painted`: this frame already painted (a keyframe), taken as it is where the chain
         restarts. `regions`: where to paint (nstvideo.style.regions; the rest is the content,
-        a frame whose masks paint nothing the content itself).
+        a frame whose masks paint nothing the content itself). `backdrop`: where the chain
+        restarts, the whole frame painted (a keyframe painted wherever the masks will paint),
+        carried along the chain: a pixel a mask newly paints starts from it.
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
         v, dev = self.video, self.stylizer.device
@@ -104,6 +110,8 @@ class FrameRenderer:
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else self.prev_tensor
+        if restart:
+            self.backdrop = None if backdrop is None else on_device(backdrop, dev)
         if regions is not None and regions.empty:
             painted, start = content, None  # nothing to paint: the content as it is
         if start is None and painted is not None:
@@ -116,6 +124,9 @@ class FrameRenderer:
             result_t = result_t.detach().clamp(0, 255).round()  # as saved (a resume's start)
         self.prev_content, self.prev_result, self.prev_tensor = content, result, result_t
         self.prev_cover = cover
+        if self.backdrop is not None and cover is not None:  # painted now: as painted
+            self.backdrop = torch.where(torch.from_numpy(cover > 0.5)[None, None].to(dev),
+                                        result_t, self.backdrop)
         if static is None:
             self.reference = content.astype(np.float32)
         else:
@@ -145,11 +156,20 @@ class FrameRenderer:
         self.new_share = float(holes.mean())
         self.entering = 0.0 if carried is None else float(
             np.clip(cover - carried, 0, 1).sum() / max(float(cover.sum()), 1.0))
-        if carried is not None:  # pixels the mask newly paints start as new ones too
-            holes = holes | (cover - carried > 0.5)
+        entering = holes if carried is None else cover - carried > 0.5
+        filled = lambda at, image: torch.where(  # noqa: E731
+            torch.from_numpy(at)[None, None].to(dev), on_device(fill(), dev), image)
+        if self.backdrop is not None:  # carried too, the flow's holes filled
+            self.backdrop = warp_tensor(self.backdrop, pair.backward,
+                                        v.interpolation).round_().clamp_(0, 255)
+            if fill is not None and holes.any():
+                self.backdrop = filled(holes, self.backdrop)
+            start = torch.where(torch.from_numpy(entering)[None, None].to(dev),
+                                self.backdrop, start)
+        elif carried is not None:  # pixels the mask newly paints start as new ones too
+            holes = holes | entering
         if fill is not None and holes.any():  # the cost ignores them (mask 0)
-            start = torch.where(torch.from_numpy(holes)[None, None].to(dev),
-                                on_device(fill(), dev), start)
+            start = filled(holes, start)
         weight = pair.mask if carried is None else pair.mask * carried
         mask = torch.from_numpy(np.ascontiguousarray(weight, np.float32))[None, None].to(dev)
         return start, Temporal(start, mask, v.tau, frozen), static

@@ -81,8 +81,9 @@ def refine_settings(settings: StyleSettings) -> StyleSettings:
 
 class RefineRunner(_WithNet, OptimizeRunner):
     """The fast method's units: a chain as the optimize method's, a shot's first frame its
-    keyframe as the optimizer painted it (with a mask clip, refined from it by 3x
-    `refine_iterations` where its own masks paint; else the network's painting refined by 3x
+    keyframe as the optimizer painted it (with a mask clip, painted wherever the masks paint
+    while it serves: refined from it by 3x `refine_iterations` where its own masks paint, and
+    carried along as the backdrop the pixels a mask comes over start from; else the network's painting refined by 3x
     `refine_iterations`), each later frame starting from the previous result warped along the
     flow (adaptive by default: bicubic where the flow moves far, as bilinear sampling blurs
     away the texture the style cost is made of, RESULTS.md "Fast 3"; bilinear where it
@@ -117,13 +118,15 @@ class RefineRunner(_WithNet, OptimizeRunner):
             return guessed[0]
 
         key = self.job.painted.get(pos)
-        painted, start = None if key is None else decode_frame(key), guess
+        painted, start, backdrop = None if key is None else decode_frame(key), guess, None
         if painted is not None and self.job.masks is not None and self.job.masks.moving:
             # painted where the masks paint while it serves (keyframe_regions): the chain's
-            # first frame starts from it, refined where its own masks paint
-            painted, start = None, lambda p=painted: p
+            # first frame starts from it, refined where its own masks paint, and it is carried
+            # along as the start of the pixels the masks come over
+            painted, start, backdrop = None, lambda p=painted: p, painted
         return renderer.render(frame, self.job.init, compared=compared, guess=start,
-                               fill=guess, painted=painted, regions=self.regions(pos))
+                               fill=guess, painted=painted, regions=self.regions(pos),
+                               backdrop=backdrop)
 
 
 def keyframe_net(job: Job, plan: Plan, store: UnitStore, checkpoint: Path,
