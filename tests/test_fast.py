@@ -125,7 +125,7 @@ def test_pixels_a_moving_mask_comes_over_start_from_the_carried_backdrop(style_p
     """With a mask clip the fast chain starts from its keyframe painted wherever the masks
     will paint: that painting, the backdrop, is carried along beside the result (painted
     pixels taking the result), and a pixel a mask newly paints starts from it, not from the
-    network's fill."""
+    network's fill; a later keyframe gives the chain a fresh one."""
     from conftest import content_array
     from nstvideo.masks import load_regions
     from nstvideo.style.stylizer import Stylizer
@@ -157,6 +157,11 @@ def test_pixels_a_moving_mask_comes_over_start_from_the_carried_backdrop(style_p
     kept = to_image(r.backdrop)
     assert np.array_equal(kept[:, 27:], red[:, 27:])  # not painted yet: the backdrop, carried
     assert np.array_equal(kept[:, :22], result[:, :22])  # painted: as painted
+    blue = red[..., ::-1].copy()  # a keyframe's backdrop, given later on: from here on
+    result, _, _ = r.render(content, compared=pair, fill=lambda: content,
+                            regions=regions(np.full((24, 32), 255, np.uint8)), backdrop=blue)
+    new = result[:, 27:].astype(float)
+    assert np.abs(new - blue[:, 27:]).mean() < np.abs(new - red[:, 27:]).mean() / 2
 
 
 def test_the_fast_training_budget_scales_with_the_work():

@@ -87,13 +87,15 @@ class FrameRenderer:
         previous result (occluded or new pixels), instead of the warped previous result.
         `painted`: this frame already painted (a keyframe), taken as it is where the chain
         restarts. `regions`: where to paint (nstvideo.style.regions; the rest is the content,
-        a frame whose masks paint nothing the content itself). `backdrop`: where the chain
-        restarts, the whole frame painted (a keyframe painted wherever the masks will paint),
-        carried along the chain: a pixel a mask newly paints starts from it.
+        a frame whose masks paint nothing the content itself). `backdrop`: this frame painted
+        wherever the masks will paint for a while (a keyframe: keyframes.keyframe_regions),
+        from here on carried along the chain beside the result: a pixel a mask newly paints
+        starts from it.
 
         Returns (result RGB uint8, report, whether the chain restarted here)."""
         v, dev = self.video, self.stylizer.device
         had_previous = self.prev_result is not None
+        fresh = None if backdrop is None else on_device(backdrop, dev)
         content_t = to_tensor(content, dev)
         temporal, start, restart = None, None, self.prev_result is None or v.temporal == "none"
         static = None
@@ -106,12 +108,12 @@ class FrameRenderer:
             pair: FramePair = compared
             restart = v.scene_cuts and pair.scene_cut
             if not restart:
-                start, temporal, static = self._carry(pair, content, fill, cover)
+                start, temporal, static = self._carry(pair, content, fill, cover, fresh)
         elif not restart:  # previous: warm start from the unwarped result
             restart = v.scene_cuts and compared > SCENE_CUT_DIFF
             start = None if restart else self.prev_tensor
         if restart:
-            self.backdrop = None if backdrop is None else on_device(backdrop, dev)
+            self.backdrop = fresh
         if regions is not None and regions.empty:
             painted, start = content, None  # nothing to paint: the content as it is
         if start is None and painted is not None:
@@ -133,12 +135,15 @@ class FrameRenderer:
             self.reference[~static] = content[~static]
         return result, report, restart and had_previous and v.temporal != "none"
 
-    def _carry(self, pair: FramePair, content: np.ndarray, fill, cover: np.ndarray | None):
+    def _carry(self, pair: FramePair, content: np.ndarray, fill, cover: np.ndarray | None,
+               fresh: torch.Tensor | None = None):
         """The previous result carried along the flow: (start, temporal cost, static pixels
         or None). With masks (`cover`: this frame's painted share per pixel), a pixel painted
         now but not in the previous frame (the mask moved over it) is new: no temporal cost
         holds it to the previous frame's content, it is not held as static, and the frame's
-        budget grows with such pixels' share."""
+        budget grows with such pixels' share. New pixels (these and the flow's holes) start
+        from the backdrop where there is one (`fresh`, this frame's; else the last one carried
+        along, its own holes filled by `fill`), else from `fill`."""
         v, dev = self.video, self.stylizer.device
         carried = None if cover is None or self.prev_cover is None else np.clip(
             warp(self.prev_cover, pair.backward), 0, 1)  # painted share before, carried
@@ -156,19 +161,21 @@ class FrameRenderer:
         self.new_share = float(holes.mean())
         self.entering = 0.0 if carried is None else float(
             np.clip(cover - carried, 0, 1).sum() / max(float(cover.sum()), 1.0))
-        entering = holes if carried is None else cover - carried > 0.5
         filled = lambda at, image: torch.where(  # noqa: E731
             torch.from_numpy(at)[None, None].to(dev), on_device(fill(), dev), image)
-        if self.backdrop is not None:  # carried too, the flow's holes filled
+        if fresh is not None:
+            self.backdrop = fresh
+        elif self.backdrop is not None:  # carried too, the flow's holes filled
             self.backdrop = warp_tensor(self.backdrop, pair.backward,
                                         v.interpolation).round_().clamp_(0, 255)
             if fill is not None and holes.any():
                 self.backdrop = filled(holes, self.backdrop)
-            start = torch.where(torch.from_numpy(entering)[None, None].to(dev),
-                                self.backdrop, start)
-        elif carried is not None:  # pixels the mask newly paints start as new ones too
-            holes = holes | entering
-        if fill is not None and holes.any():  # the cost ignores them (mask 0)
+        if carried is not None:  # pixels the mask newly paints start as new ones too
+            holes = holes | (cover - carried > 0.5)
+        if self.backdrop is not None:  # (the cost ignores them: mask 0)
+            start = torch.where(torch.from_numpy(holes)[None, None].to(dev), self.backdrop,
+                                start)
+        elif fill is not None and holes.any():
             start = filled(holes, start)
         weight = pair.mask if carried is None else pair.mask * carried
         mask = torch.from_numpy(np.ascontiguousarray(weight, np.float32))[None, None].to(dev)

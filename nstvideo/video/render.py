@@ -299,9 +299,10 @@ def _keyframes(report: VideoReport, ckpt: Checkpoint, plan: Plan, job: Job,
     # before workers start on the same GPU (or this process's own units need it)
     release(resolve_device(job.settings.device))
     report.keyframes = list(plan.keys)
-    if job.video.method == "fast":
+    if job.video.method == "fast":  # (with a mask clip every keyframe: a chain's backdrop)
+        every = job.masks is not None and job.masks.moving
         job.painted = {k: encode_image(keys.load(i), ".png") for i, k in enumerate(plan.keys)
-                       if k in plan.cuts}
+                       if every or k in plan.cuts}
     if job.video.save_net:
         write_file(Path(job.video.save_net), net)
     return net
