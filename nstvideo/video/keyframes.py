@@ -82,13 +82,14 @@ def refine_settings(settings: StyleSettings) -> StyleSettings:
 class RefineRunner(_WithNet, OptimizeRunner):
     """The fast method's units: a chain as the optimize method's, a shot's first frame its
     keyframe as the optimizer painted it (with a mask clip, painted wherever the masks paint
-    while it serves: refined from it by 3x `refine_iterations` where its own masks paint, and
-    carried along as the backdrop the pixels a mask comes over start from; else the network's painting refined by 3x
-    `refine_iterations`), each later frame starting from the previous result warped along the
-    flow (adaptive by default: bicubic where the flow moves far, as bilinear sampling blurs
-    away the texture the style cost is made of, RESULTS.md "Fast 3"; bilinear where it
-    jitters, as bicubic's sharpening then crawls, "Fast 4") where the flow carries it and from
-    the network's painting where it does not (new or uncovered pixels), refined by
+    while it serves: refined from it by 3x `refine_iterations` where its own masks paint,
+    and every keyframe carried along as the backdrop new pixels start from; else the
+    network's painting refined by 3x `refine_iterations`), each later frame starting from
+    the previous result warped along the flow (adaptive by default: bicubic where the flow
+    moves far, as bilinear sampling blurs away the texture the style cost is made of,
+    RESULTS.md "Fast 3"; bilinear where it jitters, as bicubic's sharpening then crawls,
+    "Fast 4") where the flow carries it and from the network's painting (or the backdrop)
+    where it does not (new or uncovered pixels), refined by
     `refine_iterations` of the optimizer with the temporal cost (by default at
     FAST_TEMPORAL_WEIGHT, VideoSettings.tau: "Fast 5"), plus up to 2x as many in proportion to
     its new pixels (FrameRenderer's by_new): the network gives the painting's colours and
